@@ -1,0 +1,1 @@
+"""The ``nirnet`` command line: a thin layer over the library, one module per verb group."""

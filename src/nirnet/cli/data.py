@@ -1,0 +1,75 @@
+"""`nirnet data ...`: inspect and validate datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from nirnet.data.datasets import LAYOUTS, DatasetLayoutError, count_by_subset, detect_layout, read_dataset
+from nirnet.data.io import ImageLoadError, load_image
+
+app = typer.Typer(help="Inspect and validate datasets (layouts: " + ", ".join(LAYOUTS) + ").", no_args_is_help=True)
+console = Console()
+
+LAYOUT_HELP = "Dataset layout: auto, " + ", ".join(LAYOUTS) + "."
+
+
+def _read(root: Path, layout: str, split: str | None):
+    try:
+        return read_dataset(root, layout=layout, split=split)
+    except DatasetLayoutError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def summary(
+    root: Path = typer.Argument(..., help="Dataset folder or CSV manifest."),
+    layout: str = typer.Option("auto", help=LAYOUT_HELP),
+    split: str | None = typer.Option(None, help="GenImage only: 'train' or 'val' (default: both)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON instead of a table."),
+) -> None:
+    """Count the real and generated images per subset (generator) of a dataset."""
+    samples = _read(root, layout, split)
+    counts = count_by_subset(samples)
+    if as_json:
+        name = detect_layout(root) if layout == "auto" else layout
+        typer.echo(json.dumps({"layout": name, "subsets": counts, "total": len(samples)}, indent=2))
+        return
+    table = Table(title=f"{root} ({detect_layout(root) if layout == 'auto' else layout})")
+    for column in ("subset", "real", "fake"):
+        table.add_column(column, justify="left" if column == "subset" else "right")
+    for subset, row in counts.items():
+        table.add_row(subset, str(row["real"]), str(row["fake"]))
+    table.add_row(
+        "[b]total[/b]",
+        str(sum(r["real"] for r in counts.values())),
+        str(sum(r["fake"] for r in counts.values())),
+    )
+    console.print(table)
+
+
+@app.command()
+def check(
+    root: Path = typer.Argument(..., help="Dataset folder or CSV manifest."),
+    layout: str = typer.Option("auto", help=LAYOUT_HELP),
+    split: str | None = typer.Option(None, help="GenImage only: 'train' or 'val' (default: both)."),
+) -> None:
+    """Decode every image of a dataset and list the ones that cannot be loaded (exit status 1 if any)."""
+    samples = _read(root, layout, split)
+    failures = []
+    for sample in track(samples, description="checking", console=console):
+        try:
+            load_image(sample.path)
+        except ImageLoadError as exc:
+            failures.append(exc)
+    for exc in failures:
+        console.print(f"[red]bad[/red] {exc.source}: {exc.reason}")
+    console.print(f"{len(samples) - len(failures)} of {len(samples)} images load")
+    if failures:
+        raise typer.Exit(1)

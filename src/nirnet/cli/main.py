@@ -1,0 +1,36 @@
+"""Entry point of the ``nirnet`` command: assembles the verb groups."""
+
+from __future__ import annotations
+
+import typer
+
+from nirnet import __version__
+from nirnet.cli import data as data_cli
+
+app = typer.Typer(
+    name="nirnet",
+    help="NIRNet: detect AI-generated images from the noise-based imprint of generative models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cli.app, name="data")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nirnet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """NIRNet command line. Run `nirnet COMMAND --help` for the options of each command."""
+
+
+if __name__ == "__main__":
+    app()
