@@ -15,6 +15,9 @@ _LAZY = {
     "load_image": "nirnet.data.io",
     "ImageLoadError": "nirnet.data.io",
     "read_dataset": "nirnet.data.datasets",
+    "create_model": "nirnet.models.registry",
+    "list_models": "nirnet.models.registry",
+    "NIRNetConfig": "nirnet.models.config",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -6,6 +6,7 @@ import typer
 
 from nirnet import __version__
 from nirnet.cli import data as data_cli
+from nirnet.cli import imprint as imprint_cli
 
 app = typer.Typer(
     name="nirnet",
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(imprint_cli.app, name="imprint")
 
 
 def _print_version(value: bool) -> None:

@@ -1,0 +1,202 @@
+"""`nirnet imprint ...`: the Noise-based Imprint Simulator (train autoencoders, fit the bank, sample, plot)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from nirnet.data.datasets import read_dataset
+
+app = typer.Typer(
+    help="The Noise-based Imprint Simulator: autoencoders, imprint bank, sampling, plots.", no_args_is_help=True
+)
+console = Console()
+
+
+def _image_paths(root: Path, limit: int | None) -> list[Path]:
+    from nirnet.data.io import is_image_path
+
+    if root.is_dir() and not any(p.suffix.lower() == ".csv" for p in root.iterdir()):
+        paths = sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p))
+    else:
+        paths = [s.path for s in read_dataset(root) if s.label == 0]
+    return paths[:limit] if limit else paths
+
+
+@app.command("train-ae")
+def train_ae(
+    data: Path = typer.Argument(..., help="Folder of real photos (searched recursively) or a dataset (label 0 used)."),
+    out: Path = typer.Option(None, help="Output folder (default: the package's shipped autoencoder folder)."),
+    names: list[str] = typer.Option(None, "--name", help="Train only these configs (default: all shipped ones)."),
+    steps: int = typer.Option(1500, help="Optimisation steps per autoencoder."),
+    batch_size: int = typer.Option(8, help="Crops per step."),
+    crop: int = typer.Option(64, help="Crop side in pixels (native resolution, never resized)."),
+    limit: int = typer.Option(None, help="Use at most this many images."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Train the project's own small autoencoders (different decoders and strides) on real photos."""
+    from nirnet.imprint.ours import DEFAULT_AE_CONFIGS, SHIPPED_DIR
+    from nirnet.imprint.train_ae import AETrainConfig, train_autoencoder
+
+    out = out or SHIPPED_DIR
+    configs = [c for c in DEFAULT_AE_CONFIGS if not names or c.name in names]
+    if not configs:
+        raise typer.BadParameter(f"no config named {names}; known: {[c.name for c in DEFAULT_AE_CONFIGS]}")
+    paths = _image_paths(data, limit)
+    settings = AETrainConfig(steps=steps, batch_size=batch_size, crop=crop, seed=seed)
+    report = {}
+    with Progress(console=console) as progress:
+        for config in configs:
+            model, metrics = train_autoencoder(config, paths, settings, progress)
+            model.save(out / f"{config.name}.safetensors")
+            report[config.name] = metrics
+            progress.console.print(f"{config.name}: train PSNR {metrics['train_psnr_db']:.2f} dB")
+    console.print_json(json.dumps(report))
+
+
+@app.command()
+def fit(
+    data: Path = typer.Argument(..., help="Folder of real photos (searched recursively) or a dataset (label 0 used)."),
+    out: Path = typer.Option(None, help="Bank file to write (default: the package's shipped bank)."),
+    autoencoders: list[str] = typer.Option(
+        None, "--ae", help="Autoencoders to model (default: taef2 and every shipped ours:* autoencoder)."
+    ),
+    weights_dir: Path = typer.Option(None, help="Folder with third-party autoencoder weights (taef2_*.pth)."),
+    steps: int = typer.Option(400, help="Optimisation steps of each learned Laplace model."),
+    max_train_images: int = typer.Option(300, help="Images used for fitting (2 crops each)."),
+    max_heldout_images: int = typer.Option(100, help="Held-out images for the likelihood report."),
+    cache_dir: Path = typer.Option(Path("cache/residuals"), help="Cache of autoencoder residuals."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Fit the imprint bank: one learned Laplace model per autoencoder, with held-out NLL against the
+    closed-form Laplace and Gaussian fits (lower is better)."""
+    from rich.table import Table
+
+    from nirnet.imprint.autoencoders import create_autoencoder
+    from nirnet.imprint.bank import DEFAULT_BANK
+    from nirnet.imprint.fit import FitConfig, default_bank_sources, fit_bank
+
+    names = autoencoders or default_bank_sources()
+    models = [
+        create_autoencoder(n, weights_dir=weights_dir) if weights_dir and not n.startswith("ours:") else n
+        for n in names
+    ]
+    config = FitConfig(steps=steps, max_train_images=max_train_images, max_heldout_images=max_heldout_images, seed=seed)
+    with console.status("fitting") as status:
+        bank = fit_bank(models, _image_paths(data, None), config, cache_dir, on_progress=status.update)
+    out = out or DEFAULT_BANK
+    bank.save(out)
+    table = Table(title=f"held-out NLL (nats per value, lower is better) -> {out}")
+    for column in (
+        "autoencoder",
+        "stride",
+        "learned Laplace",
+        "closed-form Laplace",
+        "closed-form Gaussian",
+        "|r| (8-bit)",
+    ):
+        table.add_column(column)
+    for e in bank.entries:
+        n = e.heldout_nll
+        table.add_row(
+            e.name,
+            str(e.stride),
+            f"{n['learned_laplace']:.4f}",
+            f"{n['closed_form_laplace']:.4f}",
+            f"{n['closed_form_gaussian']:.4f}",
+            f"{e.extra['residual_mean_abs'] * 255:.2f}",
+        )
+    console.print(table)
+
+
+def _simulator(bank: Path | None, alpha: float, beta: float, gamma_lo: float, gamma_hi: float, per_sample: int):
+    from nirnet.imprint.bank import ImprintBank
+    from nirnet.imprint.fusion import ImprintSimulator, SimulatorConfig
+
+    config = SimulatorConfig(
+        alpha=alpha, beta=beta, gamma=(gamma_lo, gamma_hi), models_per_sample=per_sample if per_sample > 0 else None
+    )
+    return ImprintSimulator(ImprintBank.load(bank), config)
+
+
+@app.command()
+def sample(
+    image: Path = typer.Argument(..., help="A real image to stamp with a simulated imprint."),
+    out: Path = typer.Option(..., help="Output PNG (lossless, so the imprint survives)."),
+    bank: Path = typer.Option(None, help="Imprint bank (default: the shipped one)."),
+    alpha: float = typer.Option(1.0, help="Dirichlet concentration of the fusion weights."),
+    beta: float = typer.Option(0.3, help="Extrapolation beyond the simplex (0 = convex fusion only)."),
+    gamma_lo: float = typer.Option(0.75, help="Lowest imprint strength."),
+    gamma_hi: float = typer.Option(1.5, help="Highest imprint strength."),
+    models_per_sample: int = typer.Option(3, help="Bank entries fused per image (0 = all)."),
+    noise_out: Path = typer.Option(None, help="Also write the imprint itself as a grey PNG (scaled to +-3 std)."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Embed a simulated (fused, extrapolated) generator imprint into IMAGE and save the pseudo-fake."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from nirnet.data.io import ImageLoadError, load_image_array
+
+    try:
+        x = torch.from_numpy(load_image_array(image).copy()).permute(2, 0, 1)[None].float() / 255
+    except ImageLoadError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    sim = _simulator(bank, alpha, beta, gamma_lo, gamma_hi, models_per_sample)
+    result = sim(x, torch.Generator().manual_seed(seed))
+    pixels = (result.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(pixels).save(out)
+    if noise_out:
+        grey = result.noise[0].mean(0).numpy()
+        scaled = np.clip(128 + grey / (3 * grey.std() + 1e-8) * 127, 0, 255).astype(np.uint8)
+        Image.fromarray(scaled).save(noise_out)
+    used = {n: round(float(w), 3) for n, w in zip(sim.bank.names, result.weights[0]) if w != 0}
+    change = (result.images - x).abs().mean().item() * 255
+    console.print(f"wrote {out}: weights {used}, gamma {result.gamma[0]:.2f}, mean |change| {change:.2f} levels")
+
+
+@app.command()
+def plot(
+    data: Path = typer.Argument(..., help="Folder of real photos or a dataset (label 0 used)."),
+    out_dir: Path = typer.Option(Path("out/imprint"), help="Folder for imprint_pca.png and residuals.png."),
+    bank: Path = typer.Option(None, help="Imprint bank (default: the shipped one)."),
+    images: int = typer.Option(40, help="Held-out images to take crops from."),
+    weights_dir: Path = typer.Option(None, help="Folder with third-party autoencoder weights."),
+    cache_dir: Path = typer.Option(Path("cache/residuals"), help="Cache of autoencoder residuals."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """PCA scatter of imprint features: real residuals per autoencoder, their simulated counterparts and fused
+    samples (paper Fig. 4); and a panel with an image, its residuals and a simulated imprint."""
+    import torch
+
+    from nirnet.imprint.autoencoders import create_autoencoder
+    from nirnet.imprint.fit import FitConfig, residual_set, split_crops
+    from nirnet.imprint.plots import plot_imprint_pca, plot_residual_panel, radial_spectrum
+
+    sim = _simulator(bank, 1.0, 0.3, 1.0, 1.0, 3)
+    _, crops, _, _ = split_crops(_image_paths(data, None), FitConfig(max_heldout_images=images, seed=seed))
+    generator = torch.Generator().manual_seed(seed)
+    groups, residual_maps = {}, {}
+    x = None
+    for k, name in enumerate(sim.bank.names):
+        kwargs = {"weights_dir": weights_dir} if weights_dir and not name.startswith("ours:") else {}
+        held = residual_set(create_autoencoder(name, **kwargs), crops, cache_dir)
+        x = held.x
+        groups[name] = radial_spectrum(held.r)
+        residual_maps[name] = held.r[0]
+        one_hot = torch.zeros(len(held.x), len(sim.bank))
+        one_hot[:, k] = 1
+        single = sim(held.x, generator, weights=one_hot)
+        groups[f"sim:{name}"] = radial_spectrum(single.noise)
+    fused = sim(x, generator)
+    groups["fused"] = radial_spectrum(fused.noise)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_imprint_pca(groups, out_dir / "imprint_pca.png")
+    plot_residual_panel(x[0], residual_maps, fused.noise[0], out_dir / "residuals.png")
+    console.print(f"wrote {out_dir / 'imprint_pca.png'} and {out_dir / 'residuals.png'}")

@@ -1,0 +1,101 @@
+"""Building the imprint bank: residuals of real crops per autoencoder, Laplace fits, held-out likelihoods."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.pool import crop_pool
+from .autoencoders import Reconstructor, create_autoencoder
+from .bank import BankEntry, ImprintBank
+from .laplace import ClosedFormGaussian, ClosedFormLaplace, evaluate_nll, fit_learned_laplace
+from .residuals import MARGIN, cached_residuals
+
+
+def is_heldout(path: str | Path, fraction: float = 0.2) -> bool:
+    """Deterministic split by the SHA-1 of the file name (stable across machines and folder moves)."""
+    digest = hashlib.sha1(Path(path).name.encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    crop: int = 128  # reconstructed crop; the residual keeps its centre (crop - 2 * MARGIN)
+    crops_per_image: int = 2
+    max_train_images: int = 300
+    max_heldout_images: int = 100
+    heldout_fraction: float = 0.2
+    steps: int = 400
+    hidden: int = 16
+    seed: int = 0
+
+
+@dataclass
+class ResidualSet:
+    """Images ``x`` (float [0, 1], the residual's region) and residuals ``r`` of one autoencoder."""
+
+    x: torch.Tensor
+    r: torch.Tensor
+
+
+def residual_set(ae: Reconstructor, crops: torch.Tensor, cache_dir: str | os.PathLike | None) -> ResidualSet:
+    r = cached_residuals(ae, crops, cache_dir)
+    x = crops[..., MARGIN:-MARGIN, MARGIN:-MARGIN].float() / 255
+    return ResidualSet(x, r)
+
+
+def split_crops(paths: Sequence[str | Path], config: FitConfig) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """uint8 crops of the training and held-out images (and how many images each came from)."""
+    train = [p for p in paths if not is_heldout(p, config.heldout_fraction)][: config.max_train_images]
+    held = [p for p in paths if is_heldout(p, config.heldout_fraction)][: config.max_heldout_images]
+    train_crops = crop_pool(train, config.crop, config.crops_per_image, seed=config.seed)
+    held_crops = crop_pool(held, config.crop, config.crops_per_image, seed=config.seed + 1)
+    return train_crops, held_crops, len(train), len(held)
+
+
+def fit_bank(
+    autoencoders: Sequence[str | Reconstructor],
+    image_paths: Sequence[str | Path],
+    config: FitConfig = FitConfig(),
+    cache_dir: str | os.PathLike | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> ImprintBank:
+    """Fit one learned Laplace per autoencoder and report held-out NLLs (learned vs closed form vs Gaussian)."""
+    train_crops, held_crops, n_train, n_held = split_crops(image_paths, config)
+    entries, models = [], []
+    for item in autoencoders:
+        ae = create_autoencoder(item) if isinstance(item, str) else item
+        if on_progress:
+            on_progress(f"residuals of {ae.name}")
+        train, held = residual_set(ae, train_crops, cache_dir), residual_set(ae, held_crops, cache_dir)
+        if on_progress:
+            on_progress(f"fitting {ae.name}")
+        learned = fit_learned_laplace(train.x, train.r, ae.stride, config.steps, hidden=config.hidden, seed=config.seed)
+        closed = ClosedFormLaplace.fit(train.r, ae.stride)
+        gauss = ClosedFormGaussian.fit(train.r, ae.stride)
+        nll = {
+            "learned_laplace": evaluate_nll(learned, held.x, held.r),
+            "closed_form_laplace": evaluate_nll(closed, held.x, held.r),
+            "closed_form_gaussian": evaluate_nll(gauss, held.x, held.r, gaussian=True),
+        }
+        extra = {"residual_mean_abs": float(train.r.abs().mean()), "residual_std": float(train.r.std())}
+        entries.append(
+            BankEntry(ae.name, ae.stride, config.hidden, n_train, len(train_crops), heldout_nll=nll, extra=extra)
+        )
+        models.append(learned)
+    bank = ImprintBank(entries, models)
+    return bank
+
+
+DEFAULT_BANK_AUTOENCODERS = ("taef2",)  # plus every shipped `ours:*` autoencoder, see default_bank_sources()
+
+
+def default_bank_sources() -> list[str]:
+    from .ours import list_shipped
+
+    return list(DEFAULT_BANK_AUTOENCODERS) + [f"ours:{name}" for name in list_shipped()]

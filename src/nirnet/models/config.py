@@ -1,0 +1,64 @@
+"""Model configuration: architecture *and* preprocessing, so transforms are derived from the model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class NIRNetConfig:
+    name: str = "nirnet_tiny"
+    # --- preprocessing (inference transforms come from here)
+    crop_size: int = 256  # native-resolution crops for the noise and frequency branches (never resized)
+    num_crops: int = 4  # crops per image at inference; logits are averaged
+    semantic_size: int = 224  # side of the resized whole-image view for the semantic branch
+    # --- noise branch (NIE)
+    use_noise: bool = True
+    noise_width: int = 16
+    noise_depth: int = 3
+    encoder_width: int = 16
+    encoder_blocks: int = 1
+    encoder_stem: str = "conv"  # "conv" (3x3 stride 2) or "patchify" (4x4 stride 4, cheaper)
+    # --- frequency branch
+    use_frequency: bool = True
+    freq_width: int = 32
+    freq_patch: int = 32
+    freq_stride: int = 16
+    freq_k: int = 2
+    # --- semantic branch
+    semantic: str = "efficientnet_lite0"  # or open_clip:<model>, timm:<model>, none
+    semantic_weights: str | None = None  # local weights file for open_clip / timm
+    semantic_dim: int = 64
+    # --- head and losses
+    head_hidden: int = 128
+    dropout: float = 0.1
+    label_smoothing: float = 0.1
+    lambda_da: float = 0.1  # weight of the Difference-Aware Loss
+    da_encoder: str = "taef2"  # frozen encoder E_fix of L_DA (any autoencoder of nirnet.imprint's registry)
+    da_latent_channels: int = 32  # latent width of da_encoder
+    da_grid: int = 2  # the latent difference is average-pooled to da_grid x da_grid
+    da_crop: int = 64  # L_DA runs on sub-crops of this side (keeps E_fix cheap)
+    da_pairs: int = 4  # pairs per batch that L_DA uses
+    # --- decision
+    threshold: float = 0.5  # probability threshold, replaced by `nirnet eval --calibrate`
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NIRNetConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {unknown}")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> NIRNetConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def replace(self, **changes) -> NIRNetConfig:
+        return replace(self, **changes)

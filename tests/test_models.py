@@ -1,0 +1,224 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nirnet.models import create_model, get_config, list_models
+from nirnet.models.frequency import dct_matrix, select_patches, srm_kernels
+from nirnet.models.losses import DifferenceAwareLoss, bce_with_smoothing
+from nirnet.models.nirnet import NIRNet
+from nirnet.testing import synthetic_photo
+
+
+def tiny(**overrides) -> NIRNet:
+    return create_model("test_nirnet", semantic_pretrained=False, **overrides)
+
+
+def test_registry():
+    assert {"nirnet_tiny", "nirnet_base", "test_nirnet"} <= set(list_models())
+    assert get_config("nirnet_tiny", crop_size=128).crop_size == 128
+    with pytest.raises(KeyError):
+        create_model("nope")
+
+
+@pytest.mark.parametrize("size", [(64, 64), (100, 80), (1500, 900)])
+def test_output_shapes_on_any_size(size):
+    model = tiny().eval()
+    image = Image.fromarray(synthetic_photo(size[1], size[0], seed=1))
+    crops = model.crops_of(image)
+    assert crops.shape[1:] == (3, 64, 64)
+    prob, logits = model.score_image(image)
+    assert 0 <= prob <= 1 and len(logits) == len(crops)
+
+
+def test_batch_forward_shapes():
+    model = tiny().eval()
+    assert model(torch.rand(3, 3, 64, 64)).shape == (3,)
+    view = torch.rand(1, 3, 64, 64)
+    assert model(torch.rand(4, 3, 64, 64), view, crops_per_view=4).shape == (4,)
+    assert model.noise_map(torch.rand(1, 3, 40, 50)).shape == (1, 3, 40, 50)
+
+
+def test_small_image_is_padded_not_resized():
+    model = tiny()
+    arr = synthetic_photo(20, 30, seed=2)
+    crops = model.crops_of(Image.fromarray(arr))
+    assert crops.shape == (1, 3, 64, 64)
+    np.testing.assert_allclose(crops[0, :, :20, :30].permute(1, 2, 0).numpy() * 255, arr, atol=1e-3)
+
+
+def _full_loss(model, real, fake):
+    encoder = torch.nn.Sequential(torch.nn.Conv2d(3, model.config.da_latent_channels, 8, 8))
+    encoder.encode = encoder.forward
+    loss_da = DifferenceAwareLoss(encoder, model.config.da_grid, model.config.da_crop, model.config.da_pairs)
+    x = torch.cat([real, fake])
+    y = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))])
+    return bce_with_smoothing(model(x), y) + model.config.lambda_da * loss_da(model, real, fake)
+
+
+def test_gradients_reach_every_trainable_and_no_frozen_parameter():
+    model = tiny().train()
+    real = torch.rand(2, 3, 64, 64)
+    _full_loss(model, real, (real + 0.02 * torch.randn_like(real)).clamp(0, 1)).backward()
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
+    assert trainable and frozen  # the test model has a frozen semantic backbone
+    assert all(n.startswith("semantic.backbone.") for n in frozen)
+    missing = [n for n, p in trainable.items() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, missing
+    assert all(p.grad is None for p in frozen.values())
+
+
+def test_frozen_backbone_stays_in_eval_and_unchanged():
+    model = tiny().train()
+    assert not model.semantic.backbone.model.training
+    before = {k: v.clone() for k, v in model.semantic.backbone.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(torch.rand(2, 3, 64, 64)).sum().backward()
+        optimizer.step()
+    for k, v in model.semantic.backbone.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+
+
+def test_save_load_roundtrip_without_frozen_weights(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("test_nirnet", semantic="none").eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = NIRNet.from_pretrained(tmp_path / "m")
+    x = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert loaded.config == model.config
+    # with a semantic backbone: its weights are not in the file
+    sem = create_model("test_nirnet", semantic="efficientnet_lite0").eval()
+    sem.save_pretrained(tmp_path / "s")
+    from safetensors.torch import load_file
+
+    keys = load_file(str(tmp_path / "s" / "model.safetensors")).keys()
+    assert not any(k.startswith("semantic.backbone.") for k in keys)
+    again = NIRNet.from_pretrained(tmp_path / "s")
+    torch.testing.assert_close(again(x), sem(x), rtol=0, atol=0)
+
+
+def test_load_refuses_mismatched_checkpoint(tmp_path):
+    tiny(semantic="none").save_pretrained(tmp_path / "m")
+    config = (tmp_path / "m" / "config.json").read_text().replace('"noise_width": 4', '"noise_width": 6')
+    (tmp_path / "m" / "config.json").write_text(config)
+    with pytest.raises((ValueError, RuntimeError)):
+        NIRNet.from_pretrained(tmp_path / "m")
+
+
+def test_determinism_under_seed():
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = tiny(semantic="none").eval()
+        outs.append(model(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+def _reference_selection(image: np.ndarray, size=32, stride=16, k=2):
+    """Slow reference: explicit DCT-II sums per patch, Python sorting."""
+    grey = image.mean(axis=0)
+    n = size
+    basis = np.array(
+        [
+            [math.cos(math.pi * (2 * i + 1) * u / (2 * n)) * math.sqrt((1 if u else 0.5) * 2 / n) for i in range(n)]
+            for u in range(n)
+        ]
+    )
+    scored = []
+    for top in range(0, grey.shape[0] - size + 1, stride):
+        for left in range(0, grey.shape[1] - size + 1, stride):
+            p = grey[top : top + size, left : left + size]
+            coeff = np.zeros((n, n))
+            for u in range(n):
+                for v in range(n):
+                    coeff[u, v] = (basis[u][:, None] * basis[v][None, :] * p).sum()
+            score = sum((u + v) * math.log1p(abs(coeff[u, v])) for u in range(n) for v in range(n))
+            scored.append((score, len(scored), (top, left)))
+    high = sorted(scored, key=lambda s: (-s[0], s[1]))[:k]
+    low = sorted(scored, key=lambda s: (s[0], s[1]))[:k]
+    return [s[2] for s in high], [s[2] for s in low]
+
+
+def test_dct_patch_selection_matches_reference():
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 64, 80)).astype(np.float32)
+    image[:, :32, :32] *= 0.05  # a flat corner
+    image[:, 32:, 48:] = rng.random((3, 32, 32)) > 0.5  # a high-contrast corner
+    high_ref, low_ref = _reference_selection(image)
+    x = torch.from_numpy(image)[None]
+    high, low = select_patches(x, dct_matrix(32))
+    for got, positions in ((high, high_ref), (low, low_ref)):
+        for j, (top, left) in enumerate(positions):
+            torch.testing.assert_close(got[0, j], x[0, :, top : top + 32, left : left + 32])
+
+
+def test_srm_kernels_are_high_pass():
+    kernels = srm_kernels()
+    assert kernels.shape == (30, 5, 5)
+    assert torch.allclose(kernels.sum(dim=(-2, -1)), torch.zeros(30), atol=1e-6)
+    assert len({tuple(k.flatten().tolist()) for k in kernels}) == 30
+
+
+def test_difference_aware_loss_falls_on_known_imprint():
+    """Fakes carry a known periodic imprint of random strength; the latent difference of a fixed encoder depends
+    on that strength; L_DA must learn to read it from f_n(x') - f_n(x)."""
+    torch.manual_seed(0)
+    model = create_model("test_nirnet", semantic="none", da_crop=32, da_pairs=8).train()
+    encoder = torch.nn.Sequential(torch.nn.Conv2d(3, model.config.da_latent_channels, 4, 4)).requires_grad_(False)
+    encoder.encode = encoder.forward
+    loss_fn = DifferenceAwareLoss(encoder, model.config.da_grid, 32, 8)
+    pattern = (torch.arange(32)[:, None] % 2 * 2 - 1) * (torch.arange(32)[None, :] % 2 * 2 - 1) * 0.03
+    params = [p for n, p in model.named_parameters() if n.startswith(("imprint.", "da_head."))]
+    optimizer = torch.optim.Adam(params, lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(60):
+        real = torch.rand(8, 3, 32, 32, generator=g) * 0.6 + 0.2
+        strength = torch.rand(8, 1, 1, 1, generator=g) * 2 - 1
+        fake = real + strength * pattern
+        loss = loss_fn(model, real, fake, g)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-10:])
+
+
+def test_bce_smoothing():
+    logits = torch.tensor([10.0, -10.0])
+    plain = bce_with_smoothing(logits, torch.tensor([1, 0]), 0.0)
+    assert plain < 1e-3
+    assert bce_with_smoothing(logits, torch.tensor([1, 0]), 0.1) > plain
+
+
+def test_open_clip_backend_tiny_random():
+    pytest.importorskip("open_clip", reason="open_clip extra not installed")
+    import open_clip
+
+    cfg = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
+    }
+    open_clip.factory._MODEL_CONFIGS["nirnet-test-clip"] = cfg
+    model = create_model("test_nirnet", semantic="open_clip:nirnet-test-clip", semantic_size=32)
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2,)
+    assert model.semantic.backbone.out_dim == 16
+
+
+def test_timm_backend_tiny_random(tmp_path):
+    timm = pytest.importorskip("timm", reason="timm extra not installed")
+    # a local weights file, as users would supply it
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    model = create_model("test_nirnet", semantic="timm:resnet10t", semantic_weights=str(tmp_path / "w.pth"))
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2,)
+    got = model.semantic.backbone.model.state_dict()
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(got[key], value)
