@@ -27,6 +27,15 @@ def _image_paths(root: Path, limit: int | None) -> list[Path]:
     return paths[:limit] if limit else paths
 
 
+def _autoencoders(names: list[str], weights_dir: Path | None) -> list:
+    """Names as given, or built with ``weights_dir`` for the third-party ones when a folder is named."""
+    from nirnet.imprint.autoencoders import create_autoencoder
+
+    if not weights_dir:
+        return list(names)
+    return [n if n.startswith("ours:") else create_autoencoder(n, weights_dir=weights_dir) for n in names]
+
+
 @app.command("train-ae")
 def train_ae(
     data: Path = typer.Argument(..., help="Folder of real photos (searched recursively) or a dataset (label 0 used)."),
@@ -76,15 +85,10 @@ def fit(
     closed-form Laplace and Gaussian fits (lower is better)."""
     from rich.table import Table
 
-    from nirnet.imprint.autoencoders import create_autoencoder
     from nirnet.imprint.bank import DEFAULT_BANK
     from nirnet.imprint.fit import FitConfig, default_bank_sources, fit_bank
 
-    names = autoencoders or default_bank_sources()
-    models = [
-        create_autoencoder(n, weights_dir=weights_dir) if weights_dir and not n.startswith("ours:") else n
-        for n in names
-    ]
+    models = _autoencoders(autoencoders or default_bank_sources(), weights_dir)
     config = FitConfig(steps=steps, max_train_images=max_train_images, max_heldout_images=max_heldout_images, seed=seed)
     with console.status("fitting") as status:
         bank = fit_bank(models, _image_paths(data, None), config, cache_dir, on_progress=status.update)
@@ -184,9 +188,8 @@ def plot(
     generator = torch.Generator().manual_seed(seed)
     groups, residual_maps = {}, {}
     x = None
-    for k, name in enumerate(sim.bank.names):
-        kwargs = {"weights_dir": weights_dir} if weights_dir and not name.startswith("ours:") else {}
-        held = residual_set(create_autoencoder(name, **kwargs), crops, cache_dir)
+    for k, (name, ae) in enumerate(zip(sim.bank.names, _autoencoders(sim.bank.names, weights_dir))):
+        held = residual_set(create_autoencoder(ae) if isinstance(ae, str) else ae, crops, cache_dir)
         x = held.x
         groups[name] = radial_spectrum(held.r)
         residual_maps[name] = held.r[0]
@@ -200,3 +203,29 @@ def plot(
     plot_imprint_pca(groups, out_dir / "imprint_pca.png")
     plot_residual_panel(x[0], residual_maps, fused.noise[0], out_dir / "residuals.png")
     console.print(f"wrote {out_dir / 'imprint_pca.png'} and {out_dir / 'residuals.png'}")
+
+
+@app.command()
+def reconstruct(
+    data: Path = typer.Argument(..., help="Folder of real photos (searched recursively) or a dataset (label 0 used)."),
+    out: Path = typer.Option(Path("cache/recon"), help="Cache folder (index.json + one PNG per image and model)."),
+    autoencoders: list[str] = typer.Option(
+        None, "--ae", help="Autoencoders to run (default: taef2 and every shipped ours:* autoencoder)."
+    ),
+    region: int = typer.Option(384, help="Side of the centred box that is reconstructed."),
+    limit: int = typer.Option(None, help="Use at most this many images (spread evenly over the sorted list)."),
+    weights_dir: Path = typer.Option(None, help="Folder with third-party autoencoder weights."),
+) -> None:
+    """Cache autoencoder round trips of real photos: the "autoencoder twin" fakes used in training.
+    Resumable: images already in the cache are skipped."""
+    from nirnet.imprint.fit import default_bank_sources
+    from nirnet.imprint.recon_cache import build_recon_cache
+
+    paths = _image_paths(data, None)
+    if limit and limit < len(paths):
+        paths = [paths[i * len(paths) // limit] for i in range(limit)]
+    models = _autoencoders(autoencoders or default_bank_sources(), weights_dir)
+    with Progress(console=console) as progress:
+        task = progress.add_task("reconstructing", total=len(paths))
+        index = build_recon_cache(models, paths, out, region, on_image=lambda _: progress.advance(task))
+    console.print(f"wrote {index}")

@@ -7,6 +7,7 @@ import typer
 from nirnet import __version__
 from nirnet.cli import data as data_cli
 from nirnet.cli import imprint as imprint_cli
+from nirnet.cli import train as train_cli
 
 app = typer.Typer(
     name="nirnet",
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(imprint_cli.app, name="imprint")
+app.command("train")(train_cli.train)
 
 
 def _print_version(value: bool) -> None:

@@ -2,9 +2,10 @@
 
 * :class:`ClosedFormLaplace`: per channel and per decoder-grid phase ``(row mod s, col mod s)``:
   ``mu = median(r)``, ``b = mean |r - mu|`` (the maximum-likelihood Laplace fit).
-* :class:`LearnedLaplace`: a small conv net ``g(x, phase) -> (mu, log b)`` per pixel and channel, trained with the
-  Laplace negative log-likelihood ``log(2b) + |r - mu| / b``. It predicts a *correction* on top of the closed-form
-  tables, so it starts at the closed-form fit and can only learn how the imprint depends on content.
+* :class:`LearnedLaplace`: ``g(x, phase) -> (mu, log b)`` per pixel and channel, trained with the Laplace negative
+  log-likelihood ``log(2b) + |r - mu| / b``. The phase enters through per-phase tables (a lookup is the most
+  general function of ``(row mod s, col mod s)``), which small conv nets modulate by the image content; it starts
+  at the closed-form fit and learns how the imprint depends on content.
 * :class:`ClosedFormGaussian`: the same tables with mean / standard deviation, only to compare likelihoods.
 
 All modules take images ``x`` in [0, 1] (``N x 3 x H x W``) and return ``(mu, log_scale)`` maps of that shape.
@@ -15,16 +16,8 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-
-
-def phase_channels(height: int, width: int, stride: int, device: torch.device | None = None) -> torch.Tensor:
-    """``4 x H x W``: sin/cos of ``2 pi (row mod s) / s`` and of ``2 pi (col mod s) / s``."""
-    rows = torch.arange(height, device=device, dtype=torch.float32).remainder(stride) * (2 * math.pi / stride)
-    cols = torch.arange(width, device=device, dtype=torch.float32).remainder(stride) * (2 * math.pi / stride)
-    r = rows[:, None].expand(height, width)
-    c = cols[None, :].expand(height, width)
-    return torch.stack([r.sin(), r.cos(), c.sin(), c.cos()])
 
 
 def tile_phase_table(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -92,31 +85,48 @@ class ClosedFormGaussian(ClosedFormLaplace):
 
 
 class LearnedLaplace(nn.Module):
-    """``g(x, phase) -> (mu, log b)``: closed-form per-phase tables plus a content-dependent correction."""
+    """``g(x, phase) -> (mu, log b)``: the closed-form per-phase tables, modulated by the image content.
 
-    def __init__(self, stride: int, hidden: int = 16) -> None:
+    ``mu = mu_phase * (1 + a(x)) + d(x) * b_phase + L(x)`` and ``log b = log b_phase + c(x)``, where
+
+    * ``mu_phase``, ``b_phase`` are the closed-form tables indexed by the phase ``(row mod s, col mod s)``;
+    * ``L`` is a linear 3x3 filter of the image at full resolution: an autoencoder that smooths leaves a residual
+      that is a high-pass of the image, which a linear filter captures;
+    * ``a``, ``c``, ``d`` come from a small conv net on a 4x space-to-depth view of the image (local brightness,
+      colour and texture decide how strong the imprint is), upsampled back to full resolution.
+
+    Running the nonlinear part at 1/4 resolution keeps the bank cheap enough to sample inside a data loader. All
+    content terms start at zero, so an untrained model equals the closed-form fit.
+    """
+
+    def __init__(self, stride: int, hidden: int = 16, low_res: int = 4) -> None:
         super().__init__()
         self.stride = stride
         self.hidden = hidden
+        self.low_res = low_res
         self.prior = ClosedFormLaplace(stride)
-        self.net = nn.Sequential(
-            nn.Conv2d(3 + 4, hidden, 3, padding=1),
+        self.linear = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        self.content = nn.Sequential(
+            nn.Conv2d(3 * low_res**2, hidden, 3, padding=1),
             nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 3, padding=2, dilation=2),
-            nn.ReLU(),
-            nn.Conv2d(hidden, 6, 3, padding=1),
+            nn.Conv2d(hidden, 9, 1),
         )
-        # Start exactly at the prior: the correction is zero until training moves it.
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        for layer in (self.linear, self.content[-1]):
+            nn.init.zeros_(layer.weight)
+        nn.init.zeros_(self.content[-1].bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, h, w = x.shape
-        phase = phase_channels(h, w, self.stride, x.device).expand(n, -1, -1, -1)
-        delta_mu, delta_log_b = self.net(torch.cat([x - 0.5, phase], dim=1)).chunk(2, dim=1)
-        mu, log_b = self.prior(x)
-        # Residuals are small (~1e-2); the correction of mu is scaled by the prior's scale to stay in range.
-        return mu + delta_mu * log_b.exp(), (log_b + delta_log_b).clamp_min(math.log(MIN_SCALE))
+        f = self.low_res
+        # channels_last: these narrow convolutions run about twice as fast on CPU (measured).
+        centred = (x - 0.5).contiguous(memory_format=torch.channels_last)
+        padded = F.pad(centred, (0, (-w) % f, 0, (-h) % f), mode="replicate")
+        low = self.content(F.pixel_unshuffle(padded, f).contiguous(memory_format=torch.channels_last))
+        a, c, d = F.interpolate(low, scale_factor=f, mode="nearest")[..., :h, :w].chunk(3, dim=1)
+        mu_phase, logb_phase = self.prior(x)
+        b_phase = logb_phase.exp()
+        mu = mu_phase * (1 + a) + d * b_phase + self.linear(centred)
+        return mu, (logb_phase + c).clamp_min(math.log(MIN_SCALE))
 
 
 def fit_learned_laplace(
@@ -133,7 +143,8 @@ def fit_learned_laplace(
     torch.manual_seed(seed)
     model = LearnedLaplace(stride, hidden)
     model.prior.load_state_dict(ClosedFormLaplace.fit(r, stride).state_dict())
-    optimizer = torch.optim.Adam(model.net.parameters(), lr=lr)
+    trainable = [p for name, p in model.named_parameters() if not name.startswith("prior.")]
+    optimizer = torch.optim.Adam(trainable, lr=lr)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         index = torch.randint(len(x), (min(batch_size, len(x)),), generator=generator)
@@ -159,9 +170,14 @@ def evaluate_nll(model: nn.Module, x: torch.Tensor, r: torch.Tensor, gaussian: b
 
 
 def sample_laplace(mu: torch.Tensor, b: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw ``Laplace(mu, b)`` by inverse CDF: ``mu - b sign(u) log(1 - 2|u|)``, ``u ~ U(-1/2, 1/2)``."""
-    u = torch.rand(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) - 0.5
-    return mu - b * u.sign() * torch.log1p(-2 * u.abs()).clamp_min(-50)
+    """Draw ``Laplace(mu, b)`` by inverse CDF: ``mu - b sign(u) log(1 - 2|u|)``, ``u ~ U(-1/2, 1/2)``.
+
+    Written with in-place ops (this runs per pixel in the data loader); ``-sign(u)`` is replaced by ``sign(u)``,
+    which gives the same distribution because ``u`` is symmetric.
+    """
+    u = torch.rand(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype).sub_(0.5)
+    magnitude = u.abs().mul_(-2).log1p_().clamp_min_(-50)  # log(1 - 2|u|) <= 0
+    return torch.addcmul(mu, b, magnitude.copysign_(u))
 
 
 __all__ = [
@@ -172,7 +188,6 @@ __all__ = [
     "fit_learned_laplace",
     "gaussian_nll",
     "laplace_nll",
-    "phase_channels",
     "sample_laplace",
     "tile_phase_table",
 ]

@@ -100,4 +100,6 @@ def test_nirnet() -> NIRNetConfig:
         head_hidden=16,
         da_pairs=2,
         da_crop=32,
+        da_encoder="ours:nearest_s8",  # shipped with the package, so tests need no third-party weights
+        da_latent_channels=8,
     )

@@ -1,0 +1,165 @@
+"""Aligned real/fake twin pairs for training.
+
+Every item is a pair ``(real crop, fake crop)`` cut from the same place of the same photo, where the fake is
+
+* a *simulator twin*: the real region stamped with a fused, extrapolated Laplace imprint from the imprint bank
+  (probability ``p_simulator``), or
+* an *autoencoder twin*: the cached round trip of that region through one of the autoencoders
+  (:mod:`nirnet.imprint.recon_cache`), or
+* (optional) a real generated image from a labelled dataset, paired with a random real photo.
+
+Both halves then get *the same* post-processing draw (blur, resize, JPEG, crop position), so content, format and
+compression cannot separate the classes; only the imprint can. Item ``i`` of step ``s`` is fully determined by
+``(seed, s, i)``, which is what makes resumed training identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ..imprint.recon_cache import ReconEntry
+from . import degrade
+from .io import ImageLoadError, load_image
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    crop_size: int = 256
+    p_simulator: float = 0.5  # share of fakes made by the simulator (the rest: autoencoder twins, if cached)
+    p_generated: float = 0.0  # share of fakes taken from real generated images (needs a labelled dataset)
+    degrade: degrade.DegradeConfig = field(default_factory=degrade.DegradeConfig)
+
+    @property
+    def region(self) -> int:
+        """Side of the region that is simulated before degradation: large enough that a crop survives the
+        smallest resize without padding, rounded up to 16 px."""
+        lo = min(self.degrade.resize_scale[0], 1.0) if self.degrade.resize_prob > 0 else 1.0
+        return int(math.ceil(self.crop_size / lo / 16) * 16)
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+
+
+def _to_image(x: torch.Tensor) -> Image.Image:
+    return Image.fromarray((x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+
+
+def item_seed(seed: int, step: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, step, index]).generate_state(1)[0])
+
+
+class PairDataset(Dataset):
+    """Map-style dataset over ``(step, slot)`` keys; returns ``uint8 2 x 3 x c x c`` (real, fake) and a kind code.
+
+    Use with :class:`StepSampler`, which hands out ``(step, slot)`` keys in order.
+    """
+
+    KINDS = ("simulator", "autoencoder", "generated")
+
+    def __init__(
+        self,
+        real_paths: Sequence[str | Path],
+        config: PairConfig,
+        simulator: torch.nn.Module | None = None,
+        recon_cache: dict[str, ReconEntry] | None = None,
+        generated_paths: Sequence[str | Path] = (),
+        seed: int = 0,
+    ) -> None:
+        self.real_paths = [Path(p) for p in real_paths]
+        self.config = config
+        self.simulator = simulator
+        self.recon = list((recon_cache or {}).values())
+        self.generated = [Path(p) for p in generated_paths]
+        self.seed = seed
+        if not self.real_paths and not self.recon:
+            raise ValueError("no real images to train on")
+        if simulator is None and not self.recon:
+            raise ValueError("need an imprint simulator or an autoencoder reconstruction cache to make fakes")
+
+    def __len__(self) -> int:  # the sampler decides the keys; this is only a nominal size
+        return max(len(self.real_paths), len(self.recon))
+
+    def _kind(self, rng: np.random.Generator) -> str:
+        u = rng.random()
+        if self.generated and u < self.config.p_generated:
+            return "generated"
+        if self.simulator is not None and (not self.recon or u < self.config.p_generated + self.config.p_simulator):
+            return "simulator"
+        return "autoencoder"
+
+    def _load(self, path: Path, rng: np.random.Generator) -> Image.Image:
+        """Load a real image; an unreadable one is replaced by another random one (and never stops training)."""
+        for _ in range(10):
+            try:
+                return load_image(path)
+            except ImageLoadError:
+                path = self.real_paths[int(rng.integers(len(self.real_paths)))]
+        raise RuntimeError("ten unreadable images in a row; check the training folder with `nirnet data check`")
+
+    def _simulator_pair(self, rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+        img = self._load(self.real_paths[int(rng.integers(len(self.real_paths)))], rng)
+        region = self.config.region
+        w, h = min(img.width, region), min(img.height, region)
+        left = int(rng.integers(0, img.width - w + 1))
+        top = int(rng.integers(0, img.height - h + 1))
+        real = img.crop((left, top, left + w, top + h))
+        x = _to_tensor(real)[None].float() / 255
+        generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        fake = self.simulator(x, generator).images[0]
+        return real, _to_image(fake)
+
+    def _autoencoder_pair(self, rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+        entry = self.recon[int(rng.integers(len(self.recon)))]
+        names = sorted(entry.recons)
+        name = names[int(rng.integers(len(names)))]
+        real = self._load(entry.image, rng).crop(entry.box)
+        fake = load_image(entry.recons[name])
+        return real, fake
+
+    def _generated_pair(self, rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+        real = self._load(self.real_paths[int(rng.integers(len(self.real_paths)))], rng)
+        fake = self._load(self.generated[int(rng.integers(len(self.generated)))], rng)
+        return real, fake
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        step, slot = key
+        rng = np.random.default_rng(item_seed(self.seed, step, slot))
+        kind = self._kind(rng)
+        real, fake = getattr(self, f"_{kind}_pair")(rng)
+        params = degrade.sample_params(self.config.degrade, rng)
+        if real.size == fake.size:
+            real, fake = degrade.apply_paired(real, fake, params)
+        else:  # an unpaired generated image: same draw, each at its own size
+            real, fake = degrade.apply(real, params), degrade.apply(fake, params)
+        return torch.stack([_to_tensor(real), _to_tensor(fake)]), self.KINDS.index(kind)
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Yields ``(step, slot)`` keys for steps ``start..total-1``; with several processes, each rank takes its
+    own slots of the global batch (``slot = rank + k * world``)."""
+
+    def __init__(self, start: int, total: int, batch_pairs: int, rank: int = 0, world: int = 1) -> None:
+        self.start, self.total, self.batch_pairs, self.rank, self.world = start, total, batch_pairs, rank, world
+
+    def __iter__(self):
+        for step in range(self.start, self.total):
+            for slot in range(self.rank, self.batch_pairs, self.world):
+                yield step, slot
+
+    def __len__(self) -> int:
+        return (self.total - self.start) * len(range(self.rank, self.batch_pairs, self.world))
+
+
+def collate_pairs(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> real ``B x 3 x c x c``, fake ``B x 3 x c x c`` (uint8) and kind codes ``B``."""
+    pairs = torch.stack([p for p, _ in items])
+    return pairs[:, 0], pairs[:, 1], torch.tensor([k for _, k in items])

@@ -1,0 +1,224 @@
+"""The training loop: aligned pairs -> NIRNet -> BCE + lambda * L_DA, with resume, DDP, AMP and logging.
+
+Determinism: the data of step ``s`` depends only on ``(seed, s)`` (see :mod:`nirnet.data.pairs`), and every step
+reseeds torch with ``(seed, s)`` before its forward pass, so a run resumed from a checkpoint ends with the same
+weights as an uninterrupted run with the same seed (on the same hardware and thread count).
+
+Multi-GPU / multi-node: start with ``torchrun --nproc_per_node N -m nirnet.cli.main train ...``; each rank takes
+its own slots of every global batch, gradients are averaged by DistributedDataParallel, rank 0 logs and saves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .._atomic import atomic_write_text
+from ..data.datasets import read_dataset
+from ..data.io import is_image_path
+from ..data.pairs import PairDataset, StepSampler, collate_pairs
+from ..imprint.autoencoders import create_autoencoder
+from ..imprint.bank import ImprintBank
+from ..imprint.fusion import ImprintSimulator
+from ..imprint.recon_cache import read_recon_cache
+from ..models.losses import DifferenceAwareLoss, bce_with_smoothing
+from ..models.registry import create_model
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import TrainConfig, dump_config
+from .logging import MetricLogger
+
+
+class TrainStep(nn.Module):
+    """Everything with trainable parameters that one step runs, as one module (so DDP sees all of it)."""
+
+    def __init__(self, model: nn.Module, da_loss: DifferenceAwareLoss | None) -> None:
+        super().__init__()
+        self.model = model
+        self.da_loss = da_loss
+
+    def forward(
+        self, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(torch.cat([real, fake]))
+        if self.da_loss is None:
+            return logits, logits.new_zeros(())
+        return logits, self.da_loss(self.model, real, fake, generator)
+
+
+def _real_paths(sources: list[str], limit: int | None) -> list[Path]:
+    paths: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir() and not (source / "manifest.csv").is_file():
+            paths += sorted(p for p in source.rglob("*") if p.is_file() and is_image_path(p))
+        else:
+            paths += [s.path for s in read_dataset(source) if s.label == 0]
+    if limit and limit < len(paths):
+        paths = [paths[i * len(paths) // limit] for i in range(limit)]
+    return paths
+
+
+def _device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def _init_distributed(device: torch.device) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak."""
+    o = config.optim
+    if step < o.warmup:
+        return o.lr * (step + 1) / o.warmup
+    progress = (step - o.warmup) / max(1, o.steps - o.warmup)
+    return o.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers share the machine's cores with the training process
+
+
+def build_dataset(config: TrainConfig, crop_size: int) -> PairDataset:
+    d = config.data
+    simulator = None
+    if d.bank != "none":
+        simulator = ImprintSimulator(ImprintBank.load(d.bank), d.simulator)
+    recon = read_recon_cache(d.recon_cache) if d.recon_cache else None
+    generated = [s.path for s in read_dataset(d.generated) if s.label == 1] if d.generated else []
+    pairs = replace(d.pairs, crop_size=crop_size)
+    return PairDataset(_real_paths(d.real, d.limit), pairs, simulator, recon, generated, seed=config.run.seed)
+
+
+def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> Path:
+    """Train a model; returns the folder of the final model (``<out_dir>/final``)."""
+    device = _device(config.run.device)
+    rank, world = _init_distributed(device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    out_dir = Path(config.run.out_dir)
+    seed = config.run.seed
+    torch.manual_seed(seed)
+
+    model = create_model(config.model, **config.model_overrides)
+    da_loss = None
+    if model.da_head is not None:
+        encoder = create_autoencoder(model.config.da_encoder)
+        c = model.config
+        da_loss = DifferenceAwareLoss(encoder, c.da_grid, c.da_crop, c.da_pairs)
+    step_module = TrainStep(model, da_loss).to(device)
+    if config.run.channels_last:
+        step_module = step_module.to(memory_format=torch.channels_last)
+    trainable = [p for p in step_module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+
+    start = 0
+    if resume and (ckpt := latest_checkpoint(out_dir)) is not None:
+        start = int(load_checkpoint(ckpt, model, optimizer)["step"])
+    if rank == 0:
+        atomic_write_text(out_dir / "config.yaml", dump_config(config))
+
+    runner: nn.Module = step_module
+    if world > 1:
+        runner = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device] if device.type == "cuda" else None
+        )
+    if config.run.compile:
+        runner = torch.compile(runner)
+
+    batch_pairs = config.optim.batch_pairs
+    dataset = build_dataset(config, model.config.crop_size)
+    sampler = StepSampler(start, config.optim.steps, batch_pairs, rank, world)
+    per_rank = len(range(rank, batch_pairs, world))
+    loader = DataLoader(
+        dataset,
+        batch_size=per_rank,
+        sampler=sampler,
+        num_workers=config.run.workers,
+        collate_fn=collate_pairs,
+        worker_init_fn=_worker_init,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if config.run.workers else None,
+    )
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.run.amp)
+    use_amp = device.type == "cuda" and amp_dtype is not None
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    logger = MetricLogger(
+        out_dir, enabled=rank == 0, show_progress=show_progress, total=config.optim.steps, start=start
+    )
+    lambda_da = model.config.lambda_da
+    smoothing = model.config.label_smoothing
+
+    runner.train()
+    wait_start = time.perf_counter()
+    step = start
+    for step, (real, fake, kinds) in enumerate(loader, start=start):
+        data_time = time.perf_counter() - wait_start
+        torch.manual_seed(seed * 1_000_003 + step)
+        generator = torch.Generator().manual_seed(seed * 7_919 + step)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config)
+        real = real.to(device, non_blocking=True).float().div_(255)
+        fake = fake.to(device, non_blocking=True).float().div_(255)
+        if config.run.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
+            fake = fake.contiguous(memory_format=torch.channels_last)
+        labels = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))]).to(device)
+        autocast = torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext()
+        with autocast:
+            logits, l_da = runner(real, fake, generator)
+            l_bce = bce_with_smoothing(logits.float(), labels, smoothing)
+            loss = l_bce + lambda_da * l_da.float()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        with torch.no_grad():
+            acc = ((logits.float() > 0).float() == labels).float().mean()
+        logger.step(
+            step + 1,
+            {
+                "loss": float(loss.detach()),
+                "bce": float(l_bce.detach()),
+                "l_da": float(l_da.detach()),
+                "acc": float(acc),
+                "lr": optimizer.param_groups[0]["lr"],
+                "grad_norm": float(grad_norm),
+                "data_s": data_time,
+                "step_s": time.perf_counter() - wait_start - data_time,
+                "sim_share": float((kinds == 0).float().mean()),
+            },
+            log=(step + 1) % config.run.log_every == 0,
+        )
+        if rank == 0 and ((step + 1) % config.run.checkpoint_every == 0 or step + 1 == config.optim.steps):
+            save_checkpoint(out_dir, step + 1, model, optimizer, {"metrics": logger.last})
+        wait_start = time.perf_counter()
+    logger.close()
+    final = out_dir / "final"
+    if rank == 0:
+        model.eval().save_pretrained(final)
+        atomic_write_text(out_dir / "summary.json", json.dumps({"steps": config.optim.steps, **logger.last}, indent=1))
+    if world > 1:
+        dist.barrier()
+    return final

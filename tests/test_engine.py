@@ -1,0 +1,144 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from nirnet.engine.config import load_config
+from nirnet.engine.train import train
+from nirnet.imprint.bank import BankEntry, ImprintBank
+from nirnet.imprint.laplace import LearnedLaplace
+from nirnet.models import list_models
+from nirnet.testing import synthetic_photo
+
+
+@pytest.fixture(scope="module")
+def train_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    (root / "real").mkdir()
+    for i in range(6):
+        Image.fromarray(synthetic_photo(90, 110, seed=i)).save(root / "real" / f"{i}.jpg", quality=92)
+    bank = ImprintBank([BankEntry(f"toy{i}", 4) for i in range(3)], [LearnedLaplace(4) for _ in range(3)])
+    for model in bank.models:
+        model.prior.mu.normal_(0, 0.01)
+    bank.save(root / "bank.safetensors")
+    return root
+
+
+def _config(env: Path, out: Path, model: str = "test_nirnet", steps: int = 3, extra=()):
+    return load_config(
+        None,
+        [
+            f"model={model}",
+            f"data.real=[{env / 'real'}]",
+            f"data.bank={env / 'bank.safetensors'}",
+            "data.pairs.degrade.resize_prob=0.5",
+            f"optim.steps={steps}",
+            "optim.batch_pairs=2",
+            "optim.warmup=1",
+            f"run.out_dir={out}",
+            "run.workers=0",
+            "run.checkpoint_every=2",
+            "run.log_every=1",
+            *extra,
+        ],
+    )
+
+
+def test_config_overrides_and_errors(tmp_path):
+    cfg = load_config(
+        None, ["optim.lr=0.5", "data.pairs.degrade.jpeg_quality=[50, 60]", "model_overrides.crop_size=64"]
+    )
+    assert cfg.optim.lr == 0.5 and cfg.data.pairs.degrade.jpeg_quality == (50, 60)
+    assert cfg.model_overrides == {"crop_size": 64}
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_config(None, ["optim.nope=1"])
+
+
+@pytest.mark.parametrize("model", [m for m in list_models() if m != "nirnet_base"])
+def test_smoke_training_every_model(train_env, tmp_path, model):
+    overrides = [
+        "model_overrides.crop_size=64",
+        "model_overrides.semantic_size=64",
+        "model_overrides.da_crop=32",
+        "model_overrides.da_encoder=ours:nearest_s8",
+        "model_overrides.da_latent_channels=8",
+    ]
+    final = train(_config(train_env, tmp_path, model, extra=overrides), show_progress=False)
+    assert (final / "model.safetensors").is_file() and (final / "config.json").is_file()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all(np.isfinite(json.loads(l)["loss"]) for l in lines)  # noqa: E741
+    assert (tmp_path / "config.yaml").is_file()
+
+
+def test_smoke_training_base_when_clip_installed(train_env, tmp_path):
+    pytest.importorskip("open_clip", reason="open_clip extra not installed")
+    overrides = [
+        "model_overrides.crop_size=64",
+        "model_overrides.semantic=none",
+        "model_overrides.noise_depth=4",
+        "model_overrides.da_crop=32",
+        "model_overrides.da_encoder=ours:nearest_s8",
+        "model_overrides.da_latent_channels=8",
+        "optim.steps=2",
+    ]
+    final = train(_config(train_env, tmp_path, "nirnet_base", extra=overrides), show_progress=False)
+    assert (final / "model.safetensors").is_file()
+
+
+def test_resume_equals_uninterrupted(train_env, tmp_path):
+    full = train(_config(train_env, tmp_path / "full", steps=4), show_progress=False)
+    part_cfg = _config(train_env, tmp_path / "part", steps=2)
+    train(part_cfg, show_progress=False)
+    resumed = train(_config(train_env, tmp_path / "part", steps=4), resume=True, show_progress=False)
+    a, b = load_file(str(full / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+SCRIPT = """
+import sys
+from nirnet.engine.config import load_config
+from nirnet.engine.train import train
+cfg = load_config(None, sys.argv[2:])
+train(cfg, resume=sys.argv[1] == "resume", show_progress=False)
+"""
+
+
+def test_resume_after_kill_9(train_env, tmp_path):
+    """Kill -9 a training process after its first checkpoint, resume, and compare with an uninterrupted run."""
+    args = lambda out, steps: [  # noqa: E731
+        "model=test_nirnet",
+        f"data.real=[{train_env / 'real'}]",
+        f"data.bank={train_env / 'bank.safetensors'}",
+        f"optim.steps={steps}",
+        "optim.batch_pairs=2",
+        "optim.warmup=1",
+        f"run.out_dir={out}",
+        "run.workers=0",
+        "run.checkpoint_every=2",
+        "run.threads=1",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run([sys.executable, "-c", SCRIPT, "fresh", *args(tmp_path / "ref", 8)], check=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "fresh", *args(tmp_path / "crash", 8)], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "crash" / "latest.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (tmp_path / "crash" / "latest.json").exists()
+    assert not (tmp_path / "crash" / "final").exists(), "the run finished before it could be killed"
+    subprocess.run([sys.executable, "-c", SCRIPT, "resume", *args(tmp_path / "crash", 8)], check=True, env=env)
+    a = load_file(str(tmp_path / "ref" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "crash" / "final" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
