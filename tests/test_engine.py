@@ -142,3 +142,37 @@ def test_resume_after_kill_9(train_env, tmp_path):
     b = load_file(str(tmp_path / "crash" / "final" / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_ddp_gloo_two_processes(train_env, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    args = [
+        "model=test_nirnet",
+        f"data.real=[{train_env / 'real'}]",
+        f"data.bank={train_env / 'bank.safetensors'}",
+        "optim.steps=3",
+        "optim.batch_pairs=4",
+        "optim.warmup=1",
+        f"run.out_dir={tmp_path / 'ddp'}",
+        "run.workers=0",
+        "run.threads=1",
+        "run.device=cpu",
+        "run.log_every=1",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        str(script),
+        "fresh",
+        *args,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
+    assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 3  # rank 0 logs alone

@@ -18,6 +18,8 @@ _LAZY = {
     "create_model": "nirnet.models.registry",
     "list_models": "nirnet.models.registry",
     "NIRNetConfig": "nirnet.models.config",
+    "Detector": "nirnet.detect",
+    "Prediction": "nirnet.detect",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,0 +1,150 @@
+"""The user-facing inference API.
+
+    from nirnet import Detector
+    detector = Detector.from_pretrained()          # the default model shipped in the package
+    results = detector.predict(["a.jpg", "b.png"])  # paths, PIL images or [0, 1] tensors
+    results[0].probability, results[0].verdict, results[0].crop_logits
+
+Each image is scored on ``num_crops`` native-resolution crops (see ``NIRNet.crops_of``); the crop logits are
+averaged and passed through a sigmoid. The verdict uses the model's calibrated threshold (``config.threshold``,
+set by ``nirnet eval --calibrate``). A file that cannot be read yields a result with ``error`` set and no score;
+it never stops the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data.io import ImageLoadError, load_image
+from .models.nirnet import NIRNet
+from .models.registry import SHIPPED_MODELS, create_model
+
+DEFAULT_MODEL = "nirnet_tiny"
+ImageInput = str | os.PathLike | Image.Image | torch.Tensor
+
+
+@dataclass
+class Prediction:
+    source: str
+    probability: float | None = None  # probability that the image is AI-generated
+    verdict: str | None = None  # "generated" or "real" at the model's threshold
+    crop_logits: list[float] = field(default_factory=list)
+    error: str | None = None  # why the image could not be scored
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.source,
+            "probability": self.probability,
+            "verdict": self.verdict,
+            "crop_logits": self.crop_logits,
+            "error": self.error,
+        }
+
+
+def _as_image(item: ImageInput) -> tuple[str, Image.Image]:
+    if isinstance(item, torch.Tensor):
+        if item.ndim != 3 or item.shape[0] != 3:
+            raise ImageLoadError("<tensor>", f"expected a 3 x H x W tensor in [0, 1], got shape {tuple(item.shape)}")
+        arr = (item.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        return "<tensor>", Image.fromarray(arr)
+    if isinstance(item, Image.Image):
+        return f"<PIL image {item.size[0]}x{item.size[1]}>", load_image(item)
+    return str(item), load_image(item)
+
+
+class Detector:
+    def __init__(
+        self, model: NIRNet, threshold: float | None = None, device: str | torch.device = "cpu", batch_size: int = 32
+    ) -> None:
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.threshold = model.config.threshold if threshold is None else threshold
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike | None = None, **kwargs) -> Detector:
+        """``model``: a folder written by ``save_pretrained`` / training, or a registered name with shipped
+        weights; ``None`` = the default model embedded in the package."""
+        name_or_path = model or DEFAULT_MODEL
+        path = Path(name_or_path)
+        if path.is_dir():
+            return cls(NIRNet.from_pretrained(path), **kwargs)
+        if (SHIPPED_MODELS / str(name_or_path) / "model.safetensors").is_file():
+            return cls(create_model(str(name_or_path), pretrained=True), **kwargs)
+        raise FileNotFoundError(f"no model folder or shipped model named {name_or_path!r}")
+
+    @property
+    def name(self) -> str:
+        return self.model.config.name
+
+    def _verdict(self, probability: float) -> str:
+        return "generated" if probability >= self.threshold else "real"
+
+    @torch.inference_mode()
+    def predict_images(self, images: Sequence[Image.Image]) -> list[tuple[float, list[float]]]:
+        """(probability, crop logits) of RGB PIL images, with crops from several images batched together."""
+        crops = [self.model.crops_of(img) for img in images]
+        views = [self.model.view_of(img) for img in images] if self.model.semantic is not None else None
+        flat = torch.cat(crops)
+        owner = torch.cat([torch.full((len(c),), i) for i, c in enumerate(crops)])
+        view_all = torch.cat(views)[owner] if views is not None else None
+        logits = torch.cat(
+            [
+                self.model(
+                    flat[i : i + self.batch_size].to(self.device),
+                    None if view_all is None else view_all[i : i + self.batch_size].to(self.device),
+                )
+                .float()
+                .cpu()
+                for i in range(0, len(flat), self.batch_size)
+            ]
+        )
+        out = []
+        for i in range(len(images)):
+            own = logits[owner == i]
+            out.append((float(torch.sigmoid(own.mean())), own.tolist()))
+        return out
+
+    def predict(self, inputs: ImageInput | Iterable[ImageInput]) -> list[Prediction]:
+        """Score paths, PIL images or tensors; unreadable inputs get ``error`` set instead of a score."""
+        if isinstance(inputs, (str, os.PathLike, Image.Image, torch.Tensor)):
+            inputs = [inputs]
+        results: list[Prediction] = []
+        pending: list[tuple[int, Image.Image]] = []
+        for item in inputs:
+            try:
+                source, img = _as_image(item)
+                results.append(Prediction(source))
+                pending.append((len(results) - 1, img))
+            except ImageLoadError as exc:
+                results.append(Prediction(exc.source, error=exc.reason))
+        for start in range(0, len(pending), self.batch_size):
+            chunk = pending[start : start + self.batch_size]
+            for (index, _), (prob, logits) in zip(chunk, self.predict_images([img for _, img in chunk])):
+                results[index].probability = prob
+                results[index].verdict = self._verdict(prob)
+                results[index].crop_logits = logits
+        return results
+
+    @torch.inference_mode()
+    def explain(self, image: ImageInput) -> dict[str, np.ndarray | float]:
+        """The probability, the extracted noise map (``H x W x 3``, of the centre crop) and the log-magnitude
+        spectrum of that noise map (``H x W``, zero frequency in the centre)."""
+        _, img = _as_image(image)
+        prob, _ = self.predict_images([img])[0]
+        crop = self.model.crops_of(img, num_crops=1).to(self.device)
+        noise = self.model.noise_map(crop)[0].float().cpu()
+        grey = noise.mean(0)
+        spectrum = torch.fft.fftshift(torch.fft.fft2(grey - grey.mean()).abs().add(1e-8).log())
+        return {"probability": prob, "noise_map": noise.permute(1, 2, 0).numpy(), "spectrum": spectrum.numpy()}

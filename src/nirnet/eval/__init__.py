@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the aligned protocol, robustness grid, reports."""
