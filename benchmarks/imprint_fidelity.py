@@ -95,7 +95,7 @@ def main() -> None:
             fake = (train_sets[name].x - train_sets[name].r).clamp(0, 1)
             return lambda index, _g: fake[index]
 
-        def simulated(beta):
+        def simulated(beta, others=others):
             sim = ImprintSimulator(bank.subset(others), SimulatorConfig(beta=beta, models_per_sample=None))
             return lambda index, g: sim(x_train[index], g).images
 

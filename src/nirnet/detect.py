@@ -14,19 +14,64 @@ it never stops the rest.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
 from .data.io import ImageLoadError, load_image
-from .models.nirnet import NIRNet
+from .models.nirnet import NIRNet, image_crops, semantic_view
 from .models.registry import SHIPPED_MODELS, create_model
 
 DEFAULT_MODEL = "nirnet_tiny"
+
+
+class _CropDataset(Dataset):
+    """Decodes and crops one file per item (in a worker); errors are returned, not raised."""
+
+    def __init__(self, paths: list[str | os.PathLike], config, num_crops: int | None) -> None:
+        self.paths = paths
+        self.config = config
+        self.num_crops = num_crops or config.num_crops
+        self.with_view = config.semantic not in ("none", "", None)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        source = str(self.paths[index])
+        try:
+            img = load_image(self.paths[index])
+        except ImageLoadError as exc:
+            return source, None, None, exc.reason
+        view = semantic_view(img, self.config.semantic_size) if self.with_view else None
+        return source, image_crops(img, self.config.crop_size, self.num_crops), view, None
+
+
+def _collate(items):
+    sources = [s for s, _, _, _ in items]
+    errors = [e for _, _, _, e in items]
+    crops = [c for _, c, _, _ in items if c is not None]
+    owner = (
+        torch.cat([torch.full((len(c),), i) for i, (_, c, _, _) in enumerate(items) if c is not None])
+        if crops
+        else torch.empty(0, dtype=torch.long)
+    )
+    views = None
+    if any(v is not None for _, _, v, _ in items):
+        size = next(v for _, _, v, _ in items if v is not None).shape[-1]
+        views = torch.cat([v if v is not None else torch.zeros(1, 3, size, size) for _, _, v, _ in items])
+    return sources, torch.cat(crops) if crops else torch.empty(0), views, owner, errors
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)
+
+
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 
 
@@ -136,6 +181,35 @@ class Detector:
                 results[index].verdict = self._verdict(prob)
                 results[index].crop_logits = logits
         return results
+
+    @torch.inference_mode()
+    def predict_paths(
+        self, paths: Sequence[str | os.PathLike], workers: int = 2, num_crops: int | None = None
+    ) -> Iterator[Prediction]:
+        """Score many files in order, yielding one :class:`Prediction` each. Decoding and cropping run in
+        ``workers`` DataLoader processes, overlapped with the model; unreadable files yield ``error``."""
+        dataset = _CropDataset(list(paths), self.model.config, num_crops)
+        loader = DataLoader(
+            dataset,
+            batch_size=max(1, self.batch_size // dataset.num_crops),
+            num_workers=workers,
+            collate_fn=_collate,
+            worker_init_fn=_one_thread,
+        )
+        for sources, crops, views, owner, errors in loader:
+            scored = {}
+            if len(crops):
+                logits = self.model(crops.to(self.device), None if views is None else views[owner].to(self.device))
+                logits = logits.float().cpu()
+                for i in owner.unique().tolist():
+                    own = logits[owner == i]
+                    scored[i] = (float(torch.sigmoid(own.mean())), own.tolist())
+            for i, source in enumerate(sources):
+                if errors[i] is not None:
+                    yield Prediction(source, error=errors[i])
+                else:
+                    prob, logits_i = scored[i]
+                    yield Prediction(source, prob, self._verdict(prob), logits_i)
 
     @torch.inference_mode()
     def explain(self, image: ImageInput) -> dict[str, np.ndarray | float]:

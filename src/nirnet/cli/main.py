@@ -6,6 +6,7 @@ import typer
 
 from nirnet import __version__
 from nirnet.cli import data as data_cli
+from nirnet.cli import detect as detect_cli
 from nirnet.cli import eval as eval_cli
 from nirnet.cli import imprint as imprint_cli
 from nirnet.cli import train as train_cli
@@ -21,6 +22,7 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(imprint_cli.app, name="imprint")
 app.command("train")(train_cli.train)
 app.command("eval")(eval_cli.eval_command)
+app.command("detect")(detect_cli.detect)
 
 
 def _print_version(value: bool) -> None:

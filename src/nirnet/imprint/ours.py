@@ -67,6 +67,11 @@ class SmallAutoencoder(Reconstructor):
         for _ in range(levels):
             enc += [nn.Conv2d(ch, ch, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU()]
         enc.append(nn.Conv2d(ch, config.latent_channels * (2 if config.kl else 1), 3, padding=1))
+        if config.kl:
+            # Start with a small posterior variance: unit-variance latent noise at initialisation drowns the
+            # signal and the decoder settles on the mean colour (seen: 11 dB PSNR at stride 16).
+            with torch.no_grad():
+                enc[-1].bias[config.latent_channels :].fill_(-8.0)
         self.encoder = nn.Sequential(*enc)
         dec: list[nn.Module] = [nn.Conv2d(config.latent_channels, ch, 3, padding=1), nn.ReLU()]
         for _ in range(levels):

@@ -44,6 +44,31 @@ CROP_POSITIONS = [
 CROP_ALIGN = 16  # crop offsets are multiples of 16 so decoder/JPEG grids keep their phase w.r.t. the image
 
 
+def image_crops(image: Image.Image, size: int, num_crops: int) -> torch.Tensor:
+    """Native-resolution crops of an RGB image: ``K x 3 x size x size`` float in [0, 1], ``K <= num_crops``.
+
+    Padding policy: an image smaller than the crop on either side is mirror-padded at the bottom/right to the crop
+    size (never resized). Crop offsets are multiples of 16 where the image allows; duplicate positions are dropped.
+    """
+    image = pad_to(image, size)
+    arr = np.asarray(image)
+    height, width = arr.shape[:2]
+    boxes: list[tuple[int, int]] = []
+    for u, v in CROP_POSITIONS[:num_crops]:
+        left = int(u * (width - size)) // CROP_ALIGN * CROP_ALIGN
+        top = int(v * (height - size)) // CROP_ALIGN * CROP_ALIGN
+        if (left, top) not in boxes:
+            boxes.append((left, top))
+    crops = np.stack([arr[t : t + size, l : l + size] for l, t in boxes])  # noqa: E741
+    return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+
+
+def semantic_view(image: Image.Image, size: int) -> torch.Tensor:
+    """The whole image resized (antialiased) to ``size`` x ``size``: ``1 x 3 x size x size`` in [0, 1]."""
+    resized = image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)[None].float() / 255
+
+
 def _mlp(cin: int, hidden: int, cout: int, dropout: float = 0.0) -> nn.Sequential:
     return nn.Sequential(nn.Linear(cin, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, cout))
 
@@ -107,29 +132,12 @@ class NIRNet(nn.Module):
 
     # ------------------------------------------------------------------ preprocessing from the config
     def crops_of(self, image: Image.Image, num_crops: int | None = None) -> torch.Tensor:
-        """Native-resolution crops of an RGB image: ``K x 3 x c x c`` in [0, 1].
-
-        Padding policy: an image smaller than the crop on either side is mirror-padded at the bottom/right to the
-        crop size (no resizing). Crop offsets are multiples of 16 where the image allows; duplicates are dropped.
-        """
-        size = self.config.crop_size
-        image = pad_to(image, size)
-        arr = np.asarray(image)
-        height, width = arr.shape[:2]
-        boxes = []
-        for u, v in CROP_POSITIONS[: num_crops or self.config.num_crops]:
-            left = int(u * (width - size)) // CROP_ALIGN * CROP_ALIGN
-            top = int(v * (height - size)) // CROP_ALIGN * CROP_ALIGN
-            if (left, top) not in boxes:
-                boxes.append((left, top))
-        crops = np.stack([arr[t : t + size, l : l + size] for l, t in boxes])  # noqa: E741
-        return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+        """Native-resolution crops of an RGB image, from the config (see :func:`image_crops`)."""
+        return image_crops(image, self.config.crop_size, num_crops or self.config.num_crops)
 
     def view_of(self, image: Image.Image) -> torch.Tensor:
-        """The semantic view: the whole image resized to ``semantic_size`` squared, ``1 x 3 x S x S``."""
-        s = self.config.semantic_size
-        resized = image.resize((s, s), Image.Resampling.BICUBIC, reducing_gap=3.0)
-        return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)[None].float() / 255
+        """The semantic view of an RGB image, from the config (see :func:`semantic_view`)."""
+        return semantic_view(image, self.config.semantic_size)
 
     @torch.inference_mode()
     def score_image(self, image: Image.Image, num_crops: int | None = None) -> tuple[float, list[float]]:

@@ -1,0 +1,106 @@
+"""`nirnet detect PATH...`: score images, folders, globs or CSV lists with a detector.
+
+Decoding and cropping run in DataLoader workers, overlapped with the model. A bad file never stops the run: it is
+listed with its reason. Exit status: 0 = every image scored, 1 = some files could not be read (the rest are
+scored), 2 = nothing to score or a usage error.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files, folders (recursive, image extensions only), glob patterns, and CSV lists (a ``path`` column, paths
+    relative to the CSV) -> a de-duplicated list of paths in the given order."""
+    from nirnet.data.io import is_image_path
+
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            paths += sorted(p for p in path.rglob("*") if p.is_file() and is_image_path(p))
+        elif path.suffix.lower() == ".csv" and path.is_file():
+            with path.open(newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+            if rows and "path" not in rows[0]:
+                raise typer.BadParameter(f"{path}: a CSV list needs a 'path' column")
+            paths += [Path(r["path"]) if Path(r["path"]).is_absolute() else path.parent / r["path"] for r in rows]
+        elif any(ch in item for ch in "*?["):
+            paths += sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        else:
+            paths.append(path)  # a missing file is reported by the loader, like any other bad input
+    seen: set[str] = set()
+    return [p for p in paths if not (str(p) in seen or seen.add(str(p)))]
+
+
+def detect(
+    paths: list[str] = typer.Argument(..., help="Image files, folders (searched recursively), globs or CSV lists."),
+    model: str = typer.Option(None, "--model", "-m", help="Model folder or shipped model name (default: embedded)."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout instead of a table."),
+    csv_out: Path = typer.Option(None, "--csv", help="Also write results to this CSV file (atomically)."),
+    threshold: float = typer.Option(None, help="Override the model's calibrated decision threshold."),
+    batch_size: int = typer.Option(32, help="Crops per forward pass."),
+    workers: int = typer.Option(2, help="DataLoader workers that decode and crop images (0 = in the main process)."),
+    num_crops: int = typer.Option(None, help="Crops per image (default: the model's config)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Score images: probability that each is AI-generated, and a verdict at the model's threshold."""
+    from nirnet._atomic import atomic_write_text
+    from nirnet.detect import Detector
+
+    files = expand_inputs(paths)
+    if not files:
+        console.print("[red]error:[/red] no images found")
+        raise typer.Exit(2)
+    detector = Detector.from_pretrained(model, device=device, batch_size=batch_size)
+    if threshold is not None:
+        detector.threshold = threshold
+    results = []
+    with Progress(console=console, transient=True, disable=len(files) < 20) as progress:
+        task = progress.add_task("scoring", total=len(files))
+        for result in detector.predict_paths(files, workers=workers, num_crops=num_crops):
+            results.append(result)
+            progress.advance(task)
+    failed = [r for r in results if not r.ok]
+    rows = [r.to_dict() for r in results]
+    if csv_out:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["path", "probability", "verdict", "error"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(csv_out, buffer.getvalue())
+    if as_json:
+        payload = {
+            "model": detector.name,
+            "threshold": detector.threshold,
+            "results": rows,
+            "scored": len(results) - len(failed),
+            "failed": len(failed),
+        }
+        typer.echo(json.dumps(payload, indent=1))
+    else:
+        table = Table(title=f"{detector.name} (threshold {detector.threshold:.3f})")
+        for column in ("path", "P(generated)", "verdict"):
+            table.add_column(column, justify="right" if column == "P(generated)" else "left")
+        for r in results:
+            if r.ok:
+                colour = "red" if r.verdict == "generated" else "green"
+                table.add_row(r.source, f"{r.probability:.3f}", f"[{colour}]{r.verdict}[/{colour}]")
+            else:
+                table.add_row(r.source, "–", f"[yellow]error: {r.error}[/yellow]")
+        Console().print(table)
+    if failed:
+        console.print(f"{len(failed)} of {len(results)} files could not be read")
+        raise typer.Exit(1)

@@ -1,0 +1,106 @@
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
+
+from nirnet.data.datasets import Sample
+from nirnet.eval.evaluate import evaluate_robustness, score_samples
+from nirnet.eval.metrics import best_threshold, binary_metrics, per_subset_metrics
+from nirnet.eval.protocol import PROTOCOLS, robustness_grid
+from nirnet.testing import synthetic_photo
+
+
+def test_binary_metrics_equal_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = np.clip(rng.normal(0.4 + 0.2 * y, 0.2), 0, 1)
+    m = binary_metrics(y, s, 0.5)
+    assert math.isclose(m["auc"], roc_auc_score(y, s))
+    assert math.isclose(m["ap"], average_precision_score(y, s))
+    assert math.isclose(m["acc"], accuracy_score(y, s >= 0.5))
+    assert math.isclose(m["real_acc"], accuracy_score(y[y == 0], s[y == 0] >= 0.5))
+    assert math.isclose(m["fake_acc"], accuracy_score(y[y == 1], s[y == 1] >= 0.5))
+
+
+def test_per_subset_pairs_generators_with_shared_reals():
+    labels = [0, 0, 1, 1, 1, 1]
+    scores = [0.1, 0.2, 0.9, 0.15, 0.8, 0.7]
+    subsets = ["real", "real", "a", "a", "b", "b"]
+    out = per_subset_metrics(labels, scores, subsets)
+    assert set(out) == {"a", "b", "mean", "all"}
+    assert out["a"]["n_real"] == 2 and out["a"]["n_fake"] == 2
+    assert math.isclose(out["a"]["auc"], roc_auc_score([0, 0, 1, 1], [0.1, 0.2, 0.9, 0.15]))
+    assert math.isclose(out["mean"]["auc"], (out["a"]["auc"] + out["b"]["auc"]) / 2)
+
+
+def test_single_class_gives_nan():
+    m = binary_metrics([1, 1], [0.2, 0.9])
+    assert math.isnan(m["auc"]) and m["fake_acc"] == 0.5
+
+
+def test_best_threshold():
+    assert 0.3 < best_threshold([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9]) <= 0.6
+
+
+def test_protocol_treats_both_classes_alike():
+    png = Image.fromarray(synthetic_photo(700, 600, seed=0))
+    out = PROTOCOLS["aligned"](png)
+    assert out.size == (512, 512)
+    assert PROTOCOLS["raw"](png) is png
+
+
+def test_robustness_grid_output(tmp_path):
+    samples = []
+    for i in range(4):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(synthetic_photo(64, 64, seed=i)).save(path)
+        samples.append(Sample(path, i % 2, "real" if i % 2 == 0 else "gen"))
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    scorer = lambda images: [float(np.asarray(im).std() / 100) for im in images]  # noqa: E731
+    scored = score_samples(scorer, samples + [Sample(tmp_path / "bad.png", 1, "gen")], PROTOCOLS["aligned"])
+    assert len(scored.failures) == 1 and np.isnan(scored.scores[-1])
+    rows = evaluate_robustness(scorer, samples)
+    assert len(rows) == 1 + len(robustness_grid()) == 13
+    assert {r["family"] for r in rows} == {"none", "jpeg", "blur", "resize"}
+    assert all({"auc", "acc", "real_acc", "fake_acc", "ap"} <= set(r) for r in rows)
+
+
+@pytest.mark.shared
+def test_eval_cli_on_bench_dev(shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from nirnet.cli.main import app
+    from nirnet.models import create_model
+
+    create_model("test_nirnet", semantic="none").save_pretrained(tmp_path / "m")
+    # a small copy of the manifest keeps this test quick
+    rows = (shared_data / "bench-dev" / "manifest.csv").read_text().splitlines()
+    keep = [rows[0]] + [r for r in rows[1:] if "sdxl-turbo" in r or "kodak" in r][:12]
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "\n".join(
+            r.replace("fake/", str(shared_data / "bench-dev" / "fake") + "/", 1).replace(
+                "real/", str(shared_data / "bench-dev" / "real") + "/", 1
+            )
+            for r in keep
+        )
+        + "\n"
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--data",
+            str(manifest),
+            "--model",
+            str(tmp_path / "m"),
+            "--out",
+            str(tmp_path / "out"),
+            "--robustness",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "roc.png").is_file() and (tmp_path / "out" / "robustness.png").is_file()
+    assert "sdxl-turbo" in (tmp_path / "out" / "report.md").read_text()
