@@ -31,7 +31,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
 
 demo: $(STAMP)
-	$(BIN)/nirnet --help
+	$(BIN)/nirnet demo --out out/demo
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -24,7 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .data.io import ImageLoadError, load_image
-from .models.nirnet import NIRNet, image_crops, semantic_view
+from .models.base import DetectorModel, image_crops, semantic_view
 from .models.registry import SHIPPED_MODELS, create_model
 
 DEFAULT_MODEL = "nirnet_tiny"
@@ -110,7 +110,11 @@ def _as_image(item: ImageInput) -> tuple[str, Image.Image]:
 
 class Detector:
     def __init__(
-        self, model: NIRNet, threshold: float | None = None, device: str | torch.device = "cpu", batch_size: int = 32
+        self,
+        model: DetectorModel,
+        threshold: float | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 32,
     ) -> None:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
@@ -124,7 +128,7 @@ class Detector:
         name_or_path = model or DEFAULT_MODEL
         path = Path(name_or_path)
         if path.is_dir():
-            return cls(NIRNet.from_pretrained(path), **kwargs)
+            return cls(DetectorModel.from_pretrained(path), **kwargs)
         if (SHIPPED_MODELS / str(name_or_path) / "model.safetensors").is_file():
             return cls(create_model(str(name_or_path), pretrained=True), **kwargs)
         raise FileNotFoundError(f"no model folder or shipped model named {name_or_path!r}")

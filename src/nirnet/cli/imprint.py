@@ -45,6 +45,7 @@ def train_ae(
     batch_size: int = typer.Option(8, help="Crops per step."),
     crop: int = typer.Option(64, help="Crop side in pixels (native resolution, never resized)."),
     limit: int = typer.Option(None, help="Use at most this many images."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (cosine decay)."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Train the project's own small autoencoders (different decoders and strides) on real photos."""
@@ -56,7 +57,7 @@ def train_ae(
     if not configs:
         raise typer.BadParameter(f"no config named {names}; known: {[c.name for c in DEFAULT_AE_CONFIGS]}")
     paths = _image_paths(data, limit)
-    settings = AETrainConfig(steps=steps, batch_size=batch_size, crop=crop, seed=seed)
+    settings = AETrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed)
     report = {}
     with Progress(console=console) as progress:
         for config in configs:

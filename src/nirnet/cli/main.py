@@ -25,6 +25,30 @@ app.command("eval")(eval_cli.eval_command)
 app.command("detect")(detect_cli.detect)
 
 
+@app.command()
+def demo(
+    out: str = typer.Option("out/demo", help="Folder for the demo images."),
+    workers: int = typer.Option(0, help="DataLoader workers for scoring."),
+) -> None:
+    """Make a demo folder (real photos shipped by dependencies + their simulated generated twins, all PNG) and
+    score it with the embedded default model. Shows the pipeline end to end, not accuracy on real generators."""
+    from nirnet.demo import make_demo_folder
+
+    folder = make_demo_folder(out)
+    typer.echo(f"demo images in {folder}/real and {folder}/simulated")
+    detect_cli.detect(
+        [str(folder)],
+        model=None,
+        as_json=False,
+        csv_out=None,
+        threshold=None,
+        batch_size=32,
+        workers=workers,
+        num_crops=None,
+        device="cpu",
+    )
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"nirnet {__version__}")

@@ -10,6 +10,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class NIRNetConfig:
     name: str = "nirnet_tiny"
+    arch: str = "nirnet"  # the model class (see nirnet.models.base.ARCHITECTURES): nirnet, npr, cnnspot
     # --- preprocessing (inference transforms come from here)
     crop_size: int = 256  # native-resolution crops for the noise and frequency branches (never resized)
     num_crops: int = 4  # crops per image at inference; logits are averaged

@@ -34,17 +34,21 @@ def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, 
     ``semantic_pretrained=False`` is passed); ``True`` = the weights shipped in the package for ``name``; a path =
     a folder written by ``save_pretrained``.
     """
-    from .nirnet import NIRNet
+    from . import baselines, nirnet  # noqa: F401 - registers the architectures
+    from .base import ARCHITECTURES, DetectorModel
 
     semantic_pretrained = overrides.pop("semantic_pretrained", True)
     if pretrained is True:
         folder = SHIPPED_MODELS / name
         if not (folder / "model.safetensors").is_file():
             raise FileNotFoundError(f"no shipped weights for {name!r} (looked in {folder})")
-        return NIRNet.from_pretrained(folder, **overrides)
+        return DetectorModel.from_pretrained(folder, **overrides)
     if pretrained:
-        return NIRNet.from_pretrained(pretrained, **overrides)
-    return NIRNet(get_config(name, **overrides), semantic_pretrained=semantic_pretrained)
+        return DetectorModel.from_pretrained(pretrained, **overrides)
+    config = get_config(name, **overrides)
+    if config.arch == "nirnet":
+        return ARCHITECTURES["nirnet"](config, semantic_pretrained=semantic_pretrained)
+    return ARCHITECTURES[config.arch](config)
 
 
 @register_model
@@ -83,6 +87,19 @@ def nirnet_base() -> NIRNetConfig:
         da_pairs=16,
         da_crop=128,
     )
+
+
+@register_model
+def npr_tiny() -> NIRNetConfig:
+    """Baseline: Neighbouring Pixel Relationships (NPR, Tan et al. 2024) with a truncated ResNet, CPU-sized."""
+    return NIRNetConfig(name="npr_tiny", arch="npr", encoder_width=32, semantic="none", lambda_da=0.0)
+
+
+@register_model
+def cnnspot_tiny() -> NIRNetConfig:
+    """Baseline: CNNSpot (Wang et al. 2020), a ResNet-18 image classifier (random init: no ImageNet weights offline),
+    trained with blur + JPEG augmentation (configs/cnnspot_tiny_cpu.yaml)."""
+    return NIRNetConfig(name="cnnspot_tiny", arch="cnnspot", encoder_width=32, semantic="none", lambda_da=0.0)
 
 
 @register_model

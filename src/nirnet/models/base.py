@@ -1,0 +1,134 @@
+"""What every detector model shares: preprocessing from its config, scoring, and pickle-free save/load.
+
+A detector is an ``nn.Module`` whose ``forward(crops, view=None, crops_per_view=1)`` returns one logit per crop,
+with a :class:`~nirnet.models.config.NIRNetConfig` in ``self.config``. ``config.arch`` names its class in
+:data:`ARCHITECTURES`, which is how ``from_pretrained`` rebuilds any of them (NIRNet and the baselines).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .._atomic import atomic_write, atomic_write_text
+from ..data.degrade import pad_to
+from .config import NIRNetConfig
+
+ARCHITECTURES: dict[str, type] = {}
+
+
+def register_architecture(name: str, cls: type) -> None:
+    ARCHITECTURES[name] = cls
+
+
+FROZEN_PREFIX = "semantic.backbone."
+# Relative crop positions in order of preference: centre, quadrant centres, edge midpoints, corners.
+CROP_POSITIONS = [
+    (0.5, 0.5),
+    (0.25, 0.25),
+    (0.75, 0.75),
+    (0.75, 0.25),
+    (0.25, 0.75),
+    (0.5, 0.0),
+    (0.5, 1.0),
+    (0.0, 0.5),
+    (1.0, 0.5),
+    (0.0, 0.0),
+    (1.0, 1.0),
+    (1.0, 0.0),
+    (0.0, 1.0),
+]
+CROP_ALIGN = 16  # crop offsets are multiples of 16 so decoder/JPEG grids keep their phase w.r.t. the image
+
+
+def image_crops(image: Image.Image, size: int, num_crops: int) -> torch.Tensor:
+    """Native-resolution crops of an RGB image: ``K x 3 x size x size`` float in [0, 1], ``K <= num_crops``.
+
+    Padding policy: an image smaller than the crop on either side is mirror-padded at the bottom/right to the crop
+    size (never resized). Crop offsets are multiples of 16 where the image allows; duplicate positions are dropped.
+    """
+    image = pad_to(image, size)
+    arr = np.asarray(image)
+    height, width = arr.shape[:2]
+    boxes: list[tuple[int, int]] = []
+    for u, v in CROP_POSITIONS[:num_crops]:
+        left = int(u * (width - size)) // CROP_ALIGN * CROP_ALIGN
+        top = int(v * (height - size)) // CROP_ALIGN * CROP_ALIGN
+        if (left, top) not in boxes:
+            boxes.append((left, top))
+    crops = np.stack([arr[t : t + size, l : l + size] for l, t in boxes])  # noqa: E741
+    return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+
+
+def semantic_view(image: Image.Image, size: int) -> torch.Tensor:
+    """The whole image resized (antialiased) to ``size`` x ``size``: ``1 x 3 x size x size`` in [0, 1]."""
+    resized = image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)[None].float() / 255
+
+
+class DetectorModel(nn.Module):
+    """Base class; subclasses set ``self.config`` and define ``forward``. ``semantic`` and ``da_head`` are
+    ``None`` unless the model has a semantic branch or a Difference-Aware head."""
+
+    config: NIRNetConfig
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Instance attributes, not class attributes: a class attribute would shadow submodules of the same name.
+        self.semantic: nn.Module | None = None
+        self.da_head: nn.Module | None = None
+
+    # ------------------------------------------------------------------ preprocessing from the config
+    def crops_of(self, image: Image.Image, num_crops: int | None = None) -> torch.Tensor:
+        """Native-resolution crops of an RGB image, from the config (see :func:`image_crops`)."""
+        return image_crops(image, self.config.crop_size, num_crops or self.config.num_crops)
+
+    def view_of(self, image: Image.Image) -> torch.Tensor:
+        """The semantic view of an RGB image, from the config (see :func:`semantic_view`)."""
+        return semantic_view(image, self.config.semantic_size)
+
+    @torch.inference_mode()
+    def score_image(self, image: Image.Image, num_crops: int | None = None) -> tuple[float, list[float]]:
+        """(probability generated, per-crop logits) for one RGB image; crop logits are averaged."""
+        crops = self.crops_of(image, num_crops)
+        device = next(self.parameters()).device
+        view = self.view_of(image).to(device) if self.semantic is not None else None
+        logits = self(crops.to(device), view, crops_per_view=len(crops))
+        return float(torch.sigmoid(logits.mean())), logits.tolist()
+
+    # ------------------------------------------------------------------ save / load (no pickle)
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """State without the frozen third-party backbone (it is rebuilt from its own weights on load)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(FROZEN_PREFIX)}
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        folder = Path(folder)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.trainable_state_dict().items()}
+        atomic_write(folder / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        atomic_write_text(folder / "config.json", self.config.to_json())
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, **overrides) -> DetectorModel:
+        folder = Path(folder)
+        for needed in ("config.json", "model.safetensors"):
+            if not (folder / needed).is_file():
+                raise FileNotFoundError(
+                    f"{folder / needed} is missing (a NIRNet folder holds config.json and model.safetensors)"
+                )
+        config = NIRNetConfig.from_dict(json.loads((folder / "config.json").read_text())).replace(**overrides)
+        model = ARCHITECTURES[config.arch](config)
+        missing, unexpected = model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
+        missing = [k for k in missing if not k.startswith(FROZEN_PREFIX)]
+        if missing or unexpected:
+            raise ValueError(
+                f"{folder}: checkpoint does not match the config (missing {missing}, unexpected {unexpected})"
+            )
+        return model.eval()

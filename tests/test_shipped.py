@@ -1,0 +1,76 @@
+"""The weights shipped inside the package: they must load and work without ../shared."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nirnet.cli.main import app
+from nirnet.imprint.autoencoders import create_autoencoder, list_autoencoders
+from nirnet.imprint.bank import DEFAULT_BANK, ImprintBank
+from nirnet.models.registry import SHIPPED_MODELS
+from nirnet.testing import synthetic_photo
+
+
+def test_shipped_autoencoders_reconstruct():
+    ours = [n for n in list_autoencoders() if n.startswith("ours:")]
+    assert len(ours) >= 4
+    import torch
+
+    x = torch.from_numpy(synthetic_photo(64, 64, seed=0)).permute(2, 0, 1)[None].float() / 255
+    strides = set()
+    for name in ours:
+        ae = create_autoencoder(name)
+        strides.add(ae.stride)
+        recon = ae.reconstruct(x)
+        psnr = 10 * torch.log10(1 / ((recon - x) ** 2).mean())
+        assert psnr > 15, (name, float(psnr))  # a broken or untrained autoencoder gives ~10 dB
+    assert strides >= {4, 8, 16}
+
+
+def test_shipped_bank_has_five_sources_and_learned_beats_closed_form():
+    bank = ImprintBank.load()
+    assert DEFAULT_BANK.is_file() and len(bank) >= 5
+    for entry in bank.entries:
+        nll = entry.heldout_nll
+        assert nll["learned_laplace"] <= nll["closed_form_laplace"] + 1e-3, entry.name
+
+
+def test_imprint_sample_cli(tmp_path):
+    Image.fromarray(synthetic_photo(90, 120, seed=4)).save(tmp_path / "in.png")
+    result = CliRunner().invoke(
+        app,
+        [
+            "imprint",
+            "sample",
+            str(tmp_path / "in.png"),
+            "--out",
+            str(tmp_path / "out.png"),
+            "--noise-out",
+            str(tmp_path / "noise.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    a = np.asarray(Image.open(tmp_path / "in.png"), dtype=int)
+    b = np.asarray(Image.open(tmp_path / "out.png"), dtype=int)
+    assert a.shape == b.shape and 0.2 < np.abs(a - b).mean() < 20
+
+
+def test_demo_folder(tmp_path):
+    from nirnet.demo import make_demo_folder, sample_photo_paths
+
+    if not sample_photo_paths():
+        pytest.skip("no sample photos shipped by matplotlib / scikit-learn")
+    folder = make_demo_folder(tmp_path / "demo")
+    assert len(list((folder / "real").glob("*.png"))) == len(list((folder / "simulated").glob("*.png"))) >= 1
+
+
+@pytest.mark.skipif(
+    not (SHIPPED_MODELS / "nirnet_tiny" / "model.safetensors").is_file(), reason="no default model shipped yet"
+)
+def test_default_detector_loads_and_scores():
+    from nirnet import Detector
+
+    detector = Detector.from_pretrained()
+    result = detector.predict(Image.fromarray(synthetic_photo(300, 400, seed=1)))[0]
+    assert result.ok and 0 <= result.probability <= 1
