@@ -1,5 +1,7 @@
 """The weights shipped inside the package: they must load and work without ../shared."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,19 +14,29 @@ from nirnet.models.registry import SHIPPED_MODELS
 from nirnet.testing import synthetic_photo
 
 
+def _photo() -> np.ndarray:
+    """A real photograph that matplotlib ships (so the test needs nothing outside the installed packages)."""
+    import matplotlib
+
+    return np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB"))
+
+
 def test_shipped_autoencoders_reconstruct():
     ours = [n for n in list_autoencoders() if n.startswith("ours:")]
     assert len(ours) >= 4
     import torch
 
-    x = torch.from_numpy(synthetic_photo(64, 64, seed=0)).permute(2, 0, 1)[None].float() / 255
+    x = torch.from_numpy(_photo()[100:228, 100:228].copy()).permute(2, 0, 1)[None].float() / 255
     strides = set()
+    # A collapsed autoencoder outputs about the mean colour; a working one must beat that by a clear margin.
+    flat = x.mean(dim=(-2, -1), keepdim=True).expand_as(x)
+    flat_psnr = 10 * torch.log10(1 / ((flat - x) ** 2).mean())
     for name in ours:
         ae = create_autoencoder(name)
         strides.add(ae.stride)
         recon = ae.reconstruct(x)
         psnr = 10 * torch.log10(1 / ((recon - x) ** 2).mean())
-        assert psnr > 15, (name, float(psnr))  # a broken or untrained autoencoder gives ~10 dB
+        assert psnr > flat_psnr + 2, (name, float(psnr), float(flat_psnr))
     assert strides >= {4, 8, 16}
 
 
@@ -37,7 +49,7 @@ def test_shipped_bank_has_five_sources_and_learned_beats_closed_form():
 
 
 def test_imprint_sample_cli(tmp_path):
-    Image.fromarray(synthetic_photo(90, 120, seed=4)).save(tmp_path / "in.png")
+    Image.fromarray(_photo()[:200, :160]).save(tmp_path / "in.png")
     result = CliRunner().invoke(
         app,
         [
@@ -53,7 +65,7 @@ def test_imprint_sample_cli(tmp_path):
     assert result.exit_code == 0, result.output
     a = np.asarray(Image.open(tmp_path / "in.png"), dtype=int)
     b = np.asarray(Image.open(tmp_path / "out.png"), dtype=int)
-    assert a.shape == b.shape and 0.2 < np.abs(a - b).mean() < 20
+    assert a.shape == b.shape and 0.2 < np.abs(a - b).mean() < 25
 
 
 def test_demo_folder(tmp_path):

@@ -29,7 +29,7 @@ class SimulatorConfig:
     alpha: float = 1.0  # Dirichlet concentration (1 = uniform over the simplex)
     beta: float = 0.3  # extrapolation: 0 keeps weights in the simplex
     b_min: float = 1e-3  # floor of the fused Laplace scale (in [0, 1] pixel units)
-    gamma: tuple[float, float] = (0.75, 1.5)  # imprint strength range
+    gamma: tuple[float, float] = (0.2, 1.0)  # imprint strength range
     models_per_sample: int | None = 3  # None: fuse all bank entries
 
 
