@@ -104,3 +104,54 @@ def test_eval_cli_on_bench_dev(shared_data, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "roc.png").is_file() and (tmp_path / "out" / "robustness.png").is_file()
     assert "sdxl-turbo" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_eval_calibrate_stores_threshold(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from nirnet.cli.main import app
+    from nirnet.models import create_model
+
+    create_model("test_nirnet", semantic="none").save_pretrained(tmp_path / "m")
+    for label in ("real", "fake"):
+        (tmp_path / "val" / label).mkdir(parents=True)
+        for i in range(3):
+            arr = synthetic_photo(72, 72, seed=i + (10 if label == "fake" else 0))
+            Image.fromarray(arr).save(tmp_path / "val" / label / f"{i}.png")
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--data",
+            str(tmp_path / "val"),
+            "--model",
+            str(tmp_path / "m"),
+            "--calibrate",
+            str(tmp_path / "val"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    stored = json.loads((tmp_path / "m" / "config.json").read_text())["threshold"]
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["threshold"] == stored
+    # the stored threshold is the best balanced accuracy on the validation scores
+    from nirnet.detect import Detector
+
+    detector = Detector.from_pretrained(tmp_path / "m")
+    assert detector.threshold == stored
+    probs, labels = [], []
+    for label in ("real", "fake"):
+        for path in sorted((tmp_path / "val" / label).glob("*.png")):
+            image = PROTOCOLS["aligned"](Image.open(path).convert("RGB"))  # calibration scores under the protocol
+            probs.append(detector.predict(image)[0].probability)
+            labels.append(int(label == "fake"))
+    probs, labels = np.array(probs), np.array(labels)
+
+    def balanced(t):
+        return 0.5 * ((probs[labels == 0] < t).mean() + (probs[labels == 1] >= t).mean())
+
+    assert balanced(stored) >= max(balanced(t) for t in np.r_[probs, 0.5]) - 1e-9
