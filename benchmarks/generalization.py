@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nirnet.data.datasets import read_dataset
-from nirnet.data.io import is_image_path, load_image
+from nirnet.data.datasets import images_under, read_dataset
+from nirnet.data.io import load_image
 from nirnet.detect import Detector
 from nirnet.eval.evaluate import score_samples
 from nirnet.eval.protocol import PROTOCOLS
@@ -40,7 +40,7 @@ def aeroblade(real_train: Path):
 
     names = ["taef2"] + [n for n in list_autoencoders() if n.startswith("ours:")]
     scorer = AerobladeScorer(names)
-    calib = [p for p in sorted(real_train.rglob("*")) if p.is_file() and is_image_path(p) and is_heldout(p)][:40]
+    calib = [p for p in images_under(real_train) if is_heldout(p)][:40]
     scorer.calibrate([load_image(p) for p in calib])
     return "aeroblade", scorer
 

@@ -25,7 +25,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from nirnet.data.io import is_image_path
+from nirnet.data.datasets import images_under
 from nirnet.imprint.autoencoders import create_autoencoder
 from nirnet.imprint.bank import ImprintBank
 from nirnet.imprint.fit import FitConfig, residual_set, split_crops
@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     start = time.time()
-    paths = sorted(p for p in Path(args.data).rglob("*") if p.is_file() and is_image_path(p))
+    paths = images_under(Path(args.data))
     train_crops, held_crops, _, _ = split_crops(paths, FitConfig(seed=args.seed))
     bank = ImprintBank.load(args.bank)
     names = bank.names

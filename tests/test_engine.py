@@ -33,24 +33,26 @@ def train_env(tmp_path_factory):
     return root
 
 
+def _overrides(env: Path, out: Path, model: str = "test_nirnet", steps: int = 3, extra=()) -> list[str]:
+    """The dotted overrides of a tiny CPU run on the synthetic photos and toy bank of ``train_env``."""
+    return [
+        f"model={model}",
+        f"data.real=[{env / 'real'}]",
+        f"data.bank={env / 'bank.safetensors'}",
+        "data.pairs.degrade.resize_prob=0.5",
+        f"optim.steps={steps}",
+        "optim.batch_pairs=2",
+        "optim.warmup=1",
+        f"run.out_dir={out}",
+        "run.workers=0",
+        "run.checkpoint_every=2",
+        "run.log_every=1",
+        *extra,
+    ]
+
+
 def _config(env: Path, out: Path, model: str = "test_nirnet", steps: int = 3, extra=()):
-    return load_config(
-        None,
-        [
-            f"model={model}",
-            f"data.real=[{env / 'real'}]",
-            f"data.bank={env / 'bank.safetensors'}",
-            "data.pairs.degrade.resize_prob=0.5",
-            f"optim.steps={steps}",
-            "optim.batch_pairs=2",
-            "optim.warmup=1",
-            f"run.out_dir={out}",
-            "run.workers=0",
-            "run.checkpoint_every=2",
-            "run.log_every=1",
-            *extra,
-        ],
-    )
+    return load_config(None, _overrides(env, out, model, steps, extra))
 
 
 def test_config_overrides_and_errors(tmp_path):
@@ -115,18 +117,10 @@ train(cfg, resume=sys.argv[1] == "resume", show_progress=False)
 
 def test_resume_after_kill_9(train_env, tmp_path):
     """Kill -9 a training process after its first checkpoint, resume, and compare with an uninterrupted run."""
-    args = lambda out, steps: [  # noqa: E731
-        "model=test_nirnet",
-        f"data.real=[{train_env / 'real'}]",
-        f"data.bank={train_env / 'bank.safetensors'}",
-        f"optim.steps={steps}",
-        "optim.batch_pairs=2",
-        "optim.warmup=1",
-        f"run.out_dir={out}",
-        "run.workers=0",
-        "run.checkpoint_every=2",
-        "run.threads=1",
-    ]
+
+    def args(out, steps):
+        return _overrides(train_env, out, steps=steps, extra=["run.threads=1"])
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run([sys.executable, "-c", SCRIPT, "fresh", *args(tmp_path / "ref", 8)], check=True, env=env)
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "fresh", *args(tmp_path / "crash", 8)], env=env)
@@ -147,19 +141,8 @@ def test_resume_after_kill_9(train_env, tmp_path):
 def test_ddp_gloo_two_processes(train_env, tmp_path):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
-    args = [
-        "model=test_nirnet",
-        f"data.real=[{train_env / 'real'}]",
-        f"data.bank={train_env / 'bank.safetensors'}",
-        "optim.steps=3",
-        "optim.batch_pairs=4",
-        "optim.warmup=1",
-        f"run.out_dir={tmp_path / 'ddp'}",
-        "run.workers=0",
-        "run.threads=1",
-        "run.device=cpu",
-        "run.log_every=1",
-    ]
+    extra = ["optim.batch_pairs=4", "run.threads=1", "run.device=cpu"]
+    args = _overrides(train_env, tmp_path / "ddp", extra=extra)
     cmd = [
         sys.executable,
         "-m",

@@ -68,6 +68,11 @@ def _collate(items):
     return sources, torch.cat(crops) if crops else torch.empty(0), views, owner, errors
 
 
+def _per_image(logits: torch.Tensor, owner: torch.Tensor, indices) -> list[tuple[float, list[float]]]:
+    """(probability, crop logits) per image: the mean of its crops' logits through a sigmoid."""
+    return [(float(torch.sigmoid(logits[owner == i].mean())), logits[owner == i].tolist()) for i in indices]
+
+
 def _one_thread(_: int) -> None:
     torch.set_num_threads(1)
 
@@ -159,11 +164,7 @@ class Detector:
                 for i in range(0, len(flat), self.batch_size)
             ]
         )
-        out = []
-        for i in range(len(images)):
-            own = logits[owner == i]
-            out.append((float(torch.sigmoid(own.mean())), own.tolist()))
-        return out
+        return _per_image(logits, owner, range(len(images)))
 
     def predict(self, inputs: ImageInput | Iterable[ImageInput]) -> list[Prediction]:
         """Score paths, PIL images or tensors; unreadable inputs get ``error`` set instead of a score."""
@@ -204,10 +205,8 @@ class Detector:
             scored = {}
             if len(crops):
                 logits = self.model(crops.to(self.device), None if views is None else views[owner].to(self.device))
-                logits = logits.float().cpu()
-                for i in owner.unique().tolist():
-                    own = logits[owner == i]
-                    scored[i] = (float(torch.sigmoid(own.mean())), own.tolist())
+                indices = owner.unique().tolist()
+                scored = dict(zip(indices, _per_image(logits.float().cpu(), owner, indices)))
             for i, source in enumerate(sources):
                 if errors[i] is not None:
                     yield Prediction(source, error=errors[i])

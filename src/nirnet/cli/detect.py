@@ -24,13 +24,13 @@ console = Console(stderr=True)
 def expand_inputs(items: list[str]) -> list[Path]:
     """Files, folders (recursive, image extensions only), glob patterns, and CSV lists (a ``path`` column, paths
     relative to the CSV) -> a de-duplicated list of paths in the given order."""
-    from nirnet.data.io import is_image_path
+    from nirnet.data.datasets import images_under
 
     paths: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if p.is_file() and is_image_path(p))
+            paths += images_under(path)
         elif path.suffix.lower() == ".csv" and path.is_file():
             with path.open(newline="", encoding="utf-8") as handle:
                 rows = list(csv.DictReader(handle))

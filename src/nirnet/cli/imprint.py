@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from nirnet.data.datasets import read_dataset
+from nirnet.data.datasets import real_image_paths
 
 app = typer.Typer(
     help="The Noise-based Imprint Simulator: autoencoders, imprint bank, sampling, plots.", no_args_is_help=True
@@ -18,13 +18,7 @@ console = Console()
 
 
 def _image_paths(root: Path, limit: int | None) -> list[Path]:
-    from nirnet.data.io import is_image_path
-
-    if root.is_dir() and not any(p.suffix.lower() == ".csv" for p in root.iterdir()):
-        paths = sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p))
-    else:
-        paths = [s.path for s in read_dataset(root) if s.label == 0]
-    return paths[:limit] if limit else paths
+    return real_image_paths([root], limit)
 
 
 def _autoencoders(names: list[str], weights_dir: Path | None) -> list:
@@ -222,9 +216,7 @@ def reconstruct(
     from nirnet.imprint.fit import default_bank_sources
     from nirnet.imprint.recon_cache import build_recon_cache
 
-    paths = _image_paths(data, None)
-    if limit and limit < len(paths):
-        paths = [paths[i * len(paths) // limit] for i in range(limit)]
+    paths = _image_paths(data, limit)
     models = _autoencoders(autoencoders or default_bank_sources(), weights_dir)
     with Progress(console=console) as progress:
         task = progress.add_task("reconstructing", total=len(paths))

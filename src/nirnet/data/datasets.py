@@ -40,7 +40,8 @@ class DatasetLayoutError(ValueError):
     """The folder or file does not match any (or the requested) dataset layout."""
 
 
-def _images_under(folder: Path) -> list[Path]:
+def images_under(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive, by extension), sorted."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
 
 
@@ -59,7 +60,7 @@ def _read_forensynths(root: Path, split: str | None) -> list[Sample]:
         rel = class_dir.parent.relative_to(root)
         subset = rel.parts[0] if rel.parts else root.name
         label = REAL if class_dir.name == "0_real" else FAKE
-        samples += [Sample(p, label, subset) for p in _images_under(class_dir)]
+        samples += [Sample(p, label, subset) for p in images_under(class_dir)]
     return samples
 
 
@@ -86,7 +87,7 @@ def _read_genimage(root: Path, split: str | None) -> list[Sample]:
         if split is not None and split_name != split:
             continue
         label = _GENIMAGE_CLASSES[cls_dir.name]
-        samples += [Sample(p, label, generator) for p in _images_under(cls_dir)]
+        samples += [Sample(p, label, generator) for p in images_under(cls_dir)]
     return samples
 
 
@@ -97,8 +98,8 @@ def _detect_flat(root: Path) -> bool:
 
 def _read_flat(root: Path, split: str | None) -> list[Sample]:
     subset = root.resolve().name
-    return [Sample(p, REAL, subset) for p in _images_under(root / "real")] + [
-        Sample(p, FAKE, subset) for p in _images_under(root / "fake")
+    return [Sample(p, REAL, subset) for p in images_under(root / "real")] + [
+        Sample(p, FAKE, subset) for p in images_under(root / "fake")
     ]
 
 
@@ -183,3 +184,20 @@ def count_by_subset(samples: Iterable[Sample]) -> dict[str, dict[str, int]]:
     counts = Counter((s.subset, s.label) for s in samples)
     subsets = sorted({subset for subset, _ in counts})
     return {s: {"real": counts.get((s, REAL), 0), "fake": counts.get((s, FAKE), 0)} for s in subsets}
+
+
+def real_image_paths(sources: Iterable[str | Path], limit: int | None = None) -> list[Path]:
+    """Real photos from folders (every image under them) or datasets (their label-0 images).
+
+    A folder with a ``manifest.csv`` counts as a dataset. ``limit`` keeps that many paths spread evenly over the
+    sorted list (not the first ones, so every sub-folder is represented).
+    """
+    paths: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir() and not (source / "manifest.csv").is_file():
+            paths += images_under(source)
+        else:
+            paths += [s.path for s in read_dataset(source) if s.label == REAL]
+    if limit and limit < len(paths):
+        paths = [paths[i * len(paths) // limit] for i in range(limit)]
+    return paths

@@ -24,8 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .._atomic import atomic_write_text
-from ..data.datasets import read_dataset
-from ..data.io import is_image_path
+from ..data.datasets import read_dataset, real_image_paths
 from ..data.pairs import PairDataset, StepSampler, collate_pairs
 from ..imprint.autoencoders import create_autoencoder
 from ..imprint.bank import ImprintBank
@@ -53,18 +52,6 @@ class TrainStep(nn.Module):
         if self.da_loss is None:
             return logits, logits.new_zeros(())
         return logits, self.da_loss(self.model, real, fake, generator)
-
-
-def _real_paths(sources: list[str], limit: int | None) -> list[Path]:
-    paths: list[Path] = []
-    for source in map(Path, sources):
-        if source.is_dir() and not (source / "manifest.csv").is_file():
-            paths += sorted(p for p in source.rglob("*") if p.is_file() and is_image_path(p))
-        else:
-            paths += [s.path for s in read_dataset(source) if s.label == 0]
-    if limit and limit < len(paths):
-        paths = [paths[i * len(paths) // limit] for i in range(limit)]
-    return paths
 
 
 def _device(spec: str) -> torch.device:
@@ -103,7 +90,7 @@ def build_dataset(config: TrainConfig, crop_size: int) -> PairDataset:
     recon = read_recon_cache(d.recon_cache) if d.recon_cache else None
     generated = [s.path for s in read_dataset(d.generated) if s.label == 1] if d.generated else []
     pairs = replace(d.pairs, crop_size=crop_size)
-    return PairDataset(_real_paths(d.real, d.limit), pairs, simulator, recon, generated, seed=config.run.seed)
+    return PairDataset(real_image_paths(d.real, d.limit), pairs, simulator, recon, generated, seed=config.run.seed)
 
 
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> Path:

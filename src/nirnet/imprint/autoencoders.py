@@ -136,14 +136,19 @@ def _pooled_blocks(state: dict[str, torch.Tensor]) -> set[int]:
     return {int(key.split(".")[0]) for key in state if ".pool." in key}
 
 
-def tae_encoder(state: dict[str, torch.Tensor]) -> nn.Sequential:
-    """The 8x TAE encoder whose layout matches ``state`` (latent width and pool blocks read from the keys)."""
-    pooled, latent = _pooled_blocks(state), state["14.weight"].shape[0]
-    layers: list[nn.Module] = [_conv(3, 64), TAEBlock(64, 1 in pooled)]
+def _add_down_stages(layers: list[nn.Module], pooled: set[int]) -> None:
+    """Three times: a stride-2 conv and three blocks (index-aware, so pool branches land where the keys say)."""
     for _ in range(3):
         start = len(layers)
         layers += [_conv(64, 64, stride=2, bias=False)]
         layers += [TAEBlock(64, start + 1 + i in pooled) for i in range(3)]
+
+
+def tae_encoder(state: dict[str, torch.Tensor]) -> nn.Sequential:
+    """The 8x TAE encoder whose layout matches ``state`` (latent width and pool blocks read from the keys)."""
+    pooled, latent = _pooled_blocks(state), state["14.weight"].shape[0]
+    layers: list[nn.Module] = [_conv(3, 64), TAEBlock(64, 1 in pooled)]
+    _add_down_stages(layers, pooled)
     layers.append(_conv(64, latent))
     return nn.Sequential(*layers)
 
@@ -165,10 +170,7 @@ def taesana_encoder(state: dict[str, torch.Tensor]) -> nn.Sequential:
     pooled, latent = _pooled_blocks(state), state["17.weight"].shape[0]
     layers: list[nn.Module] = [_conv(3, 32, stride=2), nn.ReLU(), _conv(32, 64, stride=2), nn.ReLU()]
     layers.append(TAEBlock(64, 4 in pooled))
-    for _ in range(3):
-        start = len(layers)
-        layers += [_conv(64, 64, stride=2, bias=False)]
-        layers += [TAEBlock(64, start + 1 + i in pooled) for i in range(3)]
+    _add_down_stages(layers, pooled)
     layers.append(_conv(64, latent))
     return nn.Sequential(*layers)
 
@@ -237,10 +239,8 @@ class DiffusersAutoencoder(Reconstructor):
         self.kind = kind
         self.name = name or f"diffusers:{path.name}"
         config = self.model.config
-        if kind == "AutoencoderTiny":
-            self.stride = 2 ** int(getattr(config, "encoder_block_out_channels", [0, 0, 0, 0]).__len__() - 1)
-        else:
-            self.stride = 2 ** (len(config.block_out_channels) - 1)
+        blocks = config.encoder_block_out_channels if kind == "AutoencoderTiny" else config.block_out_channels
+        self.stride = 2 ** (len(blocks) - 1)
         self._signed = kind != "AutoencoderTiny"
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -70,8 +70,9 @@ def nirnet_tiny_semantic() -> NIRNetConfig:
 
 @register_model
 def nirnet_base() -> NIRNetConfig:
-    """Paper scale for GPU training: ResNet-50-class noise encoder (bottleneck-free, 3 blocks per stage, width 64),
-    wider frequency branch, CLIP ViT-L/14 semantic branch (weights from a local file)."""
+    """Larger variant for GPU training: a 17-layer denoiser, a noise encoder of METHOD.md's shape (stem + 2 residual
+    stages) at width 64 with 3 blocks per stage (ResNet-class, far below ResNet-50's parameter count), a wider
+    frequency branch and a CLIP ViT-L/14 semantic branch (weights from a local file)."""
     return NIRNetConfig(
         name="nirnet_base",
         crop_size=256,
