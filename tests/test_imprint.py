@@ -12,6 +12,7 @@ from nirnet.imprint.laplace import (
     ClosedFormLaplace,
     evaluate_nll,
     fit_learned_laplace,
+    image_cells,
     sample_laplace,
 )
 from nirnet.imprint.ours import AEConfig, SmallAutoencoder
@@ -181,3 +182,25 @@ def test_diffusers_autoencoder(tmp_path):
     assert out.shape == (1, 3, 15, 17) and out.min() >= 0 and out.max() <= 1
     x = torch.rand(1, 3, 16, 16)
     np.testing.assert_array_equal(ae.reconstruct(x).numpy(), ae.reconstruct(x).numpy())  # mode, not a sample
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 32, 48), (3, 3, 37, 50), (1, 3, 264, 264)])
+def test_fused_params_equal_weighted_sum_of_models(shape):
+    """The fast fused path equals sum_k w_k * (mu_k, b_k) evaluated model by model (any image size)."""
+    bank = ImprintBank.load()  # the shipped bank: strides 4, 8 and 16
+    sim = ImprintSimulator(bank, SimulatorConfig(beta=0.5, models_per_sample=2))
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    weights = sim.draw_weights(shape[0], torch.Generator().manual_seed(1))
+    mu_ref, b_ref = torch.zeros_like(x), torch.zeros_like(x)
+    for k in range(len(bank)):
+        mu_k, b_k = bank.params(k, x)
+        mu_ref += weights[:, k].view(-1, 1, 1, 1) * mu_k
+        b_ref += weights[:, k].view(-1, 1, 1, 1) * b_k
+    mu, b = sim.fused_params(x, weights)
+    torch.testing.assert_close(mu, mu_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(b, b_ref.clamp_min(sim.config.b_min), atol=1e-5, rtol=1e-4)
+
+
+def test_image_cells_match_pixel_unshuffle():
+    x = torch.rand(2, 3, 16, 24)
+    torch.testing.assert_close(image_cells(x, 4), torch.nn.functional.pixel_unshuffle(x - 0.5, 4))

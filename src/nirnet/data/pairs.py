@@ -29,6 +29,8 @@ from ..imprint.recon_cache import ReconEntry
 from . import degrade
 from .io import ImageLoadError, load_image
 
+CROP_MARGIN = 8  # px around a crop that are simulated too: one JPEG block, so every grid phase can occur
+
 
 @dataclass(frozen=True)
 class PairConfig:
@@ -39,10 +41,19 @@ class PairConfig:
 
     @property
     def region(self) -> int:
-        """Side of the region that is simulated before degradation: large enough that a crop survives the
-        smallest resize without padding, rounded up to 16 px."""
+        """The largest region :meth:`region_for` asks for (at the smallest resize scale)."""
         lo = min(self.degrade.resize_scale[0], 1.0) if self.degrade.resize_prob > 0 else 1.0
-        return int(math.ceil(self.crop_size / lo / 16) * 16)
+        return self.region_for(degrade.DegradeParams(resize_scale=lo))
+
+    def region_for(self, params: degrade.DegradeParams) -> int:
+        """Side of the region that is simulated before this draw's degradation: the crop plus a margin of
+        :data:`CROP_MARGIN` px, at the drawn resize scale.
+
+        Only the pixels that can reach the crop are simulated (the simulator's cost is per pixel); the margin lets
+        the crop's position vary relative to the JPEG block grid, as it does in the wild.
+        """
+        scale = params.resize_scale or 1.0
+        return int(math.ceil((self.crop_size + CROP_MARGIN) / scale))
 
 
 def _to_tensor(img: Image.Image) -> torch.Tensor:
@@ -105,9 +116,11 @@ class PairDataset(Dataset):
                 path = self.real_paths[int(rng.integers(len(self.real_paths)))]
         raise RuntimeError("ten unreadable images in a row; check the training folder with `nirnet data check`")
 
-    def _simulator_pair(self, rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+    def _simulator_pair(
+        self, rng: np.random.Generator, params: degrade.DegradeParams
+    ) -> tuple[Image.Image, Image.Image]:
         img = self._load(self.real_paths[int(rng.integers(len(self.real_paths)))], rng)
-        region = self.config.region
+        region = self.config.region_for(params)
         w, h = min(img.width, region), min(img.height, region)
         left = int(rng.integers(0, img.width - w + 1))
         top = int(rng.integers(0, img.height - h + 1))
@@ -117,7 +130,9 @@ class PairDataset(Dataset):
         fake = self.simulator(x, generator).images[0]
         return real, _to_image(fake)
 
-    def _autoencoder_pair(self, rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+    def _autoencoder_pair(
+        self, rng: np.random.Generator, params: degrade.DegradeParams
+    ) -> tuple[Image.Image, Image.Image]:
         entry = self.recon[int(rng.integers(len(self.recon)))]
         names = sorted(entry.recons)
         name = names[int(rng.integers(len(names)))]
@@ -125,7 +140,9 @@ class PairDataset(Dataset):
         fake = load_image(entry.recons[name])
         return real, fake
 
-    def _generated_pair(self, rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+    def _generated_pair(
+        self, rng: np.random.Generator, params: degrade.DegradeParams
+    ) -> tuple[Image.Image, Image.Image]:
         real = self._load(self.real_paths[int(rng.integers(len(self.real_paths)))], rng)
         fake = self._load(self.generated[int(rng.integers(len(self.generated)))], rng)
         return real, fake
@@ -134,8 +151,8 @@ class PairDataset(Dataset):
         step, slot = key
         rng = np.random.default_rng(item_seed(self.seed, step, slot))
         kind = self._kind(rng)
-        real, fake = getattr(self, f"_{kind}_pair")(rng)
         params = degrade.sample_params(self.config.degrade, rng)
+        real, fake = getattr(self, f"_{kind}_pair")(rng, params)
         if real.size == fake.size:
             real, fake = degrade.apply_paired(real, fake, params)
         else:  # an unpaired generated image: same draw, each at its own size

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .._atomic import atomic_write_text
+from .._malloc import keep_freed_memory
 from ..data.datasets import read_dataset, real_image_paths
 from ..data.pairs import PairDataset, StepSampler, collate_pairs
 from ..imprint.autoencoders import create_autoencoder
@@ -80,6 +81,7 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers share the machine's cores with the training process
+    keep_freed_memory()  # the simulator reallocates the same buffers for every pair
 
 
 def build_dataset(config: TrainConfig, crop_size: int) -> PairDataset:

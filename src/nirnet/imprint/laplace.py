@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -84,6 +85,16 @@ class ClosedFormGaussian(ClosedFormLaplace):
         return model
 
 
+def image_cells(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Centred image as ``size x size`` cells stacked in channels (the content nets' input): the same values
+    and channel order as ``pixel_unshuffle(x - 0.5, size)``, in channels-last memory order."""
+    n, c, h, w = x.shape
+    # One copy straight into channels-last order (the narrow convolutions that read this run about twice as fast
+    # on CPU in that layout, measured), then the centring in place.
+    cells = x.view(n, c, h // size, size, w // size, size).permute(0, 2, 4, 1, 3, 5).contiguous()
+    return cells.view(n, h // size, w // size, c * size * size).permute(0, 3, 1, 2).sub_(0.5)
+
+
 class LearnedLaplace(nn.Module):
     """``g(x, phase) -> (mu, log b)``: the closed-form per-phase tables, modulated by the image content.
 
@@ -115,13 +126,21 @@ class LearnedLaplace(nn.Module):
             nn.init.zeros_(layer.weight)
         nn.init.zeros_(self.content[-1].bias)
 
+    def content_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The content terms ``(a, c, d)`` at ``1 / low_res`` resolution, for ``x`` whose sides are multiples of
+        ``low_res`` (each value covers one ``low_res x low_res`` block of pixels)."""
+        return self.content_maps_of_cells(image_cells(x, self.low_res))
+
+    def content_maps_of_cells(self, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`content_maps` from :func:`image_cells` ``(x, low_res)``, which several models can share."""
+        return self.content(cells).chunk(3, dim=1)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, h, w = x.shape
         f = self.low_res
-        # channels_last: these narrow convolutions run about twice as fast on CPU (measured).
         centred = (x - 0.5).contiguous(memory_format=torch.channels_last)
-        padded = F.pad(centred, (0, (-w) % f, 0, (-h) % f), mode="replicate")
-        low = self.content(F.pixel_unshuffle(padded, f).contiguous(memory_format=torch.channels_last))
+        padded = F.pad(x, (0, (-w) % f, 0, (-h) % f), mode="replicate")
+        low = torch.cat(self.content_maps(padded), dim=1)
         a, c, d = F.interpolate(low, scale_factor=f, mode="nearest")[..., :h, :w].chunk(3, dim=1)
         mu_phase, logb_phase = self.prior(x)
         b_phase = logb_phase.exp()
@@ -173,9 +192,15 @@ def sample_laplace(mu: torch.Tensor, b: torch.Tensor, generator: torch.Generator
     """Draw ``Laplace(mu, b)`` by inverse CDF: ``mu - b sign(u) log(1 - 2|u|)``, ``u ~ U(-1/2, 1/2)``.
 
     Written with in-place ops (this runs per pixel in the data loader); ``-sign(u)`` is replaced by ``sign(u)``,
-    which gives the same distribution because ``u`` is symmetric.
+    which gives the same distribution because ``u`` is symmetric. On CPU the uniforms come from numpy's PCG64,
+    seeded from ``generator`` (about 40 % faster than torch's CPU generator, measured).
     """
-    u = torch.rand(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype).sub_(0.5)
+    if mu.device.type == "cpu":
+        seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
+        draws = np.random.default_rng(seed).random(tuple(mu.shape), dtype=np.float32)
+        u = torch.from_numpy(draws).to(mu.dtype).sub_(0.5)
+    else:
+        u = torch.rand(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype).sub_(0.5)
     magnitude = u.abs().mul_(-2).log1p_().clamp_min_(-50)  # log(1 - 2|u|) <= 0
     return torch.addcmul(mu, b, magnitude.copysign_(u))
 
@@ -187,6 +212,7 @@ __all__ = [
     "evaluate_nll",
     "fit_learned_laplace",
     "gaussian_nll",
+    "image_cells",
     "laplace_nll",
     "sample_laplace",
     "tile_phase_table",
