@@ -8,7 +8,9 @@ from nirnet import __version__
 from nirnet.cli import data as data_cli
 from nirnet.cli import detect as detect_cli
 from nirnet.cli import eval as eval_cli
+from nirnet.cli import export as export_cli
 from nirnet.cli import imprint as imprint_cli
+from nirnet.cli import serve as serve_cli
 from nirnet.cli import train as train_cli
 
 app = typer.Typer(
@@ -23,6 +25,8 @@ app.add_typer(imprint_cli.app, name="imprint")
 app.command("train")(train_cli.train)
 app.command("eval")(eval_cli.eval_command)
 app.command("detect")(detect_cli.detect)
+app.command("serve")(serve_cli.serve)
+app.add_typer(export_cli.app, name="export")
 
 
 @app.command()

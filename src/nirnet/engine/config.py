@@ -21,6 +21,8 @@ class DataConfig:
     generated: str | None = None  # optional dataset whose label-1 images are real generated images
     bank: str | None = None  # imprint bank (default: the shipped one); "none" disables the simulator
     limit: int | None = None  # use at most this many real images
+    # Only these autoencoders, both as bank entries and as cached twins (None: all); for single-source ablations.
+    autoencoders: list[str] | None = None
     pairs: PairConfig = field(default_factory=PairConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
 

@@ -30,7 +30,7 @@ from ..data.pairs import PairDataset, StepSampler, collate_pairs
 from ..imprint.autoencoders import create_autoencoder
 from ..imprint.bank import ImprintBank
 from ..imprint.fusion import ImprintSimulator
-from ..imprint.recon_cache import read_recon_cache
+from ..imprint.recon_cache import read_recon_cache, restrict_recon_cache
 from ..models.losses import DifferenceAwareLoss, bce_with_smoothing
 from ..models.registry import create_model
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -88,8 +88,13 @@ def build_dataset(config: TrainConfig, crop_size: int) -> PairDataset:
     d = config.data
     simulator = None
     if d.bank != "none":
-        simulator = ImprintSimulator(ImprintBank.load(d.bank), d.simulator)
+        bank = ImprintBank.load(d.bank)
+        if d.autoencoders is not None:
+            bank = bank.subset([n for n in d.autoencoders if n in bank.names])
+        simulator = ImprintSimulator(bank, d.simulator)
     recon = read_recon_cache(d.recon_cache) if d.recon_cache else None
+    if recon is not None and d.autoencoders is not None:
+        recon = restrict_recon_cache(recon, d.autoencoders)
     generated = [s.path for s in read_dataset(d.generated) if s.label == 1] if d.generated else []
     pairs = replace(d.pairs, crop_size=crop_size)
     return PairDataset(real_image_paths(d.real, d.limit), pairs, simulator, recon, generated, seed=config.run.seed)

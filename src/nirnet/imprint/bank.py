@@ -61,7 +61,7 @@ class ImprintBank(nn.Module):
     def subset(self, names: list[str]) -> ImprintBank:
         """A bank with only the named entries (for leave-one-out experiments)."""
         missing = sorted(set(names) - set(self.names))
-        if missing:
+        if missing or not names:
             raise KeyError(f"not in the bank: {missing}; bank has {self.names}")
         keep = [i for i, e in enumerate(self.entries) if e.name in names]
         return ImprintBank([self.entries[i] for i in keep], [self.models[i] for i in keep])

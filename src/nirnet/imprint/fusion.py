@@ -33,6 +33,9 @@ class SimulatorConfig:
     b_min: float = 1e-3  # floor of the fused Laplace scale (in [0, 1] pixel units)
     gamma: tuple[float, float] = (0.2, 1.0)  # imprint strength range
     models_per_sample: int | None = 3  # None: fuse all bank entries
+    # Include each model's linear 3x3 term of mu (the image-dependent, mostly smoothing part of an imprint);
+    # False keeps only the grid-periodic tables and their content modulation (an ablation knob).
+    linear: bool = True
 
 
 @dataclass
@@ -140,6 +143,8 @@ class ImprintSimulator(nn.Module):
         mu = _expand_cells(maps_mu, tables_mu)
         b = _expand_cells(maps_b, tables_b)
         mu, b = mu[..., :h, :w], b[..., :h, :w]
+        if not self.config.linear:
+            return mu.contiguous(), b.clamp_min(self.config.b_min)
         # The fused linear filter of every image as one grouped convolution.
         # channels_last: this 3-channel convolution runs about twice as fast on CPU (measured).
         centred = (x - 0.5).reshape(1, n * c, h, w).contiguous(memory_format=torch.channels_last)
@@ -156,6 +161,8 @@ class ImprintSimulator(nn.Module):
             if rows.numel() == 0:
                 continue
             mu_k, b_k = self.bank.params(k, x[rows])
+            if not self.config.linear:
+                mu_k = mu_k - self.bank.models[k].linear(x[rows] - 0.5)
             w = weights[rows, k].view(-1, 1, 1, 1)
             mu[rows] += w * mu_k
             b[rows] += w * b_k

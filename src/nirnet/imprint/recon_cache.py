@@ -99,3 +99,13 @@ def read_recon_cache(cache_dir: str | os.PathLike) -> dict[str, ReconEntry]:
         for e in index["entries"]
         if e["recons"]
     }
+
+
+def restrict_recon_cache(cache: dict[str, ReconEntry], names: list[str]) -> dict[str, ReconEntry]:
+    """Only the round trips through the named autoencoders (images left with none are dropped)."""
+    kept = {}
+    for key, entry in cache.items():
+        recons = {name: path for name, path in entry.recons.items() if name in names}
+        if recons:
+            kept[key] = ReconEntry(entry.image, entry.box, recons)
+    return kept

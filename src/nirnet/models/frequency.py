@@ -46,12 +46,14 @@ def select_patches(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` highest- and ``k`` lowest-scoring patches: two ``N x k x C x size x size`` tensors.
 
-    Highest first, lowest first; ties keep the earlier patch (stable sort).
+    Highest first, lowest first. Selection uses ``topk`` (it exports to ONNX, a sort does not); exactly tied scores
+    (flat images) may be broken differently by PyTorch and other runtimes.
     """
     patches = extract_patches(x, size, stride)
     scores = patch_scores(patches, dct)
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-    low_order = torch.sort(scores, dim=1, descending=False, stable=True).indices
+    k = min(k, scores.shape[1])
+    order = torch.topk(scores, k, dim=1, largest=True, sorted=True).indices
+    low_order = torch.topk(scores, k, dim=1, largest=False, sorted=True).indices
 
     def first_k(idx: torch.Tensor) -> torch.Tensor:
         return torch.gather(patches, 1, idx[:, :k, None, None, None].expand(-1, -1, *patches.shape[2:]))

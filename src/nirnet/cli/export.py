@@ -1,0 +1,37 @@
+"""``nirnet export``: write a detector in another runtime's format."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Export a detector for other runtimes.", no_args_is_help=True)
+
+
+@app.command("onnx")
+def onnx(
+    out: str = typer.Argument(..., help="Output .onnx file (written atomically)."),
+    model: str = typer.Option(None, help="Model folder or shipped model name (default: the embedded default)."),
+    opset: int = typer.Option(18, help="ONNX opset version."),
+    check: bool = typer.Option(True, help="Run the file in ONNX Runtime and compare with PyTorch (needs onnxruntime)."),
+) -> None:
+    """Export the model (noise branch, frequency branch, head, and the semantic backbone when it has one) to ONNX
+    with a dynamic batch. Input `crops` (N x 3 x crop x crop, RGB in [0, 1]), output `logits` (one per crop); the
+    preprocessing settings are in the file's metadata under `nirnet`."""
+    from nirnet.detect import Detector
+    from nirnet.export import check_onnx, export_onnx
+
+    detector = Detector.from_pretrained(model)
+    path = export_onnx(detector.model, out, opset=opset)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    if check:
+        try:
+            result = check_onnx(detector.model, path)
+        except ImportError:
+            typer.echo("onnxruntime is not installed; skipped the check (pip install onnxruntime)")
+            return
+        typer.echo(
+            f"ONNX Runtime vs PyTorch on {result.batch} random crops: max |logit difference| {result.max_abs_diff:.2e}"
+        )
+        if result.max_abs_diff > 1e-4:
+            typer.echo("error: outputs differ by more than 1e-4", err=True)
+            raise typer.Exit(1)

@@ -1,0 +1,104 @@
+"""ONNX export of a detector: crops (and the semantic view, when the model has one) in, one logit per crop out.
+
+The exported graph is the whole trainable model: noise branch, frequency branch and head, plus the frozen semantic
+backbone when it exports. Preprocessing is not in the graph; the ONNX metadata carries what a runtime needs to
+reproduce it (crop size, number of crops, semantic view size, decision threshold) as JSON under ``nirnet``:
+crops are ``N x 3 x crop_size x crop_size`` RGB in [0, 1] at native resolution (see ``nirnet.models.base``), the
+image's probability is ``sigmoid(mean of its crops' logits)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .models.base import DetectorModel
+
+
+class _Exportable(nn.Module):
+    """``forward(crops[, view]) -> logits`` with one view per crop (the layout ONNX needs: plain tensors)."""
+
+    def __init__(self, model: DetectorModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, crops: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(crops, view)
+
+
+def example_inputs(model: DetectorModel, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(seed)
+    c = model.config
+    crops = torch.rand(batch, 3, c.crop_size, c.crop_size, generator=generator)
+    if model.semantic is None:
+        return (crops,)
+    return crops, torch.rand(batch, 3, c.semantic_size, c.semantic_size, generator=generator)
+
+
+def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = 18) -> Path:
+    """Write ``model`` as ONNX to ``path`` (atomically) with a dynamic batch dimension; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = _Exportable(model.eval())
+    inputs = example_inputs(model)
+    names = ["crops", "view"][: len(inputs)]
+    batch = torch.export.Dim("batch", min=1)
+    dynamic_shapes = {name: {0: batch} for name in names}
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        program = torch.onnx.export(
+            wrapper,
+            inputs,
+            input_names=names,
+            output_names=["logits"],
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes=dynamic_shapes,
+        )
+    except Exception as exc:  # the exporter raises many types; say which model part to look at
+        branch = " (the semantic backbone may not export; try a model without it)" if model.semantic else ""
+        raise RuntimeError(f"ONNX export of {model.config.name} failed{branch}: {exc}") from exc
+    program.model.metadata_props["nirnet"] = json.dumps(onnx_metadata(model))
+    program.save(str(tmp), external_data=False)
+    os.replace(tmp, path)
+    return path
+
+
+def onnx_metadata(model: DetectorModel) -> dict:
+    c = model.config
+    return {
+        "name": c.name,
+        "inputs": "crops: N x 3 x crop_size x crop_size RGB in [0, 1]"
+        + ("; view: N x 3 x semantic_size x semantic_size, the whole image resized" if model.semantic else ""),
+        "output": "logits: one per crop; probability = sigmoid(mean of an image's crop logits)",
+        "crop_size": c.crop_size,
+        "num_crops": c.num_crops,
+        "semantic_size": c.semantic_size if model.semantic is not None else None,
+        "threshold": c.threshold,
+        "config": json.loads(c.to_json()),
+    }
+
+
+@dataclass
+class OnnxCheck:
+    max_abs_diff: float
+    batch: int
+
+
+def check_onnx(model: DetectorModel, path: str | os.PathLike, batch: int = 3, seed: int = 1) -> OnnxCheck:
+    """Run the exported file in ONNX Runtime and PyTorch on the same random inputs; the largest logit gap."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = example_inputs(model, batch, seed)
+    feeds = {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)}
+    (onnx_logits,) = session.run(["logits"], feeds)
+    with torch.inference_mode():
+        torch_logits = model.eval()(*inputs).float().numpy()
+    return OnnxCheck(float(np.abs(onnx_logits - torch_logits).max()), batch)

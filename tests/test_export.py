@@ -1,0 +1,27 @@
+"""ONNX export: ONNX Runtime must agree with PyTorch within 1e-4 on the exported logits."""
+
+import json
+
+import pytest
+
+pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (pip install 'nirnet[onnx]')")
+ort = pytest.importorskip("onnxruntime", reason="the check needs onnxruntime (pip install 'nirnet[onnx]')")
+onnx = pytest.importorskip("onnx")
+
+from nirnet.detect import Detector  # noqa: E402
+from nirnet.export import check_onnx, export_onnx  # noqa: E402
+from nirnet.models import create_model  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["default", "test_nirnet"])
+def test_onnx_runtime_agrees_with_pytorch(tmp_path, name):
+    # The embedded default (noise + frequency + head) and a model with every branch, semantic backbone included.
+    model = Detector.from_pretrained().model if name == "default" else create_model(name)
+    path = export_onnx(model, tmp_path / "model.onnx")
+    check = check_onnx(model, path, batch=3)
+    assert check.max_abs_diff <= 1e-4
+    meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["nirnet"])
+    assert meta["crop_size"] == model.config.crop_size and meta["name"] == model.config.name
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()][0] == "crops"
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically

@@ -1,0 +1,94 @@
+"""The web service: endpoints, limits and errors (FastAPI's in-process test client, no network)."""
+
+import io
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+pytest.importorskip("httpx", reason="fastapi's test client needs httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from nirnet.detect import Detector  # noqa: E402
+from nirnet.models import create_model  # noqa: E402
+from nirnet.serve import ServeConfig, create_app  # noqa: E402
+from nirnet.testing import synthetic_photo  # noqa: E402
+
+
+def _jpeg(seed: int = 0, size=(120, 96)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_photo(size[1], size[0], seed=seed)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client():
+    detector = Detector(create_model("test_nirnet"))
+    return TestClient(create_app(detector, ServeConfig(max_files=3, max_file_bytes=200_000)))
+
+
+def test_healthz_and_page_and_schema(client):
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["model"] == "test_nirnet"
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="file-input"' in page.text and "v1/detect" in page.text
+    assert "/v1/detect" in client.get("/openapi.json").json()["paths"]
+
+
+def test_detect_scores_each_file_and_reports_bad_ones(client):
+    files = [
+        ("files", ("a.jpg", _jpeg(1), "image/jpeg")),
+        ("files", ("notes.txt", b"this is not an image", "text/plain")),
+        ("files", ("b.jpg", _jpeg(2), "image/jpeg")),
+    ]
+    response = client.post("/v1/detect", files=files)
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["filename"] for r in results] == ["a.jpg", "notes.txt", "b.jpg"]
+    for r in (results[0], results[2]):
+        assert 0.0 <= r["probability"] <= 1.0 and r["verdict"] in ("real", "generated") and r["error"] is None
+    assert results[1]["probability"] is None and "image" in results[1]["error"].lower()
+
+
+def test_detect_agrees_with_the_python_api(client):
+    data = _jpeg(3)
+    served = client.post("/v1/detect", files=[("files", ("x.jpg", data, "image/jpeg"))]).json()["results"][0]
+    local = client.app.state.detector.predict(Image.open(io.BytesIO(data)))[0]
+    assert served["probability"] == pytest.approx(local.probability, abs=1e-6)
+
+
+def test_explain_returns_pictures(client):
+    response = client.post("/v1/detect?explain=true", files=[("files", ("x.jpg", _jpeg(4), "image/jpeg"))])
+    result = response.json()["results"][0]
+    for key in ("noise_map_png", "spectrum_png"):
+        assert result[key].startswith("data:image/png;base64,")
+
+
+@pytest.mark.parametrize(
+    "files, status, words",
+    [
+        ([], 422, "files"),  # the field is required
+        ([("files", ("bad.txt", b"nope", "text/plain"))], 422, "no file could be read"),
+        ([("files", ("empty.png", b"", "image/png"))], 422, "no file could be read"),
+        ([("files", (f"{i}.jpg", _jpeg(i), "image/jpeg")) for i in range(4)], 413, "too many files"),
+        ([("files", ("big.bmp", b"BM" + bytes(300_000), "image/bmp"))], 413, "larger than the limit"),
+    ],
+)
+def test_clear_json_errors(client, files, status, words):
+    response = client.post("/v1/detect", files=files) if files else client.post("/v1/detect")
+    assert response.status_code == status
+    assert words in str(response.json()["detail"])
+
+
+def test_huge_dimensions_are_refused_before_decoding(client):
+    # A tiny PNG header that claims 40000 x 40000 pixels: refused from the header, never decoded.
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = (40000).to_bytes(4, "big") * 2  # IHDR width and height
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # the chunk's CRC over type + data
+    response = client.post("/v1/detect", files=[("files", ("huge.png", bytes(data), "image/png"))])
+    assert response.status_code == 422
+    assert "pixels" in response.json()["detail"]["results"][0]["error"]
