@@ -45,7 +45,7 @@ def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = 18) 
     """Write ``model`` as ONNX to ``path`` (atomically) with a dynamic batch dimension; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = _Exportable(model.eval())
+    wrapper = _Exportable(model).eval()
     inputs = example_inputs(model)
     names = ["crops", "view"][: len(inputs)]
     batch = torch.export.Dim("batch", min=1)
