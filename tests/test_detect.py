@@ -95,3 +95,17 @@ def test_detect_cli_all_good_exits_zero(model_dir, tmp_path):
 def test_detect_cli_nothing_found(tmp_path):
     result = CliRunner().invoke(app, ["detect", str(tmp_path)])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["test_nirnet", "npr_tiny"])
+def test_model_folder_loads_in_a_fresh_interpreter(tmp_path, name):
+    """`nirnet detect/eval --model FOLDER` in a new process, where nothing has imported the registry yet."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / name
+    create_model(name, semantic="none").save_pretrained(folder)
+    code = f"from nirnet.detect import Detector; print(Detector.from_pretrained({str(folder)!r}).name)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == name

@@ -124,6 +124,10 @@ class DetectorModel(nn.Module):
                     f"{folder / needed} is missing (a NIRNet folder holds config.json and model.safetensors)"
                 )
         config = NIRNetConfig.from_dict(json.loads((folder / "config.json").read_text())).replace(**overrides)
+        from . import baselines, nirnet  # noqa: F401 - registers the architectures (not imported by this module)
+
+        if config.arch not in ARCHITECTURES:
+            raise ValueError(f"{folder}: unknown architecture {config.arch!r}; known: {sorted(ARCHITECTURES)}")
         model = ARCHITECTURES[config.arch](config)
         missing, unexpected = model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
         missing = [k for k in missing if not k.startswith(FROZEN_PREFIX)]
