@@ -92,3 +92,11 @@ def test_huge_dimensions_are_refused_before_decoding(client):
     response = client.post("/v1/detect", files=[("files", ("huge.png", bytes(data), "image/png"))])
     assert response.status_code == 422
     assert "pixels" in response.json()["detail"]["results"][0]["error"]
+
+
+def test_docs_are_served_without_a_cdn(client):
+    pytest.importorskip("fastapi_offline", reason="fastapi-offline (part of the serve extra) is not installed")
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "docs-assets/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower().replace("fastapi", "")
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200

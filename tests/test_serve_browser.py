@@ -99,3 +99,9 @@ def test_page_reports_a_file_that_is_not_an_image(server_url, browser, tmp_path)
     WebDriverWait(browser, 30).until(lambda d: "Error 422" in d.find_element(By.ID, "status").text)
     card = browser.find_element(By.CSS_SELECTOR, ".result")
     assert "Could not score" in card.find_element(By.CLASS_NAME, "error").text
+
+
+def test_api_docs_render_offline(server_url, browser):
+    pytest.importorskip("fastapi_offline", reason="fastapi-offline (part of the serve extra) is not installed")
+    browser.get(server_url + "docs")
+    WebDriverWait(browser, 30).until(lambda d: "/v1/detect" in d.find_element(By.CSS_SELECTOR, ".swagger-ui").text)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 from PIL import Image
 
@@ -43,11 +44,15 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
     """The service around ``detector`` (default: the embedded default model)."""
     detector = detector or Detector.from_pretrained()
     model_lock = threading.Lock()
+    swagger_assets = _swagger_assets()
     app = FastAPI(
         title="NIRNet",
         summary="Is this image AI-generated? Scores from the noise-based imprint of generative models.",
         version=_version(),
+        docs_url=None if swagger_assets else "/docs",  # FastAPI's own /docs loads Swagger UI from a CDN
     )
+    if swagger_assets:
+        _mount_offline_docs(app, swagger_assets)
     app.state.detector = detector
     page = _page()
 
@@ -118,6 +123,33 @@ def _score(detector: Detector, lock: threading.Lock, decoded: list, explain: boo
             result["spectrum_png"] = data_url(spectrum_png(maps["spectrum"]))
         results.append(result)
     return results
+
+
+def _swagger_assets() -> str | None:
+    """Swagger UI's files as shipped by the ``fastapi-offline`` package, if installed (so /docs works offline)."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    folder = Path(fastapi_offline.__file__).parent / "static"
+    return str(folder) if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+def _mount_offline_docs(app: FastAPI, assets: str) -> None:
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="NIRNet API",
+            swagger_js_url="docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="docs-assets/swagger-ui.css",
+            swagger_favicon_url="docs-assets/favicon.png",
+        )
 
 
 def _version() -> str:
