@@ -39,7 +39,9 @@ run no_lda $BASE model_overrides.lambda_da=0                # without the differ
 run sim_only_no_linear $BASE data.pairs.p_simulator=1.0 data.simulator.linear=false  # no smoothing cue at all
 run no_noise_branch $BASE model_overrides.use_noise=false
 run no_frequency_branch $BASE model_overrides.use_frequency=false
-run no_linear_imprint $BASE data.simulator.linear=false     # sampled imprints without their smoothing term
+if [ -n "${EXTRA:-}" ]; then  # not part of the committed tables (time); EXTRA=1 adds it
+  run no_linear_imprint $BASE data.simulator.linear=false   # sampled imprints without their smoothing term
+fi
 
 finished() {  # --model NAME=FOLDER for each finished run among the arguments
   for name in "$@"; do
