@@ -43,13 +43,20 @@ if [ -n "${EXTRA:-}" ]; then  # not part of the committed tables (time); EXTRA=1
   run no_linear_imprint $BASE data.simulator.linear=false   # sampled imprints without their smoothing term
 fi
 
-finished() {  # --model NAME=FOLDER for each finished run among the arguments
+# Publish the finished runs' final weights (small safetensors + config) so the tables can be re-run without training.
+PUBLISH=benchmarks/models
+published() {  # --model NAME=FOLDER for each published run among the arguments
   for name in "$@"; do
-    [ -f "$OUT/$name/final/model.safetensors" ] && printf -- '--model\n%s\n' "$name=$OUT/$name/final"
+    [ -f "$PUBLISH/$name/model.safetensors" ] && printf -- '--model\n%s\n' "$name=$PUBLISH/$name"
   done
 }
-mapfile -t baselines < <(finished full npr cnnspot)
-mapfile -t ablations < <(finished full no_simulator beta0 single_ae no_lda sim_only_no_linear no_noise_branch \
+for dir in "$OUT"/*/final; do
+  name=$(basename "$(dirname "$dir")")
+  mkdir -p "$PUBLISH/$name"
+  cp "$dir/model.safetensors" "$dir/config.json" "$PUBLISH/$name/"
+done
+mapfile -t baselines < <(published full npr cnnspot)
+mapfile -t ablations < <(published full no_simulator beta0 single_ae no_lda sim_only_no_linear no_noise_branch \
   no_frequency_branch no_linear_imprint)
 # The default model and the baselines, both protocols, with the training-free scorers.
 "$PYTHON" benchmarks/generalization.py --data $DATA --model default "${baselines[@]}" --out docs/results/baselines "$@"
