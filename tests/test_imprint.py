@@ -204,3 +204,13 @@ def test_fused_params_equal_weighted_sum_of_models(shape):
 def test_image_cells_match_pixel_unshuffle():
     x = torch.rand(2, 3, 16, 24)
     torch.testing.assert_close(image_cells(x, 4), torch.nn.functional.pixel_unshuffle(x - 0.5, 4))
+
+
+def test_fused_params_without_linear_term_match_the_per_model_path():
+    sim = ImprintSimulator(ImprintBank.load(), SimulatorConfig(beta=0.5, models_per_sample=3, linear=False))
+    x = torch.rand(3, 3, 40, 52, generator=torch.Generator().manual_seed(2))
+    weights = sim.draw_weights(3, torch.Generator().manual_seed(3))
+    for fast, slow in zip(sim.fused_params(x, weights), sim._fused_params_per_model(x, weights)):
+        torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-4)
+    with_linear = ImprintSimulator(sim.bank, SimulatorConfig(beta=0.5, models_per_sample=3))
+    assert not torch.allclose(with_linear.fused_params(x, weights)[0], sim.fused_params(x, weights)[0])

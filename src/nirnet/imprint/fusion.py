@@ -102,8 +102,9 @@ class ImprintSimulator(nn.Module):
         Equal to ``sum_k w_k * bank.params(k, x)`` (then the ``b_min`` floor), computed without materialising any
         model's full-resolution maps: because fusion is linear, each model's weight is folded into its
         quarter-resolution content maps, its 3x3 linear filters are summed into one filter per image, and the
-        per-phase tables are broadcast over a block view of the image. That is what keeps simulation cheap in a
-        data loader (see ``benchmarks/simulation_cost.py``).
+        per-phase tables of all drawn models are applied in one contraction over a block view of the image. That
+        is what keeps simulation cheap in a data loader (see ``benchmarks/simulation_cost.py``). Each model's own
+        floor of ``b`` (1e-4) is not applied here; the fused ``b`` gets the larger ``b_min`` floor anyway.
         """
         block = _block_size(self.bank)
         if block is None:  # strides that do not tile a small block: evaluate each model in full
