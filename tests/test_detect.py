@@ -38,6 +38,18 @@ def test_predict_accepts_paths_pil_and_tensors(model_dir, tmp_path):
     assert "does not exist" in results[3].error
     explained = detector.explain(Image.fromarray(arr))
     assert explained["noise_map"].shape == (64, 64, 3) and explained["spectrum"].shape == (64, 64)
+    assert explained["probability"] == pytest.approx(results[1].probability, abs=1e-6)
+    np.testing.assert_array_equal(detector.noise_maps(Image.fromarray(arr))["noise_map"], explained["noise_map"])
+
+
+def test_residual_to_uint8_centres_and_clips():
+    from nirnet.render import residual_to_uint8
+
+    r = np.concatenate([np.linspace(-1, 1, 99), [100.0]])  # one value far beyond 3 standard deviations
+    out = residual_to_uint8(r)
+    assert out.dtype == np.uint8 and out[-1] == 255
+    assert np.all(np.diff(out[:99].astype(int)) >= 0) and out[0] < out[98] < 255  # order kept below the clip
+    assert residual_to_uint8(np.zeros(4)).tolist() == [127] * 4  # flat input: mid-grey, no division by zero
 
 
 def test_predict_paths_matches_predict(model_dir, tmp_path):

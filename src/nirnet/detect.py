@@ -142,7 +142,8 @@ class Detector:
     def name(self) -> str:
         return self.model.config.name
 
-    def _verdict(self, probability: float) -> str:
+    def verdict(self, probability: float) -> str:
+        """``"generated"`` at or above the threshold, else ``"real"``."""
         return "generated" if probability >= self.threshold else "real"
 
     @torch.inference_mode()
@@ -183,7 +184,7 @@ class Detector:
             chunk = pending[start : start + self.batch_size]
             for (index, _), (prob, logits) in zip(chunk, self.predict_images([img for _, img in chunk])):
                 results[index].probability = prob
-                results[index].verdict = self._verdict(prob)
+                results[index].verdict = self.verdict(prob)
                 results[index].crop_logits = logits
         return results
 
@@ -212,16 +213,21 @@ class Detector:
                     yield Prediction(source, error=errors[i])
                 else:
                     prob, logits_i = scored[i]
-                    yield Prediction(source, prob, self._verdict(prob), logits_i)
+                    yield Prediction(source, prob, self.verdict(prob), logits_i)
 
     @torch.inference_mode()
     def explain(self, image: ImageInput) -> dict[str, np.ndarray | float]:
-        """The probability, the extracted noise map (``H x W x 3``, of the centre crop) and the log-magnitude
-        spectrum of that noise map (``H x W``, zero frequency in the centre)."""
+        """The probability plus :meth:`noise_maps`: the extracted noise map (``H x W x 3``, of the centre crop) and
+        the log-magnitude spectrum of that noise map (``H x W``, zero frequency in the centre)."""
         _, img = _as_image(image)
         prob, _ = self.predict_images([img])[0]
+        return {"probability": prob, **self.noise_maps(img)}
+
+    @torch.inference_mode()
+    def noise_maps(self, img: Image.Image) -> dict[str, np.ndarray]:
+        """The noise map of an RGB image's centre crop and its spectrum, without scoring the image."""
         crop = self.model.crops_of(img, num_crops=1).to(self.device)
         noise = self.model.noise_map(crop)[0].float().cpu()
         grey = noise.mean(0)
         spectrum = torch.fft.fftshift(torch.fft.fft2(grey - grey.mean()).abs().add(1e-8).log())
-        return {"probability": prob, "noise_map": noise.permute(1, 2, 0).numpy(), "spectrum": spectrum.numpy()}
+        return {"noise_map": noise.permute(1, 2, 0).numpy(), "spectrum": spectrum.numpy()}

@@ -152,9 +152,9 @@ def sample(
     pixels = (result.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     Image.fromarray(pixels).save(out)
     if noise_out:
-        grey = result.noise[0].mean(0).numpy()
-        scaled = np.clip(128 + grey / (3 * grey.std() + 1e-8) * 127, 0, 255).astype(np.uint8)
-        Image.fromarray(scaled).save(noise_out)
+        from nirnet.render import residual_to_uint8
+
+        Image.fromarray(residual_to_uint8(result.noise[0].mean(0).numpy())).save(noise_out)
     used = {n: round(float(w), 3) for n, w in zip(sim.bank.names, result.weights[0]) if w != 0}
     change = (result.images - x).abs().mean().item() * 255
     console.print(f"wrote {out}: weights {used}, gamma {result.gamma[0]:.2f}, mean |change| {change:.2f} levels")

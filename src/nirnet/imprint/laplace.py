@@ -193,7 +193,8 @@ def sample_laplace(mu: torch.Tensor, b: torch.Tensor, generator: torch.Generator
 
     Written with in-place ops (this runs per pixel in the data loader); ``-sign(u)`` is replaced by ``sign(u)``,
     which gives the same distribution because ``u`` is symmetric. On CPU the uniforms come from numpy's PCG64,
-    seeded from ``generator`` (about 40 % faster than torch's CPU generator, measured).
+    seeded from ``generator`` (1.2 ms against 1.7-2.1 ms for torch's CPU generator per 272 px RGB image,
+    measured).
     """
     if mu.device.type == "cpu":
         seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..data.io import ImageLoadError, load_image
 from ..detect import Detector
-from .render import data_url, noise_map_png, spectrum_png
+from ..render import data_url, noise_map_png, spectrum_png
 
 try:
     from fastapi import FastAPI, File, HTTPException, Query, UploadFile
@@ -101,7 +101,7 @@ def _score(detector: Detector, lock: threading.Lock, decoded: list, explain: boo
     good = [img for _, img, _ in decoded if img is not None]
     with lock:
         scores = iter(detector.predict_images(good) if good else [])
-        explained = iter([detector.explain(img) for img in good] if explain else [])
+        explained = iter([detector.noise_maps(img) for img in good] if explain else [])
     results = []
     for name, img, error in decoded:
         if img is None:
@@ -111,7 +111,7 @@ def _score(detector: Detector, lock: threading.Lock, decoded: list, explain: boo
         result = {
             "filename": name,
             "probability": probability,
-            "verdict": "generated" if probability >= detector.threshold else "real",
+            "verdict": detector.verdict(probability),
             "crop_logits": crop_logits,
             "width": img.width,
             "height": img.height,

@@ -1,4 +1,4 @@
-"""Pictures for people: a noise map and a spectrum as PNG data URLs (what the web page shows)."""
+"""Pictures for people: residuals, noise maps and spectra as 8-bit images and PNG data URLs (numpy + Pillow only)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import numpy as np
 from PIL import Image
 
 
+def residual_to_uint8(residual: np.ndarray) -> np.ndarray:
+    """A zero-centred residual (any shape) -> uint8, mid-grey at its mean and +-3 standard deviations at the ends."""
+    spread = 3 * float(residual.std()) or 1.0
+    return np.clip(127.5 + 127.5 * (residual - residual.mean()) / spread, 0, 255).astype(np.uint8)
+
+
 def noise_map_png(noise: np.ndarray) -> bytes:
-    """``H x W x 3`` noise residual -> PNG, mid-grey at zero and +-3 standard deviations at the extremes."""
-    spread = 3 * float(noise.std()) or 1.0
-    pixels = np.clip(127.5 + 127.5 * (noise - noise.mean()) / spread, 0, 255).astype(np.uint8)
-    return _png(Image.fromarray(pixels))
+    """``H x W x 3`` noise residual -> PNG (see :func:`residual_to_uint8`)."""
+    return _png(Image.fromarray(residual_to_uint8(noise)))
 
 
 def spectrum_png(spectrum: np.ndarray) -> bytes:
