@@ -6,17 +6,22 @@ tested on held-out photos against ``h``'s *real* reconstructions. Training fakes
 * ``own``: ``h``'s own reconstructions (upper bound);
 * ``single``: the reconstructions of one other autoencoder (lower bound: one generator, no simulator);
 * ``sim``: the simulator fusing the other K-1 bank entries, with extrapolation (``beta`` = 0.3);
-* ``sim_b0``: the same without extrapolation (``beta`` = 0).
+* ``sim_b0``: the same without extrapolation (``beta`` = 0);
+* ``sim_copula``: ``sim`` with the copula sampler (spatially and cross-channel correlated imprint noise).
 
-    python benchmarks/imprint_fidelity.py --data ../shared/data/real-train [--steps 200] [--cache cache/residuals]
+    python benchmarks/imprint_fidelity.py --data ../shared/data/real-train [--steps 200] [--seeds 0 1 2]
 
-Residuals are read from the cache that `nirnet imprint fit` fills (same crops, same seed), so no autoencoder
+One seed moves a cell a lot (the classifier lands on either side of an unseen autoencoder), so run several
+seeds; the table gives mean ± sd over seeds per cell, and for the mean row the sd of the per-seed means.
+
+Residuals are read from the cache that `nirnet imprint fit` fills (same crops, seed 0), so no autoencoder
 runs again when the bank was fitted with the defaults. Prints a Markdown table of AUCs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -68,22 +73,17 @@ def auc(model: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(roc_auc_score(labels, scores))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/real-train")
-    parser.add_argument("--bank", default=None, help="imprint bank (default: the shipped one)")
-    parser.add_argument("--cache", default="cache/residuals")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    start = time.time()
-    paths = images_under(Path(args.data))
-    train_crops, held_crops, _, _ = split_crops(paths, FitConfig(seed=args.seed))
-    bank = ImprintBank.load(args.bank)
-    names = bank.names
-    train_sets = {n: residual_set(create_autoencoder(n), train_crops, args.cache) for n in names}
-    held_sets = {n: residual_set(create_autoencoder(n), held_crops, args.cache) for n in names}
+COLUMNS = {
+    "own": "own (upper)",
+    "single": "single other (lower)",
+    "sim": "simulated, beta=0.3",
+    "sim_b0": "simulated, beta=0",
+    "sim_copula": "simulated copula, beta=0.3",
+}
+
+
+def run_seed(bank, names, train_sets, held_sets, columns, steps: int, seed: int) -> list[dict]:
+    """One AUC per (held-out autoencoder, column) for one seed of classifiers and simulator draws."""
     x_train = next(iter(train_sets.values())).x
     x_held = next(iter(held_sets.values())).x
     rows = []
@@ -95,39 +95,76 @@ def main() -> None:
             fake = (train_sets[name].x - train_sets[name].r).clamp(0, 1)
             return lambda index, _g: fake[index]
 
-        def simulated(beta, others=others):
-            sim = ImprintSimulator(bank.subset(others), SimulatorConfig(beta=beta, models_per_sample=None))
+        def simulated(beta, sampler="independent", others=others):
+            config = SimulatorConfig(beta=beta, models_per_sample=None, sampler=sampler)
+            sim = ImprintSimulator(bank.subset(others), config)
             return lambda index, g: sim(x_train[index], g).images
 
-        result = {"held_out": held_out}
-        for label, maker in (
-            ("own", recon_of(held_out)),
-            ("single", recon_of(others[k % len(others)])),
-            ("sim", simulated(0.3)),
-            ("sim_b0", simulated(0.0)),
-        ):
-            model = train_classifier(x_train, maker, args.steps, args.seed)
-            result[label] = auc(model, x_held, test_fake)
-        result["single_source"] = others[k % len(others)]
+        single_source = others[k % len(others)]
+        makers = {
+            "own": lambda h=held_out: recon_of(h),
+            "single": lambda s=single_source: recon_of(s),
+            "sim": lambda: simulated(0.3),
+            "sim_b0": lambda: simulated(0.0),
+            "sim_copula": lambda: simulated(0.3, "copula"),
+        }
+        result = {"held_out": held_out, "single_source": single_source}
+        for column in columns:
+            model = train_classifier(x_train, makers[column](), steps, seed)
+            result[column] = auc(model, x_held, test_fake)
         rows.append(result)
-        print(
-            f"  {held_out}: " + ", ".join(f"{m} {result[m]:.3f}" for m in ("own", "single", "sim", "sim_b0")),
-            flush=True,
-        )
+        print(f"  seed {seed} {held_out}: " + ", ".join(f"{c} {result[c]:.3f}" for c in columns), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data/real-train")
+    parser.add_argument("--bank", default=None, help="imprint bank (default: the shipped one)")
+    parser.add_argument("--cache", default="cache/residuals")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="classifier and simulator seeds")
+    parser.add_argument("--columns", nargs="+", default=list(COLUMNS), choices=list(COLUMNS))
+    parser.add_argument("--json", default=None, help="also write every cell of every seed here")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    start = time.time()
+    paths = images_under(Path(args.data))
+    # Crops (and so the cached residuals) stay fixed; the seeds vary classifiers, batches and simulator draws.
+    train_crops, held_crops, _, _ = split_crops(paths, FitConfig(seed=0))
+    bank = ImprintBank.load(args.bank)
+    names = bank.names
+    train_sets = {n: residual_set(create_autoencoder(n), train_crops, args.cache) for n in names}
+    held_sets = {n: residual_set(create_autoencoder(n), held_crops, args.cache) for n in names}
+    per_seed = [run_seed(bank, names, train_sets, held_sets, args.columns, args.steps, s) for s in args.seeds]
+    cols = args.columns
     print()
-    print("| held-out autoencoder | own (upper) | single other (lower) | simulated, beta=0.3 | simulated, beta=0 |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['held_out']} | {r['own']:.3f} | {r['single']:.3f} ({r['single_source']}) | {r['sim']:.3f} "
-            f"| {r['sim_b0']:.3f} |"
-        )
-    means = {m: np.mean([r[m] for r in rows]) for m in ("own", "single", "sim", "sim_b0")}
-    print(f"| **mean** | {means['own']:.3f} | {means['single']:.3f} | {means['sim']:.3f} | {means['sim_b0']:.3f} |")
+    print("| held-out autoencoder | " + " | ".join(COLUMNS[c] for c in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    table = {}
+    for i, name in enumerate(names):
+        cells = []
+        for c in cols:
+            values = np.array([rows[i][c] for rows in per_seed])
+            table.setdefault(c, []).append(values)
+            cells.append(f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    means = []
+    for c in cols:
+        per_seed_mean = np.stack(table[c]).mean(axis=0)  # mean over autoencoders, one value per seed
+        sd = per_seed_mean.std(ddof=1) if len(per_seed_mean) > 1 else 0.0
+        means.append(f"**{per_seed_mean.mean():.3f}** ± {sd:.3f}")
+    print("| **mean** | " + " | ".join(means) + " |")
+    x_train = next(iter(train_sets.values())).x
+    x_held = next(iter(held_sets.values())).x
     print(
         f"\n{len(x_train)} training crops, {len(x_held)} held-out crops of {x_train.shape[-1]} px, "
-        f"{args.steps} steps per classifier, seed {args.seed}, {time.time() - start:.0f} s"
+        f"{args.steps} steps per classifier, seeds {args.seeds} (mean ± sd over seeds), "
+        f"{time.time() - start:.0f} s"
     )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"seeds": args.seeds, "steps": args.steps, "rows": per_seed}, handle, indent=2)
 
 
 if __name__ == "__main__":

@@ -214,3 +214,89 @@ def test_fused_params_without_linear_term_match_the_per_model_path():
         torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-4)
     with_linear = ImprintSimulator(sim.bank, SimulatorConfig(beta=0.5, models_per_sample=3))
     assert not torch.allclose(with_linear.fused_params(x, weights)[0], sim.fused_params(x, weights)[0])
+
+
+def _photo_crop(size=128):
+    from nirnet.data.io import load_image
+    from nirnet.demo import sample_photo_paths
+
+    paths = sample_photo_paths()
+    if not paths:
+        pytest.skip("no sample photo shipped with matplotlib / scikit-learn")
+    img = load_image(paths[0])
+    left, top = (img.width - size) // 2 // 16 * 16, (img.height - size) // 2 // 16 * 16
+    arr = np.asarray(img.crop((left, top, left + size, top + size))).copy()
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255
+
+
+@pytest.mark.parametrize("name", ["ours:nearest_s8", "ours:deconv_s4", "ours:pixelshuffle_s16_kl"])
+def test_simulated_twin_moves_like_the_round_trip(name):
+    """METHOD.md 1.6: with one source, gamma = 1 and b -> 0, the simulated twin must move a photo the way that
+    autoencoder's own round trip does (r = x - D(E(x)), so the twin is x - n). Fails on the old ``x + n``."""
+    x = _photo_crop()
+    bank = ImprintBank.load()
+    k = bank.names.index(name)
+    weights = torch.zeros(1, len(bank))
+    weights[0, k] = 1
+    sim = ImprintSimulator(bank, SimulatorConfig(beta=0, gamma=(1.0, 1.0), b_min=0.0, b_scale=0.0))
+    twin = sim(x, torch.Generator().manual_seed(0), weights=weights).images
+    with torch.no_grad():
+        recon = create_autoencoder(name).reconstruct(x)
+    a, b = (twin - x).flatten(), (recon - x).flatten()
+    corr = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+    assert corr > 0.5, f"{name}: simulated twin moves against the round trip (correlation {corr:.2f})"
+
+
+def test_colouring_kernel_reproduces_a_known_covariance():
+    from nirnet.imprint.copula import colouring_kernel, lag_covariance
+
+    g = torch.Generator().manual_seed(0)
+    k0 = torch.zeros(3, 3, 5, 5)
+    k0[:, :, 1:4, 1:4] = torch.rand(3, 3, 3, 3, generator=g)
+    k0[0, 0, 2, 2] += 1.0  # a strong centre so channels are not all alike
+    k0 = k0 / k0.pow(2).sum(dim=(1, 2, 3), keepdim=True).sqrt()
+    field = torch.nn.functional.conv2d(torch.randn(64, 3, 68, 68, generator=g), k0)
+    target = lag_covariance(field, radius=4)
+    kernel = colouring_kernel(target)
+    again = torch.nn.functional.conv2d(torch.randn(64, 3, 72, 72, generator=g), kernel)
+    got = lag_covariance(again, radius=4)
+    assert (got - target).abs().max() < 0.06
+    assert target[0, 1, 4, 4].abs() > 0.2 and target[0, 0, 4, 5] > 0.2  # the test covariance has structure
+
+
+def _bank_with_kernels():
+    from nirnet.imprint.copula import colouring_kernel
+
+    cov = torch.zeros(3, 3, 3, 3)
+    cov[:, :, 1, 1] = 0.6 + 0.4 * torch.eye(3)  # channels correlated 0.6
+    for d in ((0, 1), (1, 0), (1, 2), (2, 1)):
+        cov[:, :, d[0], d[1]] = 0.3 * (0.6 + 0.4 * torch.eye(3))  # neighbours correlated
+    bank = _tiny_bank()
+    return bank.with_kernels([colouring_kernel(cov)] * len(bank))
+
+
+def test_copula_sampler_keeps_laplace_marginals_and_adds_correlation(tmp_path):
+    from nirnet.imprint.copula import neighbour_correlations
+
+    bank = _bank_with_kernels()
+    bank.save(tmp_path / "bank.safetensors")
+    bank = ImprintBank.load(tmp_path / "bank.safetensors")  # kernels survive the file
+    assert bank.has_kernels
+    x = torch.full((8, 3, 64, 64), 0.5)
+    weights = torch.zeros(8, len(bank))
+    weights[:, 0] = 1
+    out = {}
+    for sampler in ("independent", "copula"):
+        sim = ImprintSimulator(bank, SimulatorConfig(sampler=sampler, beta=0, gamma=(1.0, 1.0), b_min=1e-4))
+        noise = sim(x, torch.Generator().manual_seed(0), weights=weights).noise
+        mu, b = sim.fused_params(x, weights)
+        z = (noise - mu) / b
+        assert abs(float(z.abs().mean()) - 1.0) < 0.05  # Laplace(0, 1) after standardising: E|z| = 1
+        out[sampler] = neighbour_correlations(noise - mu)
+    assert abs(out["independent"]["lag1_h"]) < 0.03 and abs(out["independent"]["cross_channel"]) < 0.03
+    assert out["copula"]["lag1_h"] > 0.15 and out["copula"]["cross_channel"] > 0.4
+
+
+def test_copula_sampler_needs_kernels():
+    with pytest.raises(ValueError, match="colouring kernels"):
+        ImprintSimulator(_tiny_bank(), SimulatorConfig(sampler="copula"))

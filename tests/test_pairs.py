@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 from PIL import Image
@@ -56,3 +58,86 @@ def test_simulator_pairs_are_aligned_deterministic_and_only_as_large_as_needed(t
     assert (64 + CROP_MARGIN, 64 + CROP_MARGIN) in simulator.sizes
     assert max(h for h, _ in simulator.sizes) <= data.config.region
     assert np.mean([h * w for h, w in simulator.sizes]) < data.config.region**2
+
+
+def _jpeg_photos(tmp_path, n=3, quality=60):
+    paths = []
+    for i in range(n):
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(synthetic_photo(400, 420, seed=i)).save(path, quality=quality)
+        paths.append(path)
+    return paths
+
+
+def _blockiness(crop: torch.Tensor) -> float:
+    """Mean |step| across 8-px block boundaries over the mean |step| elsewhere (luma), crop grid at phase 0."""
+    y = crop.float().mean(0).numpy()
+    steps = np.abs(np.diff(y, axis=1)).mean(axis=0)
+    boundary = steps[7::8].mean()
+    inside = np.delete(steps, np.s_[7::8]).mean()
+    return float(boundary / inside)
+
+
+def test_jpeg_history_roundtrip(tmp_path):
+    from nirnet.data.degrade import apply_jpeg_history, read_jpeg_history
+
+    path = _jpeg_photos(tmp_path, n=1, quality=70)[0]
+    history = read_jpeg_history(path)
+    assert history is not None and 65 <= history.quality_estimate <= 75
+    assert read_jpeg_history(_photos(tmp_path, n=1)[0]) is None  # a PNG has no JPEG history
+    twin = apply_jpeg_history(Image.fromarray(synthetic_photo(64, 64, seed=5)), history)
+    out = tmp_path / "twin.jpg"
+    # Re-encoding with the same tables is (nearly) idempotent: the twin now sits on the photo's quantisation grid.
+    again = apply_jpeg_history(twin, history)
+    assert np.abs(np.asarray(again, dtype=float) - np.asarray(twin, dtype=float)).mean() < 1.0
+    twin.save(out)
+    assert apply_jpeg_history(twin, None) is twin
+
+
+class BlurTwin(torch.nn.Module):
+    """A grid-free stand-in for a decoder (a 3x3 box blur), so that any 8x8 grid in its twin came from history
+    matching and not from an imprint's own decoder grid."""
+
+    def forward(self, x, generator=None):
+        blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+        return SimpleNamespace(images=blurred)
+
+
+def test_twins_get_the_photo_compression_grid(tmp_path):
+    """A twin of a JPEG photo carries the photo's 8x8 grid at the same phase once history matching is on."""
+    degrade = DegradeConfig(jpeg_prob=0.0, blur_prob=0.0, resize_prob=0.0, crop_size=None)
+    paths = _jpeg_photos(tmp_path, quality=50)
+    simulator = BlurTwin()
+    grids = {}
+    for match in (False, True):
+        cfg = PairConfig(crop_size=64, p_simulator=1.0, degrade=degrade, match_history=match)
+        data = PairDataset(paths, cfg, simulator)
+        pairs = [data[(0, slot)][0] for slot in range(6)]
+        grids[match] = (np.mean([_blockiness(p[0]) for p in pairs]), np.mean([_blockiness(p[1]) for p in pairs]))
+    real_grid = grids[True][0]
+    assert real_grid > 1.1  # the photos have a visible grid at phase 0: crops are 16-px aligned
+    assert grids[False][1] < real_grid - 0.05  # without matching, the twin lost it
+    assert abs(grids[True][1] - real_grid) < abs(grids[False][1] - real_grid) / 2
+
+
+def test_autoencoder_mix_and_sharpness_jitter(tmp_path):
+    from nirnet.data.degrade import SharpnessConfig, sharpness_jitter
+
+    img = Image.fromarray(synthetic_photo(64, 64, seed=1))
+    rng = np.random.default_rng(0)
+    outs = [np.asarray(sharpness_jitter(img, SharpnessConfig(prob=1.0), rng), dtype=float) for _ in range(20)]
+    lap = [np.abs(np.diff(o, 2, axis=1)).mean() for o in outs]
+    base = np.abs(np.diff(np.asarray(img, dtype=float), 2, axis=1)).mean()
+    assert min(lap) < base < max(lap)  # some blurred, some sharpened
+    assert sharpness_jitter(img, SharpnessConfig(prob=0.0), rng) is img
+
+
+def test_match_sharpness_meets_the_photo_from_both_sides():
+    from nirnet.data.degrade import gaussian_blur, match_sharpness, sharpness_score
+
+    photo = Image.fromarray(synthetic_photo(96, 96, seed=3))
+    noisy = np.clip(np.asarray(photo, dtype=float) + np.random.default_rng(0).normal(0, 4, (96, 96, 3)), 0, 255)
+    for twin in (gaussian_blur(photo, 0.6), Image.fromarray(noisy.astype(np.uint8))):  # smoother, then noisier
+        before = abs(sharpness_score(twin) - sharpness_score(photo))
+        after = abs(sharpness_score(match_sharpness(twin, photo)) - sharpness_score(photo))
+        assert before > 0.1 and after < 0.02

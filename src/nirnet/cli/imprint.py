@@ -112,14 +112,66 @@ def fit(
     console.print(table)
 
 
-def _simulator(bank: Path | None, alpha: float, beta: float, gamma_lo: float, gamma_hi: float, per_sample: int):
+SAMPLER_HELP = (
+    "How imprint noise is drawn: 'independent' (every pixel and channel on its own) or 'copula' (Laplace marginals "
+    "with the real residuals' spatial and cross-channel correlation; needs a bank with colouring kernels)."
+)
+
+
+def _simulator(
+    bank: Path | None,
+    alpha: float,
+    beta: float,
+    gamma_lo: float,
+    gamma_hi: float,
+    per_sample: int,
+    sampler: str = "independent",
+):
     from nirnet.imprint.bank import ImprintBank
     from nirnet.imprint.fusion import ImprintSimulator, SimulatorConfig
 
-    config = SimulatorConfig(
-        alpha=alpha, beta=beta, gamma=(gamma_lo, gamma_hi), models_per_sample=per_sample if per_sample > 0 else None
-    )
-    return ImprintSimulator(ImprintBank.load(bank), config)
+    try:
+        config = SimulatorConfig(
+            alpha=alpha,
+            beta=beta,
+            gamma=(gamma_lo, gamma_hi),
+            models_per_sample=per_sample if per_sample > 0 else None,
+            sampler=sampler,
+        )
+        return ImprintSimulator(ImprintBank.load(bank), config)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def copula(
+    data: Path = typer.Argument(..., help="Folder of real photos (searched recursively) or a dataset (label 0 used)."),
+    out: Path = typer.Option(..., help="Bank file to write (the input bank is never modified)."),
+    bank: Path = typer.Option(None, help="Bank whose entries get kernels (default: the shipped one)."),
+    weights_dir: Path = typer.Option(None, help="Folder with third-party autoencoder weights (taef2_*.pth)."),
+    max_train_images: int = typer.Option(300, help="Images whose residuals are used (2 crops each)."),
+    cache_dir: Path = typer.Option(Path("cache/residuals"), help="Cache of autoencoder residuals."),
+    seed: int = typer.Option(0, help="Random seed (crop positions; the same as `fit` uses by default)."),
+) -> None:
+    """Fit the copula sampler's colouring kernels (spatial and cross-channel correlation of each autoencoder's
+    residual) into an existing bank, keeping its Laplace models; `nirnet imprint fit` fits them for new banks."""
+    from nirnet.imprint.bank import ImprintBank
+    from nirnet.imprint.fit import FitConfig, add_colouring_kernels
+
+    source = ImprintBank.load(bank)
+    models = _autoencoders(source.names, weights_dir)
+    config = FitConfig(max_train_images=max_train_images, seed=seed)
+    with console.status("fitting") as status:
+        result = add_colouring_kernels(source, models, _image_paths(data, None), config, cache_dir, status.update)
+    result.save(out)
+    for entry in result.entries:
+        corr = entry.extra["residual_correlation"]
+        console.print(
+            f"{entry.name}: real residual lag-1 correlation {corr['lag1_h']:.2f} (h) / {corr['lag1_v']:.2f} (v), "
+            f"between channels {corr['cross_channel']:.2f}"
+        )
+    console.print(f"wrote {out}")
 
 
 @app.command()
@@ -132,6 +184,7 @@ def sample(
     gamma_lo: float = typer.Option(0.2, help="Lowest imprint strength."),
     gamma_hi: float = typer.Option(1.0, help="Highest imprint strength."),
     models_per_sample: int = typer.Option(3, help="Bank entries fused per image (0 = all)."),
+    sampler: str = typer.Option("independent", help=SAMPLER_HELP),
     noise_out: Path = typer.Option(None, help="Also write the imprint itself as a grey PNG (scaled to +-3 std)."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
@@ -147,7 +200,7 @@ def sample(
     except ImageLoadError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    sim = _simulator(bank, alpha, beta, gamma_lo, gamma_hi, models_per_sample)
+    sim = _simulator(bank, alpha, beta, gamma_lo, gamma_hi, models_per_sample, sampler)
     result = sim(x, torch.Generator().manual_seed(seed))
     pixels = (result.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     Image.fromarray(pixels).save(out)
@@ -166,6 +219,7 @@ def plot(
     out_dir: Path = typer.Option(Path("out/imprint"), help="Folder for imprint_pca.png and residuals.png."),
     bank: Path = typer.Option(None, help="Imprint bank (default: the shipped one)."),
     images: int = typer.Option(40, help="Held-out images to take crops from."),
+    sampler: str = typer.Option("independent", help=SAMPLER_HELP),
     weights_dir: Path = typer.Option(None, help="Folder with third-party autoencoder weights."),
     cache_dir: Path = typer.Option(Path("cache/residuals"), help="Cache of autoencoder residuals."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -178,7 +232,7 @@ def plot(
     from nirnet.imprint.fit import FitConfig, residual_set, split_crops
     from nirnet.imprint.plots import plot_imprint_pca, plot_residual_panel, radial_spectrum
 
-    sim = _simulator(bank, 1.0, 0.3, 1.0, 1.0, 3)
+    sim = _simulator(bank, 1.0, 0.3, 1.0, 1.0, 3, sampler)
     _, crops, _, _ = split_crops(_image_paths(data, None), FitConfig(max_heldout_images=images, seed=seed))
     generator = torch.Generator().manual_seed(seed)
     groups, residual_maps = {}, {}

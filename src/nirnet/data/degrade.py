@@ -142,3 +142,134 @@ def apply_paired(real: Image.Image, fake: Image.Image, params: DegradeParams) ->
     if real.size != fake.size:
         raise ValueError(f"paired images must have the same size, got {real.size} and {fake.size}")
     return apply(real, params), apply(fake, params)
+
+
+# --- Shortcut removal for training pairs ---------------------------------------------------------------------------
+# A real photo carries its own compression history (an 8x8 JPEG grid) and its own sharpness; a reconstruction or a
+# simulated twin is grid-free and, from a blurry decoder, smoother. Either cue separates a pair without any imprint
+# (and both invert on real generators), so the pair builder removes them before the pair's shared post-processing.
+
+
+@dataclass(frozen=True)
+class JpegHistory:
+    """The quantisation tables and chroma subsampling a JPEG file was saved with."""
+
+    qtables: tuple[tuple[int, ...], ...]
+    subsampling: int  # Pillow's code: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
+
+    @property
+    def quality_estimate(self) -> int:
+        """IJG quality whose luminance table is closest (for reports; re-encoding uses the tables themselves)."""
+        base = np.array(_IJG_LUMA, dtype=float)
+        table = np.array(self.qtables[0], dtype=float)
+        best, best_err = 50, float("inf")
+        for q in range(1, 101):
+            scale = 5000 / q if q < 50 else 200 - 2 * q
+            ref = np.clip(np.floor((base * scale + 50) / 100), 1, 255)
+            err = float(np.abs(np.sort(ref) - np.sort(table)).mean())
+            if err < best_err:
+                best, best_err = q, err
+        return best
+
+
+# The IJG standard luminance table (Annex K of the JPEG standard), only used to estimate a quality number.
+_IJG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17,
+             22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78,
+             87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)  # fmt: skip
+
+
+def read_jpeg_history(path) -> JpegHistory | None:
+    """The JPEG history of a file, or ``None`` when it is not a (baseline-readable) JPEG."""
+    from PIL import JpegImagePlugin
+
+    try:
+        with Image.open(path) as img:
+            if img.format != "JPEG" or not getattr(img, "quantization", None):
+                return None
+            tables = tuple(tuple(int(v) for v in img.quantization[i]) for i in sorted(img.quantization))
+            sampling = JpegImagePlugin.get_sampling(img)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return JpegHistory(tables, max(int(sampling), 0))
+
+
+def apply_jpeg_history(img: Image.Image, history: JpegHistory | None) -> Image.Image:
+    """Re-encode ``img`` with the exact tables and subsampling of ``history`` (identity for ``None``).
+
+    Applied to a twin cut at a 16-px aligned offset of its photo, this gives the twin the same 8x8 grid, at the
+    same positions and strengths, as the photo it came from.
+    """
+    if history is None:
+        return img
+    buffer = io.BytesIO()
+    img.convert("RGB").save(
+        buffer, format="JPEG", qtables=[list(t) for t in history.qtables], subsampling=history.subsampling
+    )
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
+
+
+@dataclass(frozen=True)
+class SharpnessConfig:
+    """Random, *unpaired* blur or sharpening of each half of a pair, so that smoothness carries no label."""
+
+    prob: float = 0.3  # per image; half of the hits blur, half sharpen
+    blur_sigma: tuple[float, float] = (0.3, 1.0)
+    sharpen_percent: tuple[int, int] = (30, 150)  # unsharp-mask strength (radius 1 px)
+
+
+def sharpness_jitter(img: Image.Image, config: SharpnessConfig, rng: np.random.Generator) -> Image.Image:
+    """Blur, sharpen or keep ``img`` (always three draws from ``rng``, so streams stay aligned)."""
+    hit, kind, amount = rng.random(3)
+    if hit >= config.prob:
+        return img
+    if kind < 0.5:
+        return gaussian_blur(img, float(np.interp(amount, [0, 1], config.blur_sigma)))
+    percent = int(round(np.interp(amount, [0, 1], config.sharpen_percent)))
+    return img.filter(ImageFilter.UnsharpMask(radius=1.0, percent=percent, threshold=0))
+
+
+def _luma(img: Image.Image) -> np.ndarray:
+    x = np.asarray(img, dtype=np.float32)
+    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+
+
+def sharpness_score(img: Image.Image) -> float:
+    """Log mean absolute Laplacian over log mean absolute gradient of the luma: higher = sharper / noisier.
+
+    A ratio of two derivatives, so it measures how much of the image's variation sits at the finest scale
+    rather than how much texture the scene has.
+    """
+    y = _luma(img)
+    lap = np.abs(4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]).mean()
+    grad = (np.abs(np.diff(y, axis=1)).mean() + np.abs(np.diff(y, axis=0)).mean()) / 2
+    return float(np.log(lap + 1e-3) - np.log(grad + 1e-3))
+
+
+def _soften_or_sharpen(img: Image.Image, t: float) -> Image.Image:
+    """``t < 0``: Gaussian blur of sigma ``-1.5 t``; ``t > 0``: unsharp mask of ``400 t`` percent; 0: unchanged."""
+    if t < 0:
+        return gaussian_blur(img, -1.5 * t)
+    if t > 0:
+        return img.filter(ImageFilter.UnsharpMask(radius=1.0, percent=int(round(400 * t)), threshold=0))
+    return img
+
+
+def match_sharpness(img: Image.Image, reference: Image.Image, iterations: int = 7) -> Image.Image:
+    """Blur or sharpen ``img`` until its :func:`sharpness_score` equals ``reference``'s (bisection on the
+    strength; the score grows monotonically with it). Used on a fake twin against its own photo, so that the
+    twin's structure may differ from the photo's but its overall fineness does not."""
+    target = sharpness_score(reference)
+    lo, hi = -1.0, 1.0
+    if sharpness_score(_soften_or_sharpen(img, lo)) >= target:
+        return _soften_or_sharpen(img, lo)
+    if sharpness_score(_soften_or_sharpen(img, hi)) <= target:
+        return _soften_or_sharpen(img, hi)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        if sharpness_score(_soften_or_sharpen(img, mid)) < target:
+            lo = mid
+        else:
+            hi = mid
+    return _soften_or_sharpen(img, (lo + hi) / 2)

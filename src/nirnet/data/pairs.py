@@ -8,6 +8,17 @@ Every item is a pair ``(real crop, fake crop)`` cut from the same place of the s
   (:mod:`nirnet.imprint.recon_cache`), or
 * (optional) a real generated image from a labelled dataset, paired with a random real photo.
 
+Before that, two shortcuts are removed at the source (``benchmarks/pair_probes.py`` shows they are gone):
+
+* **compression history**: a photo keeps its camera or web JPEG grid, a twin made from it does not. The twin is
+  cut at a 16-px aligned offset of the photo and re-encoded with the photo's own quantisation tables and chroma
+  subsampling (``match_history``), so both carry the same grid;
+* **sharpness**: a twin from a blurry decoder is always smoother than its photo, and a strong simulated imprint
+  always noisier. Each twin is blurred or sharpened until its overall fineness (:func:`degrade.sharpness_score`)
+  equals its photo's (``match_sharpness``), so only the *structure* of the imprint differs; then each half gets an
+  independent random blur or sharpening (``sharpness``), and autoencoder twins are mixed as
+  ``x + lambda (D(E(x)) - x)`` with a random ``lambda`` (``ae_mix``), so that smoothness carries no label.
+
 Both halves then get *the same* post-processing draw (blur, resize, JPEG, crop position), so content, format and
 compression cannot separate the classes; only the imprint can. Item ``i`` of step ``s`` is fully determined by
 ``(seed, s, i)``, which is what makes resumed training identical to an uninterrupted run.
@@ -27,9 +38,11 @@ from torch.utils.data import Dataset
 
 from ..imprint.recon_cache import ReconEntry
 from . import degrade
+from .degrade import SharpnessConfig
 from .io import ImageLoadError, load_image
 
 CROP_MARGIN = 8  # px around a crop that are simulated too: one JPEG block, so every grid phase can occur
+GRID = 16  # twins are cut at multiples of this offset, so a photo's JPEG grid (8x8, chroma 16x16) lines up
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,10 @@ class PairConfig:
     p_simulator: float = 0.5  # share of fakes made by the simulator (the rest: autoencoder twins, if cached)
     p_generated: float = 0.0  # share of fakes taken from real generated images (needs a labelled dataset)
     degrade: degrade.DegradeConfig = field(default_factory=degrade.DegradeConfig)
+    match_history: bool = True  # re-encode each fake with its photo's own JPEG tables (see the module docstring)
+    match_sharpness: bool = True  # blur or sharpen each twin to its photo's overall fineness (see the docstring)
+    sharpness: SharpnessConfig = field(default_factory=SharpnessConfig)
+    ae_mix: tuple[float, float] = (0.5, 1.0)  # lambda range of x + lambda (D(E(x)) - x) for autoencoder twins
 
     @property
     def region(self) -> int:
@@ -91,6 +108,7 @@ class PairDataset(Dataset):
         self.recon = list((recon_cache or {}).values())
         self.generated = [Path(p) for p in generated_paths]
         self.seed = seed
+        self._histories: dict[Path, degrade.JpegHistory | None] = {}
         if not self.real_paths and not self.recon:
             raise ValueError("no real images to train on")
         if simulator is None and not self.recon:
@@ -107,52 +125,78 @@ class PairDataset(Dataset):
             return "simulator"
         return "autoencoder"
 
-    def _load(self, path: Path, rng: np.random.Generator) -> Image.Image:
-        """Load a real image; an unreadable one is replaced by another random one (and never stops training)."""
+    def _load_with_path(
+        self, path: Path, rng: np.random.Generator, pool: Sequence[Path] | None = None
+    ) -> tuple[Image.Image, Path]:
+        """Load an image; an unreadable one is replaced by another random one of the same ``pool`` (default: the
+        real photos), so a bad file never stops training and never changes a label."""
+        pool = self.real_paths if pool is None else pool
         for _ in range(10):
             try:
-                return load_image(path)
+                return load_image(path), path
             except ImageLoadError:
-                path = self.real_paths[int(rng.integers(len(self.real_paths)))]
+                path = pool[int(rng.integers(len(pool)))]
         raise RuntimeError("ten unreadable images in a row; check the training folder with `nirnet data check`")
+
+    def _load(self, path: Path, rng: np.random.Generator) -> Image.Image:
+        return self._load_with_path(path, rng)[0]
+
+    def _history(self, path: Path) -> degrade.JpegHistory | None:
+        """The photo's JPEG history when ``match_history`` is on (read once per file)."""
+        if not self.config.match_history:
+            return None
+        if path not in self._histories:
+            self._histories[path] = degrade.read_jpeg_history(path)
+        return self._histories[path]
 
     def _simulator_pair(
         self, rng: np.random.Generator, params: degrade.DegradeParams
-    ) -> tuple[Image.Image, Image.Image]:
-        img = self._load(self.real_paths[int(rng.integers(len(self.real_paths)))], rng)
+    ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None]:
+        img, path = self._load_with_path(self.real_paths[int(rng.integers(len(self.real_paths)))], rng)
         region = self.config.region_for(params)
         w, h = min(img.width, region), min(img.height, region)
-        left = int(rng.integers(0, img.width - w + 1))
-        top = int(rng.integers(0, img.height - h + 1))
+        left = int(rng.integers(0, (img.width - w) // GRID + 1)) * GRID
+        top = int(rng.integers(0, (img.height - h) // GRID + 1)) * GRID
         real = img.crop((left, top, left + w, top + h))
         x = _to_tensor(real)[None].float() / 255
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         fake = self.simulator(x, generator).images[0]
-        return real, _to_image(fake)
+        return real, _to_image(fake), self._history(path)
 
     def _autoencoder_pair(
         self, rng: np.random.Generator, params: degrade.DegradeParams
-    ) -> tuple[Image.Image, Image.Image]:
+    ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None]:
         entry = self.recon[int(rng.integers(len(self.recon)))]
         names = sorted(entry.recons)
         name = names[int(rng.integers(len(names)))]
-        real = self._load(entry.image, rng).crop(entry.box)
+        lam = float(np.interp(rng.random(), [0, 1], self.config.ae_mix))
+        real = self._load(entry.image, rng).crop(entry.box)  # the cache's boxes are 16-px aligned
         fake = load_image(entry.recons[name])
-        return real, fake
+        if lam != 1.0:
+            x = np.asarray(real, dtype=np.float32)
+            mixed = x + lam * (np.asarray(fake, dtype=np.float32) - x)
+            fake = Image.fromarray(np.clip(np.round(mixed), 0, 255).astype(np.uint8))
+        return real, fake, self._history(entry.image)
 
     def _generated_pair(
         self, rng: np.random.Generator, params: degrade.DegradeParams
-    ) -> tuple[Image.Image, Image.Image]:
-        real = self._load(self.real_paths[int(rng.integers(len(self.real_paths)))], rng)
-        fake = self._load(self.generated[int(rng.integers(len(self.generated)))], rng)
-        return real, fake
+    ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None]:
+        real, path = self._load_with_path(self.real_paths[int(rng.integers(len(self.real_paths)))], rng)
+        fake = self._load_with_path(self.generated[int(rng.integers(len(self.generated)))], rng, self.generated)[0]
+        # A generated PNG has no compression history; it gets the history of the photo it is paired with.
+        return real, fake, self._history(path)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         step, slot = key
         rng = np.random.default_rng(item_seed(self.seed, step, slot))
         kind = self._kind(rng)
         params = degrade.sample_params(self.config.degrade, rng)
-        real, fake = getattr(self, f"_{kind}_pair")(rng, params)
+        real, fake, history = getattr(self, f"_{kind}_pair")(rng, params)
+        if self.config.match_sharpness and kind != "generated":  # a generated image is not its photo's twin
+            fake = degrade.match_sharpness(fake, real)
+        fake = degrade.apply_jpeg_history(fake, history)
+        real = degrade.sharpness_jitter(real, self.config.sharpness, rng)  # independent draws: unpaired on purpose
+        fake = degrade.sharpness_jitter(fake, self.config.sharpness, rng)
         if real.size == fake.size:
             real, fake = degrade.apply_paired(real, fake, params)
         else:  # an unpaired generated image: same draw, each at its own size

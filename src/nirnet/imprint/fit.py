@@ -13,6 +13,7 @@ import torch
 from ..data.pool import crop_pool
 from .autoencoders import Reconstructor, create_autoencoder
 from .bank import BankEntry, ImprintBank
+from .copula import fit_colouring_kernel, neighbour_correlations
 from .laplace import ClosedFormGaussian, ClosedFormLaplace, evaluate_nll, fit_learned_laplace
 from .residuals import MARGIN, cached_residuals
 
@@ -67,7 +68,7 @@ def fit_bank(
 ) -> ImprintBank:
     """Fit one learned Laplace per autoencoder and report held-out NLLs (learned vs closed form vs Gaussian)."""
     train_crops, held_crops, n_train, n_held = split_crops(image_paths, config)
-    entries, models = [], []
+    entries, models, kernels = [], [], []
     for item in autoencoders:
         ae = create_autoencoder(item) if isinstance(item, str) else item
         if on_progress:
@@ -83,13 +84,46 @@ def fit_bank(
             "closed_form_laplace": evaluate_nll(closed, held.x, held.r),
             "closed_form_gaussian": evaluate_nll(gauss, held.x, held.r, gaussian=True),
         }
-        extra = {"residual_mean_abs": float(train.r.abs().mean()), "residual_std": float(train.r.std())}
+        extra = {
+            "residual_mean_abs": float(train.r.abs().mean()),
+            "residual_std": float(train.r.std()),
+            "residual_correlation": neighbour_correlations(held.r),
+        }
         entries.append(
             BankEntry(ae.name, ae.stride, config.hidden, n_train, len(train_crops), heldout_nll=nll, extra=extra)
         )
         models.append(learned)
-    bank = ImprintBank(entries, models)
-    return bank
+        kernels.append(fit_colouring_kernel(train.x, train.r, learned, seed=config.seed))
+    return ImprintBank(entries, models, kernels)
+
+
+def add_colouring_kernels(
+    bank: ImprintBank,
+    autoencoders: Sequence[str | Reconstructor],
+    image_paths: Sequence[str | Path],
+    config: FitConfig = FitConfig(),
+    cache_dir: str | os.PathLike | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> ImprintBank:
+    """The bank with copula colouring kernels fitted on the residuals of ``autoencoders`` (one per entry, matched
+    by name); the Laplace models are kept as they are."""
+    train_crops, held_crops, _, _ = split_crops(image_paths, config)
+    by_name = {}
+    for item in autoencoders:
+        ae = create_autoencoder(item) if isinstance(item, str) else item
+        by_name[ae.name] = ae
+    missing = [n for n in bank.names if n not in by_name]
+    if missing:
+        raise KeyError(f"no autoencoder given for bank entries {missing}")
+    kernels = []
+    for entry, model in zip(bank.entries, bank.models):
+        if on_progress:
+            on_progress(f"colouring kernel of {entry.name}")
+        train = residual_set(by_name[entry.name], train_crops, cache_dir)
+        held = residual_set(by_name[entry.name], held_crops, cache_dir)
+        entry.extra["residual_correlation"] = neighbour_correlations(held.r)
+        kernels.append(fit_colouring_kernel(train.x, train.r, model, seed=config.seed))
+    return bank.with_kernels(kernels)
 
 
 DEFAULT_BANK_AUTOENCODERS = ("taef2",)  # plus every shipped `ours:*` autoencoder, see default_bank_sources()

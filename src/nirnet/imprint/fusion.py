@@ -6,8 +6,16 @@ For each image in a batch:
 2. draw ``w ~ Dirichlet(alpha)`` over them and push it outside the simplex: ``w' = (1 + beta) w - beta / m``
    (still sums to 1; with ``beta > 0`` some weights are negative, i.e. *extrapolated* generators);
 3. fuse the per-pixel Laplace parameters: ``mu* = sum w'_k mu_k``, ``b* = max(sum w'_k b_k, b_min)``;
-4. sample ``n ~ Laplace(mu*, b*)`` by inverse CDF and embed ``x~ = quantize_uint8(clip(x + gamma n))`` with
+4. sample ``n ~ Laplace(mu*, b*)`` by inverse CDF and embed ``x~ = quantize_uint8(clip(x - gamma n))`` with
    ``gamma ~ U[gamma_lo, gamma_hi]``.
+
+The sign: a residual is ``r = x - D(E(x))``, so an autoencoder's own twin is ``x - r``; a simulated twin subtracts
+the sampled residual. (Adding it stamps the mirror image of the imprint: a blurring decoder's imprint would
+sharpen.) ``tests/test_imprint.py::test_simulated_twin_moves_like_the_round_trip`` pins the direction.
+
+Two samplers (``SimulatorConfig.sampler``): ``independent`` draws every pixel and channel on its own;
+``copula`` keeps the same Laplace marginals but correlates neighbouring pixels and colour channels the way the
+real residuals are correlated (:mod:`nirnet.imprint.copula`; needs a bank with colouring kernels).
 
 Works on CPU (inside data-loader workers) or on a GPU batch; every draw comes from the given ``torch.Generator``.
 """
@@ -23,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bank import ImprintBank
+from .copula import correlated_normal, laplace_quantile
 from .laplace import image_cells, sample_laplace, tile_phase_table
 
 
@@ -36,6 +45,18 @@ class SimulatorConfig:
     # Include each model's linear 3x3 term of mu (the image-dependent, mostly smoothing part of an imprint);
     # False keeps only the grid-periodic tables and their content modulation (an ablation knob).
     linear: bool = True
+    sampler: str = "independent"  # or "copula": spatially and cross-channel correlated draws
+    # Multiplies the fused scale b* before sampling (1 = the fitted spread; 0 = the mean imprint mu* alone).
+    b_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"simulator.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.b_scale < 0:
+            raise ValueError(f"simulator.b_scale must be >= 0, got {self.b_scale}")
+
+
+SAMPLERS = ("independent", "copula")
 
 
 @dataclass
@@ -80,6 +101,12 @@ def extrapolate(w: torch.Tensor, beta: float) -> torch.Tensor:
 class ImprintSimulator(nn.Module):
     def __init__(self, bank: ImprintBank, config: SimulatorConfig = SimulatorConfig()) -> None:
         super().__init__()
+        if config.sampler == "copula" and not bank.has_kernels:
+            missing = [n for n, k in zip(bank.names, bank.kernels) if k is None]
+            raise ValueError(
+                f"the copula sampler needs colouring kernels, and these bank entries have none: {missing} "
+                "(add them with `nirnet imprint copula`)"
+            )
         self.bank = bank
         self.config = config
 
@@ -177,9 +204,26 @@ class ImprintSimulator(nn.Module):
         if weights is None:
             weights = self.draw_weights(len(x), generator)
         mu, b = self.fused_params(x, weights)
+        if self.config.b_scale != 1.0:
+            b = b * self.config.b_scale
         lo, hi = self.config.gamma
         gamma = lo + (hi - lo) * torch.rand(len(x), generator=generator)
         cpu_gen = generator if x.device.type == "cpu" else None
-        noise = gamma.to(x.device).view(-1, 1, 1, 1) * sample_laplace(mu, b, cpu_gen)
-        images = torch.round((x + noise).clamp(0, 1) * 255) / 255
+        if self.config.sampler == "copula":
+            n = self._sample_copula(mu, b, weights, cpu_gen)
+        else:
+            n = sample_laplace(mu, b, cpu_gen)
+        noise = gamma.to(x.device).view(-1, 1, 1, 1) * n
+        # r = x - D(E(x)), so the twin is x minus the imprint (see the module docstring).
+        images = torch.round((x - noise).clamp(0, 1) * 255) / 255
         return SimulatorOutput(images=images, noise=noise, weights=weights, gamma=gamma)
+
+    def _sample_copula(
+        self, mu: torch.Tensor, b: torch.Tensor, weights: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Laplace(mu, b) marginals with the drawn models' spatial and channel correlation mixed by ``|w'|``."""
+        mix = weights.abs()
+        mix = mix / mix.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        g = correlated_normal(self.bank.kernels, mix, tuple(mu.shape), generator).to(mu.device, mu.dtype)
+        u = torch.special.ndtr(g).clamp(1e-7, 1 - 1e-7)
+        return laplace_quantile(u, mu, b)

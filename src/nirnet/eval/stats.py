@@ -1,0 +1,79 @@
+"""Error bars for detection numbers: bootstrap confidence intervals of AUC, pooled and per subset.
+
+A development benchmark with 6-20 fakes per generator moves a per-generator AUC by 0.1-0.2 between training
+seeds; a number without an interval is not a finding. Intervals here resample *images* (within each class, so
+every resample keeps both classes); seed-to-seed spread is reported separately as mean ± sd over models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def auc(labels: Sequence[int], scores: Sequence[float]) -> float:
+    return float(roc_auc_score(np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)))
+
+
+def bootstrap_auc(
+    labels: Sequence[int], scores: Sequence[float], rounds: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """``(AUC, lower, upper)``: the AUC and its percentile bootstrap interval (classes resampled separately)."""
+    y = np.asarray(labels, dtype=int)
+    s = np.asarray(scores, dtype=float)
+    real, fake = s[y == 0], s[y == 1]
+    if not len(real) or not len(fake):
+        raise ValueError("an AUC needs both classes")
+    rng = np.random.default_rng(seed)
+    values = np.empty(rounds)
+    for i in range(rounds):
+        r = real[rng.integers(0, len(real), len(real))]
+        f = fake[rng.integers(0, len(fake), len(fake))]
+        values[i] = _auc_of(r, f)
+    tail = (1 - level) / 2 * 100
+    return _auc_of(real, fake), float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
+def _auc_of(real: np.ndarray, fake: np.ndarray) -> float:
+    """AUC of fake vs real by ranks (ties count one half), fast enough for a bootstrap loop."""
+    both = np.r_[real, fake]
+    order = both.argsort(kind="mergesort")
+    ranks = np.empty(len(both))
+    sorted_scores = both[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts - 1) / 2 + 1
+    ranks[order] = np.repeat(average, counts)
+    fake_ranks = ranks[len(real) :].sum()
+    return float((fake_ranks - len(fake) * (len(fake) + 1) / 2) / (len(real) * len(fake)))
+
+
+def bootstrap_mean_auc(
+    real_scores: np.ndarray,
+    fake_scores_by_subset: dict[str, np.ndarray],
+    rounds: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """Mean over subsets of each subset's AUC against the shared real pool, with a joint bootstrap interval (the
+    real pool and every subset are resampled together in each round, as they are shared)."""
+    rng = np.random.default_rng(seed)
+    subsets = list(fake_scores_by_subset.values())
+    point = float(np.mean([_auc_of(real_scores, f) for f in subsets]))
+    values = np.empty(rounds)
+    for i in range(rounds):
+        r = real_scores[rng.integers(0, len(real_scores), len(real_scores))]
+        values[i] = np.mean([_auc_of(r, f[rng.integers(0, len(f), len(f))]) for f in subsets])
+    tail = (1 - level) / 2 * 100
+    return point, float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
+def balanced_accuracy(labels: Sequence[int], scores: Sequence[float], threshold: float) -> float:
+    y = np.asarray(labels, dtype=int)
+    pred = np.asarray(scores, dtype=float) >= threshold
+    return float(0.5 * ((~pred[y == 0]).mean() + pred[y == 1].mean()))
+
+
+__all__ = ["auc", "balanced_accuracy", "bootstrap_auc", "bootstrap_mean_auc"]
