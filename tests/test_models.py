@@ -222,3 +222,22 @@ def test_timm_backend_tiny_random(tmp_path):
     got = model.semantic.backbone.model.state_dict()
     for key, value in net.state_dict().items():
         torch.testing.assert_close(got[key], value)
+
+
+def test_stay_positive_head_cannot_use_negative_evidence():
+    """With Stay-Positive, raising any (non-negative) head feature can only raise the logit, even after training
+    pushes the last layer's weights below zero."""
+    model = tiny(stay_positive=True).eval()
+    last = model.head[-1]
+    with torch.no_grad():
+        last.weight.copy_(torch.randn_like(last.weight))  # as if an update had made some weights negative
+    hidden = torch.rand(5, last.in_features)
+    base = last(hidden)
+    for j in range(last.in_features):
+        bumped = hidden.clone()
+        bumped[:, j] += 1.0
+        assert (last(bumped) >= base - 1e-6).all()
+    plain = tiny().eval().head[-1]
+    with torch.no_grad():
+        plain.weight.fill_(-1.0)
+    assert (plain(hidden + 1) < plain(hidden)).all()  # the unconstrained head can

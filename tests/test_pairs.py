@@ -141,3 +141,16 @@ def test_match_sharpness_meets_the_photo_from_both_sides():
         before = abs(sharpness_score(twin) - sharpness_score(photo))
         after = abs(sharpness_score(match_sharpness(twin, photo)) - sharpness_score(photo))
         assert before > 0.1 and after < 0.02
+
+
+def test_match_noise_floor_restores_lost_sensor_noise():
+    from nirnet.data.degrade import gaussian_blur, match_noise_floor, noise_floor
+
+    rng = np.random.default_rng(0)
+    clean = np.asarray(Image.fromarray(synthetic_photo(128, 128, seed=4)), dtype=float)
+    photo = Image.fromarray(np.clip(clean + rng.normal(0, 5, clean.shape), 0, 255).astype(np.uint8))
+    twin = gaussian_blur(photo, 1.0)  # a reconstruction that lost the noise
+    assert noise_floor(twin) < 0.5 * noise_floor(photo)
+    matched = match_noise_floor(twin, photo, rng)
+    assert abs(noise_floor(matched) - noise_floor(photo)) < 0.15 * noise_floor(photo)
+    assert match_noise_floor(photo, twin, rng) is photo  # never removes noise

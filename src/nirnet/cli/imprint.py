@@ -230,7 +230,7 @@ def plot(
 
     from nirnet.imprint.autoencoders import create_autoencoder
     from nirnet.imprint.fit import FitConfig, residual_set, split_crops
-    from nirnet.imprint.plots import plot_imprint_pca, plot_residual_panel, radial_spectrum
+    from nirnet.imprint.plots import plot_imprint_pca, plot_residual_panel, radial_spectrum, spectrum_gaps
 
     sim = _simulator(bank, 1.0, 0.3, 1.0, 1.0, 3, sampler)
     _, crops, _, _ = split_crops(_image_paths(data, None), FitConfig(max_heldout_images=images, seed=seed))
@@ -251,6 +251,8 @@ def plot(
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_imprint_pca(groups, out_dir / "imprint_pca.png")
     plot_residual_panel(x[0], residual_maps, fused.noise[0], out_dir / "residuals.png")
+    for name, gap in spectrum_gaps(groups).items():
+        console.print(f"{name}: real vs simulated mean log spectrum, RMS gap {gap:.3f} decades")
     console.print(f"wrote {out_dir / 'imprint_pca.png'} and {out_dir / 'residuals.png'}")
 
 

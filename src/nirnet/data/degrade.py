@@ -273,3 +273,24 @@ def match_sharpness(img: Image.Image, reference: Image.Image, iterations: int = 
         else:
             hi = mid
     return _soften_or_sharpen(img, (lo + hi) / 2)
+
+
+def noise_floor(img: Image.Image) -> float:
+    """Donoho's estimate of the luma noise level in 8-bit units: median absolute diagonal Haar coefficient over
+    0.6745 (robust to edges, so it measures the sensor / compression noise floor rather than the texture)."""
+    y = _luma(img)
+    h, w = y.shape[0] // 2 * 2, y.shape[1] // 2 * 2
+    b = y[:h, :w].reshape(h // 2, 2, w // 2, 2)
+    diagonal = (b[:, 0, :, 0] - b[:, 0, :, 1] - b[:, 1, :, 0] + b[:, 1, :, 1]) / 2
+    return float(np.median(np.abs(diagonal)) / 0.6745)
+
+
+def match_noise_floor(img: Image.Image, reference: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Add grey Gaussian noise to ``img`` until its :func:`noise_floor` reaches ``reference``'s (a reconstruction
+    loses the photo's sensor noise; without this, "less noise" alone would mark the twin). Never removes noise."""
+    have, want = noise_floor(img), noise_floor(reference)
+    if have >= want:
+        return img
+    sigma = float(np.sqrt(want**2 - have**2))
+    noise = rng.normal(0.0, sigma, (img.height, img.width, 1)).astype(np.float32)
+    return Image.fromarray(np.clip(np.round(np.asarray(img, dtype=np.float32) + noise), 0, 255).astype(np.uint8))

@@ -15,7 +15,8 @@ Before that, two shortcuts are removed at the source (``benchmarks/pair_probes.p
   subsampling (``match_history``), so both carry the same grid;
 * **sharpness**: a twin from a blurry decoder is always smoother than its photo, and a strong simulated imprint
   always noisier. Each twin is blurred or sharpened until its overall fineness (:func:`degrade.sharpness_score`)
-  equals its photo's (``match_sharpness``), so only the *structure* of the imprint differs; then each half gets an
+  equals its photo's and, where it lost the photo's sensor noise, given grey noise up to the photo's noise floor
+  (``match_sharpness``), so only the *structure* of the imprint differs; then each half gets an
   independent random blur or sharpening (``sharpness``), and autoencoder twins are mixed as
   ``x + lambda (D(E(x)) - x)`` with a random ``lambda`` (``ae_mix``), so that smoothness carries no label.
 
@@ -193,7 +194,7 @@ class PairDataset(Dataset):
         params = degrade.sample_params(self.config.degrade, rng)
         real, fake, history = getattr(self, f"_{kind}_pair")(rng, params)
         if self.config.match_sharpness and kind != "generated":  # a generated image is not its photo's twin
-            fake = degrade.match_sharpness(fake, real)
+            fake = degrade.match_noise_floor(degrade.match_sharpness(fake, real), real, rng)
         fake = degrade.apply_jpeg_history(fake, history)
         real = degrade.sharpness_jitter(real, self.config.sharpness, rng)  # independent draws: unpaired on purpose
         fake = degrade.sharpness_jitter(fake, self.config.sharpness, rng)

@@ -28,6 +28,16 @@ def radial_spectrum(r: torch.Tensor, bins: int = 32) -> np.ndarray:
     return torch.log10(sums / counts + 1e-12).numpy()
 
 
+def spectrum_gaps(groups: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Per source, the RMS difference (in decades of power) between the mean log spectrum of its real residuals
+    and of its single-source simulated imprints (``name`` and ``sim:name`` in ``groups``); 0 = same spectrum."""
+    return {
+        name: float(np.sqrt(np.mean((groups[name].mean(0) - groups[f"sim:{name}"].mean(0)) ** 2)))
+        for name in groups
+        if f"sim:{name}" in groups
+    }
+
+
 def plot_imprint_pca(
     groups: Mapping[str, np.ndarray], out_path: str | os.PathLike, title: str = "Imprint features (PCA)"
 ) -> None:

@@ -35,6 +35,9 @@ class NIRNetConfig:
     # --- head and losses
     head_hidden: int = 128
     dropout: float = 0.1
+    # Stay-Positive (Rajan & Lee 2025): the last layer's weights over the (non-negative, post-ReLU) head features are
+    # kept >= 0, so a feature can only add evidence of "generated"; missing real detail cannot push towards it.
+    stay_positive: bool = False
     label_smoothing: float = 0.1
     lambda_da: float = 0.1  # weight of the Difference-Aware Loss
     da_encoder: str = "taef2"  # frozen encoder E_fix of L_DA (any autoencoder of nirnet.imprint's registry)

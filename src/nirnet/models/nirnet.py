@@ -17,8 +17,25 @@ from .frequency import FrequencyBranch
 from .semantic import SemanticBranch, create_backbone
 
 
-def _mlp(cin: int, hidden: int, cout: int, dropout: float = 0.0) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(cin, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, cout))
+class NonNegativeLinear(nn.Linear):
+    """``nn.Linear`` whose weights act as ``relu(weight)``: each (non-negative) input can only raise the output.
+
+    Written as a forward-time clamp rather than a clamp after each optimiser step, so that every code path
+    (training, inference, ONNX export) sees the same constrained layer; it is saved as a plain Linear.
+    """
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():
+            self.weight.abs_()  # start inside the constraint, so no unit starts dead
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight.clamp_min(0), self.bias)
+
+
+def _mlp(cin: int, hidden: int, cout: int, dropout: float = 0.0, positive: bool = False) -> nn.Sequential:
+    last = NonNegativeLinear(hidden, cout) if positive else nn.Linear(hidden, cout)
+    return nn.Sequential(nn.Linear(cin, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), last)
 
 
 class NIRNet(DetectorModel):
@@ -39,7 +56,7 @@ class NIRNet(DetectorModel):
         dims = [m.out_dim for m in (self.imprint, self.frequency, self.semantic) if m is not None]
         if not dims:
             raise ValueError("NIRNet needs at least one branch (noise, frequency or semantic)")
-        self.head = _mlp(sum(dims), c.head_hidden, 1, c.dropout)
+        self.head = _mlp(sum(dims), c.head_hidden, 1, c.dropout, positive=c.stay_positive)
         self.da_head = (
             _mlp(self.imprint.out_dim, c.head_hidden, c.da_latent_channels * c.da_grid**2)
             if self.imprint is not None and c.lambda_da > 0
