@@ -165,15 +165,20 @@ def test_srm_kernels_are_high_pass():
     assert len({tuple(k.flatten().tolist()) for k in kernels}) == 30
 
 
-def test_difference_aware_loss_falls_on_known_imprint():
-    """Fakes carry a known periodic imprint of random strength; the latent difference of a fixed encoder depends
-    on that strength; L_DA must learn to read it from f_n(x') - f_n(x)."""
+@pytest.mark.parametrize("spatial", [False, True])
+def test_difference_aware_loss_falls_on_known_imprint(spatial):
+    """Fakes carry a known periodic imprint of random strength (in one half of the crop for the spatial head); the
+    latent difference of a fixed encoder depends on it; L_DA must learn to read it from the noise features."""
     torch.manual_seed(0)
-    model = create_model("test_nirnet", semantic="none", da_crop=32, da_pairs=8).train()
+    model = create_model(
+        "test_nirnet", semantic="none", da_crop=32, da_pairs=8, da_spatial=spatial, da_centred=spatial
+    ).train()
     encoder = torch.nn.Sequential(torch.nn.Conv2d(3, model.config.da_latent_channels, 4, 4)).requires_grad_(False)
     encoder.encode = encoder.forward
-    loss_fn = DifferenceAwareLoss(encoder, model.config.da_grid, 32, 8)
+    loss_fn = DifferenceAwareLoss(encoder, model.config.da_grid, 32, 8, centred=spatial)
     pattern = (torch.arange(32)[:, None] % 2 * 2 - 1) * (torch.arange(32)[None, :] % 2 * 2 - 1) * 0.03
+    if spatial:
+        pattern = pattern * (torch.arange(32)[None, :] < 16)  # only the left half changes: a spatial target
     params = [p for n, p in model.named_parameters() if n.startswith(("imprint.", "da_head."))]
     optimizer = torch.optim.Adam(params, lr=3e-3)
     g = torch.Generator().manual_seed(0)

@@ -118,7 +118,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     if model.da_head is not None:
         encoder = create_autoencoder(model.config.da_encoder)
         c = model.config
-        da_loss = DifferenceAwareLoss(encoder, c.da_grid, c.da_crop, c.da_pairs)
+        da_loss = DifferenceAwareLoss(encoder, c.da_grid, c.da_crop, c.da_pairs, centred=c.da_centred)
     step_module = TrainStep(model, da_loss).to(device)
     if config.run.channels_last:
         step_module = step_module.to(memory_format=torch.channels_last)

@@ -45,6 +45,10 @@ class NIRNetConfig:
     da_grid: int = 2  # the latent difference is average-pooled to da_grid x da_grid
     da_crop: int = 64  # L_DA runs on sub-crops of this side (keeps E_fix cheap)
     da_pairs: int = 4  # pairs per batch that L_DA uses
+    # Predict the da_grid x da_grid latent difference cell by cell from the noise encoder's feature map pooled to the
+    # same grid (False: one MLP on the globally pooled f_n, which cannot know where in the crop a change is).
+    da_spatial: bool = False
+    da_centred: bool = False  # centre target and prediction over the batch: learn what differs between twins
     # --- decision
     threshold: float = 0.5  # probability threshold, replaced by `nirnet eval --calibrate`
     extra: dict = field(default_factory=dict)

@@ -88,8 +88,12 @@ class NoiseEncoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.out_dim = cin
 
+    def feature_map(self, noise: torch.Tensor) -> torch.Tensor:
+        """The last stage's map before global pooling, ``N x out_dim x h x w``."""
+        return self.stages(self.stem(noise * self.noise_gain))
+
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(noise * self.noise_gain)).mean(dim=(-2, -1))
+        return self.feature_map(noise).mean(dim=(-2, -1))
 
 
 class ImprintExtractor(nn.Module):

@@ -3,8 +3,10 @@
 L_DA (METHOD.md section 2): for aligned pairs (real ``x``, its fake twin ``x'``) the target is the latent
 difference of a frozen encoder, ``dz = pool(E_fix(x') - E_fix(x))`` average-pooled to a ``g x g`` grid and divided
 by its running RMS per dimension (kept in the model as ``da_scale`` so it is saved and resumed with it). The
-prediction is ``MLP(f_n(x') - f_n(x))``; the loss is their mean squared error. To keep ``E_fix`` affordable on a
-CPU, L_DA runs on ``da_pairs`` pairs per batch, on aligned sub-crops of side ``da_crop``.
+prediction is ``MLP(f_n(x') - f_n(x))``, or with ``da_spatial`` a per-cell prediction from the noise encoder's
+feature maps pooled to the same grid; the loss is their mean squared error, optionally after centring both over
+the batch (``centred``). Real and fake sub-crops go through the extractor in one forward. To keep ``E_fix``
+affordable on a CPU, L_DA runs on ``da_pairs`` pairs per batch, on aligned sub-crops of side ``da_crop``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,19 @@ def bce_with_smoothing(logits: torch.Tensor, labels: torch.Tensor, smoothing: fl
 
 
 class DifferenceAwareLoss(nn.Module):
-    def __init__(self, encoder: nn.Module, grid: int = 2, crop: int = 64, pairs: int = 4, momentum: float = 0.05):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        grid: int = 2,
+        crop: int = 64,
+        pairs: int = 4,
+        momentum: float = 0.05,
+        centred: bool = False,
+    ):
         super().__init__()
         self.encoder = encoder.requires_grad_(False).eval()
         self.grid, self.crop, self.pairs, self.momentum = grid, crop, pairs, momentum
+        self.centred = centred
 
     def train(self, mode: bool = True) -> DifferenceAwareLoss:
         super().train(mode)
@@ -58,6 +69,17 @@ class DifferenceAwareLoss(nn.Module):
         real_sub = real[:n, :, top : top + size, left : left + size]
         fake_sub = fake[:n, :, top : top + size, left : left + size]
         target = self.target(model, real_sub, fake_sub)
-        _, f_real = model.imprint(real_sub)
-        _, f_fake = model.imprint(fake_sub)
-        return F.mse_loss(model.da_head(f_fake - f_real), target)
+        # One forward over both halves: train-mode BatchNorm then normalises real and fake with the same batch
+        # statistics (two forwards of n images each would let the statistics themselves differ by class).
+        noise = model.imprint.extractor(torch.cat([real_sub, fake_sub]))
+        if getattr(model.config, "da_spatial", False):
+            maps = model.imprint.encoder.feature_map(noise)
+            prediction = model.da_head(maps[n:] - maps[:n])
+        else:
+            feats = model.imprint.encoder(noise)
+            prediction = model.da_head(feats[n:] - feats[:n])
+        if self.centred:
+            # What differs between twins, not the shift every twin shares (e.g. "all twins are smoother").
+            target = target - target.mean(dim=0, keepdim=True)
+            prediction = prediction - prediction.mean(dim=0, keepdim=True)
+        return F.mse_loss(prediction, target)

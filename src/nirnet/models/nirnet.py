@@ -17,6 +17,22 @@ from .frequency import FrequencyBranch
 from .semantic import SemanticBranch, create_backbone
 
 
+class SpatialDifferenceHead(nn.Module):
+    """L_DA's predictor for a spatial target: the difference of two noise-encoder feature maps, pooled to the
+    target's ``grid x grid`` cells, mapped cell by cell (shared weights) to the latent channels. Output flattened in
+    the target's order (channel-major, then rows, then columns)."""
+
+    def __init__(self, cin: int, hidden: int, latent_channels: int, grid: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.cell = _mlp(cin, hidden, latent_channels)
+
+    def forward(self, feature_diff: torch.Tensor) -> torch.Tensor:
+        cells = nn.functional.adaptive_avg_pool2d(feature_diff, self.grid)  # N x C x g x g
+        out = self.cell(cells.permute(0, 2, 3, 1))  # N x g x g x latent
+        return out.permute(0, 3, 1, 2).flatten(1)
+
+
 class NonNegativeLinear(nn.Linear):
     """``nn.Linear`` whose weights act as ``relu(weight)``: each (non-negative) input can only raise the output.
 
@@ -57,11 +73,13 @@ class NIRNet(DetectorModel):
         if not dims:
             raise ValueError("NIRNet needs at least one branch (noise, frequency or semantic)")
         self.head = _mlp(sum(dims), c.head_hidden, 1, c.dropout, positive=c.stay_positive)
-        self.da_head = (
-            _mlp(self.imprint.out_dim, c.head_hidden, c.da_latent_channels * c.da_grid**2)
-            if self.imprint is not None and c.lambda_da > 0
-            else None
-        )
+        self.da_head: nn.Module | None = None
+        if self.imprint is not None and c.lambda_da > 0:
+            self.da_head = (
+                SpatialDifferenceHead(self.imprint.out_dim, c.head_hidden, c.da_latent_channels, c.da_grid)
+                if c.da_spatial
+                else _mlp(self.imprint.out_dim, c.head_hidden, c.da_latent_channels * c.da_grid**2)
+            )
         if self.da_head is not None:
             # Running RMS of the L_DA target, updated by DifferenceAwareLoss; saved so training resumes exactly.
             self.register_buffer("da_scale", torch.zeros(c.da_latent_channels * c.da_grid**2))

@@ -56,9 +56,17 @@ def nirnet_tiny() -> NIRNetConfig:
     """Trainable on 2 CPU cores; the embedded default. Noise + frequency branches only: it is trained on aligned
     pairs whose content is identical, where a semantic branch has nothing to learn (see nirnet_tiny_semantic for
     the measured ablation), and EfficientNet-Lite0 alone would cost more than the rest of the model on a CPU.
-    L_DA goes through the TAEF2 encoder on 64 px sub-crops of 4 pairs per batch."""
+    L_DA goes through the TAEF2 encoder on 64 px sub-crops of 4 pairs per batch, predicted cell by cell and
+    centred over the batch (model folders saved before these options load with them off)."""
     return NIRNetConfig(
-        name="nirnet_tiny", noise_width=8, encoder_width=16, encoder_stem="patchify", freq_width=32, semantic="none"
+        name="nirnet_tiny",
+        noise_width=8,
+        encoder_width=16,
+        encoder_stem="patchify",
+        freq_width=32,
+        semantic="none",
+        da_spatial=True,
+        da_centred=True,
     )
 
 
