@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -86,3 +87,26 @@ def test_default_detector_loads_and_scores():
     detector = Detector.from_pretrained()
     result = detector.predict(Image.fromarray(synthetic_photo(300, 400, seed=1)))[0]
     assert result.ok and 0 <= result.probability <= 1
+
+
+def test_shipped_bank_has_colouring_kernels():
+    """The copula sampler works out of the box: every shipped bank entry has its fitted colouring kernel."""
+    bank = ImprintBank.load()
+    assert bank.has_kernels
+    for kernel in bank.kernels:
+        assert kernel.shape == (3, 3, 9, 9) and torch.isfinite(kernel).all()
+        torch.testing.assert_close(kernel.pow(2).sum(dim=(1, 2, 3)), torch.ones(3))  # unit variance per channel
+
+
+def test_default_detector_calls_the_demo_photos_real():
+    """The photos that matplotlib and scikit-learn ship (what `make demo` shows) are camera photos: the embedded
+    default model must score each below its threshold."""
+    from nirnet.demo import sample_photo_paths
+    from nirnet.detect import Detector
+
+    paths = sample_photo_paths()
+    if not paths:
+        pytest.skip("no sample photo shipped with matplotlib / scikit-learn")
+    detector = Detector.from_pretrained()
+    for result in detector.predict(paths):
+        assert result.ok and result.verdict == "real", (result.source, result.probability)
