@@ -32,23 +32,21 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
+from PIL import Image
 
-from nirnet.data.degrade import SharpnessConfig
+from nirnet.data.degrade import SharpnessConfig, luma, noise_floor, sharpness_score
 from nirnet.engine.config import load_config
 from nirnet.engine.train import build_dataset
+from nirnet.eval.stats import bootstrap_auc
 
 KINDS = ("simulator", "autoencoder", "generated")
 
 
-def luma(crop: torch.Tensor) -> np.ndarray:
-    x = crop.float().numpy()
-    return 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]
-
-
-def jpeg_grid(y: np.ndarray) -> float:
-    """Blockiness: max over the 8 phases of the mean |step| across that phase's column / row boundaries, over the
-    median phase (both directions averaged). 1 = no grid."""
+def jpeg_grid(img: Image.Image) -> float:
+    """Blockiness at the best of the 8 phases (crops sit anywhere on the grid, unlike
+    ``nirnet.eval.sanity.blockiness``, which assumes phase 0): max over phases of the mean |step| across that
+    phase's column / row boundaries, over the median phase (both directions averaged). 1 = no grid."""
+    y = luma(img)
     scores = []
     for steps in (np.abs(np.diff(y, axis=1)).mean(axis=0), np.abs(np.diff(y, axis=0)).mean(axis=1)):
         phases = np.array([steps[p::8].mean() for p in range(8)])
@@ -68,7 +66,7 @@ _LATTICE_STEPS = np.arange(2, 25)
 _LOW_AC = [(0, 1), (1, 0), (1, 1)]
 
 
-def jpeg_lattice(y: np.ndarray) -> float:
+def jpeg_lattice(img: Image.Image) -> float:
     """Compression history proper: how strongly the 8x8 block-DCT coefficients sit on a quantisation lattice.
 
     For each of the 64 grid alignments, the three lowest AC coefficients of every block are tested against
@@ -76,7 +74,7 @@ def jpeg_lattice(y: np.ndarray) -> float:
     alignment's mean over coefficients of the best step. Unlike ``jpeg_grid`` it does not respond to a decoder's
     periodic pattern.
     """
-    y = y - 128
+    y = luma(img) - 128
     best = 0.0
     for dy in range(8):
         for dx in range(8):
@@ -92,38 +90,17 @@ def jpeg_lattice(y: np.ndarray) -> float:
     return best
 
 
-def sharpness(y: np.ndarray) -> float:
-    """The statistic the pair builder matches (``nirnet.data.degrade.sharpness_score``), written out again here."""
-    lap = np.abs(4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]).mean()
-    grad = (np.abs(np.diff(y, axis=1)).mean() + np.abs(np.diff(y, axis=0)).mean()) / 2
-    return float(np.log(lap + 1e-3) - np.log(grad + 1e-3))
-
-
-def noise_level(y: np.ndarray) -> float:
-    """A second, unmatched measure of fineness: Donoho's noise estimate, the median absolute diagonal Haar
-    coefficient over 0.6745 (log)."""
-    h, w = y.shape[0] // 2 * 2, y.shape[1] // 2 * 2
-    b = y[:h, :w].reshape(h // 2, 2, w // 2, 2)
-    diagonal = (b[:, 0, :, 0] - b[:, 0, :, 1] - b[:, 1, :, 0] + b[:, 1, :, 1]) / 2
-    return float(np.log(np.median(np.abs(diagonal)) / 0.6745 + 1e-3))
+def noise_level(img: Image.Image) -> float:
+    """A second, unmatched measure of fineness: log of Donoho's noise estimate (``degrade.noise_floor``)."""
+    return float(np.log(noise_floor(img) + 1e-3))
 
 
 PROBES = {
     "jpeg_grid": jpeg_grid,
     "jpeg_lattice": jpeg_lattice,
-    "sharpness": sharpness,
+    "sharpness": sharpness_score,  # the statistic the pair builder matches
     "noise_level": noise_level,
 }
-
-
-def bootstrap_auc(labels: np.ndarray, scores: np.ndarray, rounds: int = 500, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(rounds):
-        idx = rng.integers(0, len(labels), len(labels))
-        if labels[idx].min() != labels[idx].max():
-            values.append(roc_auc_score(labels[idx], scores[idx]))
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
 def collect(dataset, pairs: int, max_keys: int) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -147,17 +124,21 @@ def _possible(dataset, kind: str) -> bool:
     }[kind]
 
 
+def _image(crop: torch.Tensor) -> Image.Image:
+    return Image.fromarray(crop.permute(1, 2, 0).numpy())
+
+
 def probe(found: dict, names: list[str]) -> dict:
     report = {}
     for kind, pairs in found.items():
-        real = {n: np.array([PROBES[n](luma(r)) for r, _ in pairs]) for n in names}
-        fake = {n: np.array([PROBES[n](luma(x)) for _, x in pairs]) for n in names}
+        images = [(_image(r), _image(x)) for r, x in pairs]
+        real = {n: np.array([PROBES[n](r) for r, _ in images]) for n in names}
+        fake = {n: np.array([PROBES[n](x) for _, x in images]) for n in names}
         labels = np.r_[np.zeros(len(pairs)), np.ones(len(pairs))]
         report[kind] = {}
         for name in names:
             scores = np.r_[real[name], fake[name]]
-            auc = float(roc_auc_score(labels, scores))
-            lo, hi = bootstrap_auc(labels, scores)
+            auc, lo, hi = bootstrap_auc(labels, scores)
             report[kind][name] = {
                 "auc": auc,
                 "ci95": [lo, hi],

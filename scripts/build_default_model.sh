@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds everything the package ships, from ../shared/data, on a CPU machine (2 cores): our autoencoders and the
-# imprint bank with its copula kernels (only when missing; hours), the autoencoder-twin cache (~15 min) and the
+# imprint bank with its copula kernels (only when missing; hours), the autoencoder-twin cache (~20 min) and the
 # default nirnet_tiny model (configs/nirnet_tiny_gen.yaml, 300 steps, ~12 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."

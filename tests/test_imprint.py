@@ -272,7 +272,7 @@ def _bank_with_kernels():
     for d in ((0, 1), (1, 0), (1, 2), (2, 1)):
         cov[:, :, d[0], d[1]] = 0.3 * (0.6 + 0.4 * torch.eye(3))  # neighbours correlated
     bank = _tiny_bank()
-    return bank.with_kernels([colouring_kernel(cov)] * len(bank))
+    return ImprintBank(bank.entries, list(bank.models), [colouring_kernel(cov)] * len(bank))
 
 
 def test_copula_sampler_keeps_laplace_marginals_and_adds_correlation(tmp_path):
@@ -300,3 +300,14 @@ def test_copula_sampler_keeps_laplace_marginals_and_adds_correlation(tmp_path):
 def test_copula_sampler_needs_kernels():
     with pytest.raises(ValueError, match="colouring kernels"):
         ImprintSimulator(_tiny_bank(), SimulatorConfig(sampler="copula"))
+
+
+def test_laplace_quantile_is_the_inverse_cdf():
+    from nirnet.imprint.copula import laplace_cdf
+    from nirnet.imprint.laplace import laplace_quantile_centred
+
+    p = torch.tensor([0.01, 0.2, 0.5, 0.8, 0.99])
+    mu, b = torch.full((5,), 0.3), torch.full((5,), 0.05)
+    q = laplace_quantile_centred(p - 0.5, mu, b)
+    torch.testing.assert_close(laplace_cdf((q - mu) / b), p)
+    assert (q.diff() > 0).all()

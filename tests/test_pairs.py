@@ -6,6 +6,7 @@ from PIL import Image
 
 from nirnet.data.degrade import DegradeConfig, DegradeParams
 from nirnet.data.pairs import CROP_MARGIN, PairConfig, PairDataset
+from nirnet.eval.sanity import blockiness
 from nirnet.imprint.bank import ImprintBank
 from nirnet.imprint.fusion import ImprintSimulator, SimulatorConfig
 from nirnet.testing import synthetic_photo
@@ -69,29 +70,23 @@ def _jpeg_photos(tmp_path, n=3, quality=60):
     return paths
 
 
-def _blockiness(crop: torch.Tensor) -> float:
-    """Mean |step| across 8-px block boundaries over the mean |step| elsewhere (luma), crop grid at phase 0."""
-    y = crop.float().mean(0).numpy()
-    steps = np.abs(np.diff(y, axis=1)).mean(axis=0)
-    boundary = steps[7::8].mean()
-    inside = np.delete(steps, np.s_[7::8]).mean()
-    return float(boundary / inside)
-
-
 def test_jpeg_history_roundtrip(tmp_path):
     from nirnet.data.degrade import apply_jpeg_history, read_jpeg_history
 
     path = _jpeg_photos(tmp_path, n=1, quality=70)[0]
     history = read_jpeg_history(path)
-    assert history is not None and 65 <= history.quality_estimate <= 75
+    with Image.open(path) as original:
+        assert history is not None and list(history.qtables[0]) == list(original.quantization[0])
     assert read_jpeg_history(_photos(tmp_path, n=1)[0]) is None  # a PNG has no JPEG history
     twin = apply_jpeg_history(Image.fromarray(synthetic_photo(64, 64, seed=5)), history)
-    out = tmp_path / "twin.jpg"
     # Re-encoding with the same tables is (nearly) idempotent: the twin now sits on the photo's quantisation grid.
     again = apply_jpeg_history(twin, history)
     assert np.abs(np.asarray(again, dtype=float) - np.asarray(twin, dtype=float)).mean() < 1.0
-    twin.save(out)
     assert apply_jpeg_history(twin, None) is twin
+
+
+def _image(crop: torch.Tensor) -> Image.Image:
+    return Image.fromarray(crop.permute(1, 2, 0).numpy())
 
 
 class BlurTwin(torch.nn.Module):
@@ -113,14 +108,40 @@ def test_twins_get_the_photo_compression_grid(tmp_path):
         cfg = PairConfig(crop_size=64, p_simulator=1.0, degrade=degrade, match_history=match)
         data = PairDataset(paths, cfg, simulator)
         pairs = [data[(0, slot)][0] for slot in range(6)]
-        grids[match] = (np.mean([_blockiness(p[0]) for p in pairs]), np.mean([_blockiness(p[1]) for p in pairs]))
+        grids[match] = (
+            np.mean([blockiness(_image(p[0])) for p in pairs]),
+            np.mean([blockiness(_image(p[1])) for p in pairs]),
+        )
     real_grid = grids[True][0]
     assert real_grid > 1.1  # the photos have a visible grid at phase 0: crops are 16-px aligned
     assert grids[False][1] < real_grid - 0.05  # without matching, the twin lost it
     assert abs(grids[True][1] - real_grid) < abs(grids[False][1] - real_grid) / 2
 
 
-def test_autoencoder_mix_and_sharpness_jitter(tmp_path):
+def test_autoencoder_twins_are_mixed_with_their_photo(tmp_path):
+    """ae_mix: an autoencoder twin is x + lambda (D(E(x)) - x); with lambda fixed at 0.5 and every other step off,
+    the fake half of the pair is exactly that mix."""
+    from nirnet.data.degrade import SharpnessConfig
+    from nirnet.imprint.recon_cache import ReconEntry
+
+    photo = tmp_path / "photo.png"
+    recon = tmp_path / "recon.png"
+    Image.fromarray(synthetic_photo(64, 64, seed=1)).save(photo)
+    Image.fromarray(synthetic_photo(64, 64, seed=2)).save(recon)
+    entry = ReconEntry(photo, (0, 0, 64, 64), {"toy": recon})
+    degrade = DegradeConfig(jpeg_prob=0.0, blur_prob=0.0, resize_prob=0.0, crop_size=None)
+    cfg = PairConfig(
+        crop_size=64, p_simulator=0.0, degrade=degrade, match_sharpness=False,
+        sharpness=SharpnessConfig(prob=0.0), ae_mix=(0.5, 0.5),
+    )  # fmt: skip
+    pair, kind = PairDataset([photo], cfg, recon_cache={"p": entry})[(0, 0)]
+    assert PairDataset.KINDS[kind] == "autoencoder"
+    x = np.asarray(Image.open(photo), dtype=np.float32)
+    expected = np.clip(np.round(x + 0.5 * (np.asarray(Image.open(recon), dtype=np.float32) - x)), 0, 255)
+    np.testing.assert_array_equal(pair[1].permute(1, 2, 0).numpy(), expected.astype(np.uint8))
+
+
+def test_sharpness_jitter_blurs_and_sharpens():
     from nirnet.data.degrade import SharpnessConfig, sharpness_jitter
 
     img = Image.fromarray(synthetic_photo(64, 64, seed=1))

@@ -157,26 +157,6 @@ class JpegHistory:
     qtables: tuple[tuple[int, ...], ...]
     subsampling: int  # Pillow's code: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
 
-    @property
-    def quality_estimate(self) -> int:
-        """IJG quality whose luminance table is closest (for reports; re-encoding uses the tables themselves)."""
-        base = np.array(_IJG_LUMA, dtype=float)
-        table = np.array(self.qtables[0], dtype=float)
-        best, best_err = 50, float("inf")
-        for q in range(1, 101):
-            scale = 5000 / q if q < 50 else 200 - 2 * q
-            ref = np.clip(np.floor((base * scale + 50) / 100), 1, 255)
-            err = float(np.abs(np.sort(ref) - np.sort(table)).mean())
-            if err < best_err:
-                best, best_err = q, err
-        return best
-
-
-# The IJG standard luminance table (Annex K of the JPEG standard), only used to estimate a quality number.
-_IJG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17,
-             22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78,
-             87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)  # fmt: skip
-
 
 def read_jpeg_history(path) -> JpegHistory | None:
     """The JPEG history of a file, or ``None`` when it is not a (baseline-readable) JPEG."""
@@ -230,7 +210,8 @@ def sharpness_jitter(img: Image.Image, config: SharpnessConfig, rng: np.random.G
     return img.filter(ImageFilter.UnsharpMask(radius=1.0, percent=percent, threshold=0))
 
 
-def _luma(img: Image.Image) -> np.ndarray:
+def luma(img: Image.Image) -> np.ndarray:
+    """BT.601 luma of an RGB image as float32 (0-255)."""
     x = np.asarray(img, dtype=np.float32)
     return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
 
@@ -241,7 +222,7 @@ def sharpness_score(img: Image.Image) -> float:
     A ratio of two derivatives, so it measures how much of the image's variation sits at the finest scale
     rather than how much texture the scene has.
     """
-    y = _luma(img)
+    y = luma(img)
     lap = np.abs(4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]).mean()
     grad = (np.abs(np.diff(y, axis=1)).mean() + np.abs(np.diff(y, axis=0)).mean()) / 2
     return float(np.log(lap + 1e-3) - np.log(grad + 1e-3))
@@ -256,29 +237,34 @@ def _soften_or_sharpen(img: Image.Image, t: float) -> Image.Image:
     return img
 
 
-def match_sharpness(img: Image.Image, reference: Image.Image, iterations: int = 7) -> Image.Image:
+def match_sharpness(img: Image.Image, reference: Image.Image, iterations: int = 6) -> Image.Image:
     """Blur or sharpen ``img`` until its :func:`sharpness_score` equals ``reference``'s (bisection on the
-    strength; the score grows monotonically with it). Used on a fake twin against its own photo, so that the
-    twin's structure may differ from the photo's but its overall fineness does not."""
+    strength in [-1, 1]; the score grows monotonically with it). Used on a fake twin against its own photo, so that
+    the twin's structure may differ from the photo's but its overall fineness does not.
+
+    Runs in the data loader for every twin, so it evaluates only the bisection points (``iterations`` filters and
+    scores) and returns the closest one; a target outside the range converges to the nearer end."""
     target = sharpness_score(reference)
-    lo, hi = -1.0, 1.0
-    if sharpness_score(_soften_or_sharpen(img, lo)) >= target:
-        return _soften_or_sharpen(img, lo)
-    if sharpness_score(_soften_or_sharpen(img, hi)) <= target:
-        return _soften_or_sharpen(img, hi)
-    for _ in range(iterations):
+    score = sharpness_score(img)  # the first bisection point, t = 0, is the image itself
+    best, best_gap = img, abs(score - target)
+    lo, hi = (0.0, 1.0) if score < target else (-1.0, 0.0)
+    for _ in range(iterations - 1):
         mid = (lo + hi) / 2
-        if sharpness_score(_soften_or_sharpen(img, mid)) < target:
+        candidate = _soften_or_sharpen(img, mid)
+        score = sharpness_score(candidate)
+        if abs(score - target) < best_gap:
+            best, best_gap = candidate, abs(score - target)
+        if score < target:
             lo = mid
         else:
             hi = mid
-    return _soften_or_sharpen(img, (lo + hi) / 2)
+    return best
 
 
 def noise_floor(img: Image.Image) -> float:
     """Donoho's estimate of the luma noise level in 8-bit units: median absolute diagonal Haar coefficient over
     0.6745 (robust to edges, so it measures the sensor / compression noise floor rather than the texture)."""
-    y = _luma(img)
+    y = luma(img)
     h, w = y.shape[0] // 2 * 2, y.shape[1] // 2 * 2
     b = y[:h, :w].reshape(h // 2, 2, w // 2, 2)
     diagonal = (b[:, 0, :, 0] - b[:, 0, :, 1] - b[:, 1, :, 0] + b[:, 1, :, 1]) / 2

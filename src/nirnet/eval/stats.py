@@ -10,11 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
-
-
-def auc(labels: Sequence[int], scores: Sequence[float]) -> float:
-    return float(roc_auc_score(np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)))
 
 
 def bootstrap_auc(
@@ -76,4 +71,4 @@ def balanced_accuracy(labels: Sequence[int], scores: Sequence[float], threshold:
     return float(0.5 * ((~pred[y == 0]).mean() + pred[y == 1].mean()))
 
 
-__all__ = ["auc", "balanced_accuracy", "bootstrap_auc", "bootstrap_mean_auc"]
+__all__ = ["balanced_accuracy", "bootstrap_auc", "bootstrap_mean_auc"]

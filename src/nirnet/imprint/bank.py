@@ -62,10 +62,6 @@ class ImprintBank(nn.Module):
         """Whether every entry has a colouring kernel (needed by the copula sampler)."""
         return all(k is not None for k in self.kernels)
 
-    def with_kernels(self, kernels: list[torch.Tensor]) -> ImprintBank:
-        """The same bank with these colouring kernels (one per entry)."""
-        return ImprintBank(self.entries, list(self.models), kernels)
-
     @property
     def names(self) -> list[str]:
         return [e.name for e in self.entries]
@@ -96,6 +92,7 @@ class ImprintBank(nn.Module):
                 tensors[f"{entry.name}/{key}"] = value.detach().contiguous()
         for entry, kernel in zip(self.entries, self.kernels):
             if kernel is not None:
+                # clone: entries may share one kernel tensor, and safetensors refuses shared storage
                 tensors[f"{entry.name}/{KERNEL_KEY}"] = kernel.detach().float().clone()
         meta = {"version": FORMAT_VERSION, "entries": [asdict(e) for e in self.entries]}
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"nirnet_bank": json.dumps(meta)}))

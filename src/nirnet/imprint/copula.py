@@ -35,12 +35,6 @@ def laplace_cdf(z: torch.Tensor) -> torch.Tensor:
     return 0.5 + 0.5 * torch.sign(z) * (1 - torch.exp(-z.abs()))
 
 
-def laplace_quantile(u: torch.Tensor, mu: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Inverse CDF of ``Laplace(mu, b)`` at probabilities ``u`` in (0, 1)."""
-    c = u - 0.5
-    return mu - b * torch.sign(c) * torch.log1p(-2 * c.abs()).clamp_min(-50)
-
-
 def gaussianise(r: torch.Tensor, mu: torch.Tensor, b: torch.Tensor, dequantise: torch.Generator | None = None):
     """``Phi^-1(F_Laplace((r - mu) / b))``: residuals as standard-normal scores under their Laplace model.
 
@@ -157,6 +151,5 @@ __all__ = [
     "gaussianise",
     "lag_covariance",
     "laplace_cdf",
-    "laplace_quantile",
     "neighbour_correlations",
 ]

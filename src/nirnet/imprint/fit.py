@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -84,17 +84,25 @@ def fit_bank(
             "closed_form_laplace": evaluate_nll(closed, held.x, held.r),
             "closed_form_gaussian": evaluate_nll(gauss, held.x, held.r, gaussian=True),
         }
+        kernel, correlation = _copula_fit(train, held, learned, config.seed)
         extra = {
             "residual_mean_abs": float(train.r.abs().mean()),
             "residual_std": float(train.r.std()),
-            "residual_correlation": neighbour_correlations(held.r),
+            "residual_correlation": correlation,
         }
         entries.append(
             BankEntry(ae.name, ae.stride, config.hidden, n_train, len(train_crops), heldout_nll=nll, extra=extra)
         )
         models.append(learned)
-        kernels.append(fit_colouring_kernel(train.x, train.r, learned, seed=config.seed))
+        kernels.append(kernel)
     return ImprintBank(entries, models, kernels)
+
+
+def _copula_fit(
+    train: ResidualSet, held: ResidualSet, laplace: torch.nn.Module, seed: int
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The colouring kernel of one source (from its training residuals) and the held-out residuals' correlations."""
+    return fit_colouring_kernel(train.x, train.r, laplace, seed=seed), neighbour_correlations(held.r)
 
 
 def add_colouring_kernels(
@@ -105,25 +113,24 @@ def add_colouring_kernels(
     cache_dir: str | os.PathLike | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> ImprintBank:
-    """The bank with copula colouring kernels fitted on the residuals of ``autoencoders`` (one per entry, matched
-    by name); the Laplace models are kept as they are."""
+    """A new bank with copula colouring kernels fitted on the residuals of ``autoencoders`` (one per entry, matched
+    by name); the Laplace models are kept as they are and ``bank`` itself is not changed."""
     train_crops, held_crops, _, _ = split_crops(image_paths, config)
-    by_name = {}
-    for item in autoencoders:
-        ae = create_autoencoder(item) if isinstance(item, str) else item
-        by_name[ae.name] = ae
+    models = [create_autoencoder(a) if isinstance(a, str) else a for a in autoencoders]
+    by_name = {ae.name: ae for ae in models}
     missing = [n for n in bank.names if n not in by_name]
     if missing:
         raise KeyError(f"no autoencoder given for bank entries {missing}")
-    kernels = []
-    for entry, model in zip(bank.entries, bank.models):
+    entries, kernels = [], []
+    for entry, laplace in zip(bank.entries, bank.models):
         if on_progress:
             on_progress(f"colouring kernel of {entry.name}")
         train = residual_set(by_name[entry.name], train_crops, cache_dir)
         held = residual_set(by_name[entry.name], held_crops, cache_dir)
-        entry.extra["residual_correlation"] = neighbour_correlations(held.r)
-        kernels.append(fit_colouring_kernel(train.x, train.r, model, seed=config.seed))
-    return bank.with_kernels(kernels)
+        kernel, correlation = _copula_fit(train, held, laplace, config.seed)
+        entries.append(replace(entry, extra={**entry.extra, "residual_correlation": correlation}))
+        kernels.append(kernel)
+    return ImprintBank(entries, list(bank.models), kernels)
 
 
 DEFAULT_BANK_AUTOENCODERS = ("taef2",)  # plus every shipped `ours:*` autoencoder, see default_bank_sources()

@@ -31,8 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bank import ImprintBank
-from .copula import correlated_normal, laplace_quantile
-from .laplace import image_cells, sample_laplace, tile_phase_table
+from .copula import correlated_normal
+from .laplace import image_cells, laplace_quantile_centred, sample_laplace, tile_phase_table
+
+SAMPLERS = ("independent", "copula")
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,6 @@ class SimulatorConfig:
             raise ValueError(f"simulator.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.b_scale < 0:
             raise ValueError(f"simulator.b_scale must be >= 0, got {self.b_scale}")
-
-
-SAMPLERS = ("independent", "copula")
 
 
 @dataclass
@@ -225,5 +224,5 @@ class ImprintSimulator(nn.Module):
         mix = weights.abs()
         mix = mix / mix.sum(dim=1, keepdim=True).clamp_min(1e-12)
         g = correlated_normal(self.bank.kernels, mix, tuple(mu.shape), generator).to(mu.device, mu.dtype)
-        u = torch.special.ndtr(g).clamp(1e-7, 1 - 1e-7)
-        return laplace_quantile(u, mu, b)
+        c = torch.special.ndtr(g).clamp_(1e-7, 1 - 1e-7).sub_(0.5)
+        return laplace_quantile_centred(c, mu, b)

@@ -72,7 +72,7 @@ class DifferenceAwareLoss(nn.Module):
         # One forward over both halves: train-mode BatchNorm then normalises real and fake with the same batch
         # statistics (two forwards of n images each would let the statistics themselves differ by class).
         noise = model.imprint.extractor(torch.cat([real_sub, fake_sub]))
-        if getattr(model.config, "da_spatial", False):
+        if model.config.da_spatial:
             maps = model.imprint.encoder.feature_map(noise)
             prediction = model.da_head(maps[n:] - maps[:n])
         else:
