@@ -61,7 +61,7 @@ def test_config_overrides_and_errors(tmp_path):
     )
     assert cfg.optim.lr == 0.5 and cfg.data.pairs.degrade.jpeg_quality == (50, 60)
     assert cfg.model_overrides == {"crop_size": 64}
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key"):
         load_config(None, ["optim.nope=1"])
 
 
@@ -99,8 +99,12 @@ def test_smoke_training_base_when_clip_installed(train_env, tmp_path):
 def test_resume_equals_uninterrupted(train_env, tmp_path):
     full = train(_config(train_env, tmp_path / "full", steps=4), show_progress=False)
     part_cfg = _config(train_env, tmp_path / "part", steps=2)
-    train(part_cfg, show_progress=False)
-    resumed = train(_config(train_env, tmp_path / "part", steps=4), resume=True, show_progress=False)
+    said: list[str] = []
+    train(part_cfg, resume=True, show_progress=False, on_message=said.append)  # nothing to resume yet
+    resumed = train(
+        _config(train_env, tmp_path / "part", steps=4), resume=True, show_progress=False, on_message=said.append
+    )
+    assert said[0].startswith("no checkpoint in") and said[1].startswith("resumed from step 2")
     a, b = load_file(str(full / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)

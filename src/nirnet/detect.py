@@ -28,6 +28,17 @@ from .models.base import DetectorModel, image_crops, semantic_view
 from .models.registry import SHIPPED_MODELS, create_model
 
 DEFAULT_MODEL = "nirnet_tiny"
+#: Below this side there is no imprint to read (a 1 x 1 image would be upscaled into pure interpolation); such
+#: images are answered with an error rather than a meaningless probability.
+MIN_SIDE = 32
+
+
+def check_scorable(img: Image.Image, source: str) -> Image.Image:
+    """``img`` if it is large enough to score, else :class:`ImageLoadError`."""
+    if min(img.size) < MIN_SIDE:
+        width, height = img.size
+        raise ImageLoadError(source, f"image is {width}x{height}, too small to score (sides must be >= {MIN_SIDE} px)")
+    return img
 
 
 class _CropDataset(Dataset):
@@ -45,7 +56,7 @@ class _CropDataset(Dataset):
     def __getitem__(self, index: int):
         source = str(self.paths[index])
         try:
-            img = load_image(self.paths[index])
+            img = check_scorable(load_image(self.paths[index]), source)
         except ImageLoadError as exc:
             return source, None, None, exc.reason
         view = semantic_view(img, self.config.semantic_size) if self.with_view else None
@@ -107,10 +118,11 @@ def _as_image(item: ImageInput) -> tuple[str, Image.Image]:
         if item.ndim != 3 or item.shape[0] != 3:
             raise ImageLoadError("<tensor>", f"expected a 3 x H x W tensor in [0, 1], got shape {tuple(item.shape)}")
         arr = (item.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-        return "<tensor>", Image.fromarray(arr)
+        return "<tensor>", check_scorable(Image.fromarray(arr), "<tensor>")
     if isinstance(item, Image.Image):
-        return f"<PIL image {item.size[0]}x{item.size[1]}>", load_image(item)
-    return str(item), load_image(item)
+        source = f"<PIL image {item.size[0]}x{item.size[1]}>"
+        return source, check_scorable(load_image(item), source)
+    return str(item), check_scorable(load_image(item), str(item))
 
 
 class Detector:
@@ -121,6 +133,8 @@ class Detector:
         device: str | torch.device = "cpu",
         batch_size: int = 32,
     ) -> None:
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but this machine has no usable CUDA GPU; use cpu")
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.threshold = model.config.threshold if threshold is None else threshold
@@ -136,7 +150,11 @@ class Detector:
             return cls(DetectorModel.from_pretrained(path), **kwargs)
         if (SHIPPED_MODELS / str(name_or_path) / "model.safetensors").is_file():
             return cls(create_model(str(name_or_path), pretrained=True), **kwargs)
-        raise FileNotFoundError(f"no model folder or shipped model named {name_or_path!r}")
+        shipped = ", ".join(sorted(p.name for p in SHIPPED_MODELS.iterdir() if (p / "model.safetensors").is_file()))
+        raise FileNotFoundError(
+            f"no model folder or shipped model named {name_or_path!r} (shipped: {shipped or 'none'}; a folder "
+            "holds config.json and model.safetensors)"
+        )
 
     @property
     def name(self) -> str:

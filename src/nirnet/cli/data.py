@@ -13,7 +13,11 @@ from rich.table import Table
 from nirnet.data.datasets import LAYOUTS, DatasetLayoutError, count_by_subset, detect_layout, read_dataset
 from nirnet.data.io import ImageLoadError, load_image
 
-app = typer.Typer(help="Inspect and validate datasets (layouts: " + ", ".join(LAYOUTS) + ").", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Inspect and validate datasets (layouts: " + ", ".join(LAYOUTS) + ").",
+    no_args_is_help=True,
+)
 console = Console()
 
 LAYOUT_HELP = "Dataset layout: auto, " + ", ".join(LAYOUTS) + "."

@@ -11,6 +11,7 @@ import csv
 import glob
 import io
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -21,28 +22,44 @@ from rich.table import Table
 console = Console(stderr=True)
 
 
-def expand_inputs(items: list[str]) -> list[Path]:
-    """Files, folders (recursive, image extensions only), glob patterns, and CSV lists (a ``path`` column, paths
-    relative to the CSV) -> a de-duplicated list of paths in the given order."""
-    from nirnet.data.datasets import images_under
+def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files, folders (recursive), glob patterns, and CSV lists (a ``path`` column, paths relative to the CSV) ->
+    (de-duplicated paths in the given order, files in folders that were skipped with the reason).
+
+    A name that exists is always taken literally, so ``photo[1].jpg`` is that file and not a pattern. In folders,
+    files without an image extension are recognised by content: an extension-less JPEG is scored; a PDF, an SVG or
+    a text file is listed as skipped."""
+    from nirnet.data.io import is_image_path, sniff_image
 
     paths: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            paths += images_under(path)
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                # An image extension is taken at its word (a corrupt .jpg is an error to report); anything else
+                # is scored when its header is an image's and listed as skipped otherwise.
+                reason = None if is_image_path(file) else sniff_image(file)
+                if reason is None:
+                    paths.append(file)
+                else:
+                    skipped.append((file, reason))
         elif path.suffix.lower() == ".csv" and path.is_file():
-            with path.open(newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-            if rows and "path" not in rows[0]:
-                raise typer.BadParameter(f"{path}: a CSV list needs a 'path' column")
-            paths += [Path(r["path"]) if Path(r["path"]).is_absolute() else path.parent / r["path"] for r in rows]
-        elif any(ch in item for ch in "*?["):
+            paths += _read_path_list(path)
+        elif not path.exists() and any(ch in item for ch in "*?["):
             paths += sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
         else:
             paths.append(path)  # a missing file is reported by the loader, like any other bad input
     seen: set[str] = set()
-    return [p for p in paths if not (str(p) in seen or seen.add(str(p)))]
+    return [p for p in paths if not (str(p) in seen or seen.add(str(p)))], skipped
+
+
+def _read_path_list(path: Path) -> list[Path]:
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and "path" not in rows[0]:
+        raise typer.BadParameter(f"{path}: a CSV list needs a 'path' column")
+    return [Path(r["path"]) if Path(r["path"]).is_absolute() else path.parent / r["path"] for r in rows]
 
 
 def detect(
@@ -50,7 +67,9 @@ def detect(
     model: str = typer.Option(None, "--model", "-m", help="Model folder or shipped model name (default: embedded)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout instead of a table."),
     csv_out: Path = typer.Option(None, "--csv", help="Also write results to this CSV file (atomically)."),
-    threshold: float = typer.Option(None, help="Override the model's calibrated decision threshold."),
+    threshold: float = typer.Option(
+        None, min=0.0, max=1.0, help="Override the model's calibrated decision threshold (a probability in [0, 1])."
+    ),
     batch_size: int = typer.Option(32, help="Crops per forward pass."),
     workers: int = typer.Option(2, help="DataLoader workers that decode and crop images (0 = in the main process)."),
     num_crops: int = typer.Option(None, help="Crops per image (default: the model's config)."),
@@ -58,13 +77,17 @@ def detect(
 ) -> None:
     """Score images: probability that each is AI-generated, and a verdict at the model's threshold."""
     from nirnet._atomic import atomic_write_text
-    from nirnet.detect import Detector
+    from nirnet.cli._common import load_detector, printable
 
-    files = expand_inputs(paths)
+    files, skipped = expand_inputs(paths)
+    for path, reason in skipped[:20]:
+        console.print(f"skipped {printable(path)}: {reason}")
+    if len(skipped) > 20:
+        console.print(f"... and {len(skipped) - 20} more files skipped (not images)")
     if not files:
         console.print("[red]error:[/red] no images found")
         raise typer.Exit(2)
-    detector = Detector.from_pretrained(model, device=device, batch_size=batch_size)
+    detector = load_detector(model, device=device, batch_size=batch_size)
     if threshold is not None:
         detector.threshold = threshold
     results = []
@@ -80,7 +103,8 @@ def detect(
         writer = csv.DictWriter(buffer, fieldnames=["path", "probability", "verdict", "error"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-        atomic_write_text(csv_out, buffer.getvalue())
+        # File names that are not valid UTF-8 are written back byte for byte (surrogateescape), never a crash.
+        atomic_write_text(csv_out, buffer.getvalue(), errors="surrogateescape")
     if as_json:
         payload = {
             "model": detector.name,
@@ -88,6 +112,7 @@ def detect(
             "results": rows,
             "scored": len(results) - len(failed),
             "failed": len(failed),
+            "skipped": [{"path": str(p), "reason": r} for p, r in skipped],
         }
         typer.echo(json.dumps(payload, indent=1))
     else:
@@ -97,10 +122,11 @@ def detect(
         for r in results:
             if r.ok:
                 colour = "red" if r.verdict == "generated" else "green"
-                table.add_row(r.source, f"{r.probability:.3f}", f"[{colour}]{r.verdict}[/{colour}]")
+                table.add_row(printable(r.source), f"{r.probability:.3f}", f"[{colour}]{r.verdict}[/{colour}]")
             else:
-                table.add_row(r.source, "–", f"[yellow]error: {r.error}[/yellow]")
-        Console().print(table)
+                table.add_row(printable(r.source), "–", f"[yellow]error: {r.error}[/yellow]")
+        # Piped into a file or another program, nothing is truncated: the table is as wide as its content.
+        Console(width=None if sys.stdout.isatty() else 100_000, markup=True).print(table)
     if failed:
         console.print(f"{len(failed)} of {len(results)} files could not be read")
         raise typer.Exit(1)

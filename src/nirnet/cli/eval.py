@@ -30,8 +30,8 @@ def eval_command(
     import numpy as np
 
     from nirnet._atomic import atomic_write_text
+    from nirnet.cli._common import load_detector
     from nirnet.data.datasets import read_dataset
-    from nirnet.detect import Detector
     from nirnet.eval.evaluate import evaluate_robustness, score_samples
     from nirnet.eval.metrics import best_threshold
     from nirnet.eval.protocol import PROTOCOLS
@@ -39,7 +39,7 @@ def eval_command(
 
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(f"protocol must be one of {list(PROTOCOLS)}")
-    detector = Detector.from_pretrained(model)
+    detector = load_detector(model)
     scorer = lambda images: [p for p, _ in detector.predict_images(images)]  # noqa: E731
     proto = PROTOCOLS[protocol]
     out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Export a detector for other runtimes.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="Export a detector for other runtimes.", no_args_is_help=True)
 
 
 @app.command("onnx")
@@ -17,10 +17,10 @@ def onnx(
     """Export the model (noise branch, frequency branch, head, and the semantic backbone when it has one) to ONNX
     with a dynamic batch. Input `crops` (N x 3 x crop x crop, RGB in [0, 1]), output `logits` (one per crop); the
     preprocessing settings are in the file's metadata under `nirnet`."""
-    from nirnet.detect import Detector
+    from nirnet.cli._common import load_detector
     from nirnet.export import check_onnx, export_onnx
 
-    detector = Detector.from_pretrained(model)
+    detector = load_detector(model)
     path = export_onnx(detector.model, out, opset=opset)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
     if check:

@@ -9,10 +9,13 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from nirnet.cli._common import fail
 from nirnet.data.datasets import real_image_paths
 
 app = typer.Typer(
-    help="The Noise-based Imprint Simulator: autoencoders, imprint bank, sampling, plots.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="The Noise-based Imprint Simulator: autoencoders, imprint bank, sampling, plots.",
+    no_args_is_help=True,
 )
 console = Console()
 
@@ -33,41 +36,84 @@ def _autoencoders(names: list[str], weights_dir: Path | None) -> list:
 @app.command("train-ae")
 def train_ae(
     data: Path = typer.Argument(..., help="Folder of real photos (searched recursively) or a dataset (label 0 used)."),
-    out: Path = typer.Option(None, help="Output folder (default: the package's shipped autoencoder folder)."),
-    names: list[str] = typer.Option(None, "--name", help="Train only these configs (default: all shipped ones)."),
-    steps: int = typer.Option(1500, help="Optimisation steps per autoencoder."),
-    batch_size: int = typer.Option(8, help="Crops per step."),
-    crop: int = typer.Option(64, help="Crop side in pixels (native resolution, never resized)."),
+    out: Path = typer.Option(
+        Path("runs/autoencoders"), help="Output folder; never the package's own weights unless named explicitly."
+    ),
+    family: str = typer.Option(
+        "hifi",
+        help="Config set: 'hifi' (decoders trained with high-frequency and adversarial losses, the default bank's "
+        "sources) or 'legacy' (the first, L1-only set).",
+    ),
+    names: list[str] = typer.Option(None, "--name", help="Train only these configs of the family (default: all)."),
+    taesana: bool = typer.Option(False, "--taesana", help="Also train the 32x decoder for the TAESana encoder."),
+    only_taesana: bool = typer.Option(False, "--only-taesana", help="Train the TAESana decoder and nothing else."),
+    steps: int = typer.Option(None, help="Optimisation steps per autoencoder (default: the family's)."),
+    batch_size: int = typer.Option(None, help="Crops per step (default: the family's)."),
+    crop: int = typer.Option(None, help="Crop side in pixels, native resolution (default: the family's)."),
+    lr: float = typer.Option(None, help="Peak learning rate, cosine decay (default: the family's)."),
     limit: int = typer.Option(None, help="Use at most this many images."),
-    lr: float = typer.Option(2e-3, help="Peak learning rate (cosine decay)."),
+    eval_crop: int = typer.Option(256, help="Side of the held-out crop (one per photo) that PSNR is measured on."),
+    weights_dir: Path = typer.Option(None, help="Folder with taesana_encoder.pth (for --taesana)."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
-    """Train the project's own small autoencoders (different decoders and strides) on real photos."""
-    from nirnet.imprint.ours import DEFAULT_AE_CONFIGS, SHIPPED_DIR
-    from nirnet.imprint.train_ae import AETrainConfig, train_autoencoder
+    """Train the project's own autoencoders on the training split of real photos (the SHA-1 rule of `imprint fit`
+    holds photos out) and report each one's held-out PSNR; writes OUT/<name>.safetensors and OUT/report.json."""
+    from dataclasses import replace
 
-    out = out or SHIPPED_DIR
-    configs = [c for c in DEFAULT_AE_CONFIGS if not names or c.name in names]
-    if not configs:
-        raise typer.BadParameter(f"no config named {names}; known: {[c.name for c in DEFAULT_AE_CONFIGS]}")
+    from nirnet._atomic import atomic_write_text
+    from nirnet.imprint.fit import is_heldout
+    from nirnet.imprint.train_ae import AE_FAMILIES, TAESANA_TRAINING, train_and_report, train_taesana_decoder
+
+    if family not in AE_FAMILIES:
+        fail(f"unknown family {family!r}; known: {', '.join(AE_FAMILIES)}")
+    family_configs, settings = AE_FAMILIES[family]
+    configs = [] if only_taesana else [c for c in family_configs if not names or c.name in names]
+    if names and not configs:
+        fail(f"no config named {', '.join(names)} in family {family!r}; known: {[c.name for c in family_configs]}")
+    overrides = {"steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed}
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     paths = _image_paths(data, limit)
-    settings = AETrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed)
-    report = {}
+    train_paths = [p for p in paths if not is_heldout(p)]
+    heldout_paths = [p for p in paths if is_heldout(p)][:100]
+    if not train_paths or not heldout_paths:
+        fail(
+            f"{data}: need photos on both sides of the held-out split (found {len(train_paths)} / {len(heldout_paths)})"
+        )
     with Progress(console=console) as progress:
-        for config in configs:
-            model, metrics = train_autoencoder(config, paths, settings, progress)
-            model.save(out / f"{config.name}.safetensors")
-            report[config.name] = metrics
-            progress.console.print(f"{config.name}: train PSNR {metrics['train_psnr_db']:.2f} dB")
-    console.print_json(json.dumps(report))
+        report = train_and_report(
+            configs,
+            train_paths,
+            heldout_paths,
+            settings,
+            lambda m, t: m.save(out / f"{m.config.name}.safetensors", t),
+            progress,
+            eval_crop,
+        )
+        if taesana or only_taesana:
+            tae_settings = replace(TAESANA_TRAINING, **{k: v for k, v in overrides.items() if v is not None})
+            report["taesana"] = train_taesana_decoder(
+                train_paths,
+                heldout_paths,
+                out / "taesana_decoder.safetensors",
+                tae_settings,
+                weights_dir,
+                progress,
+                eval_crop,
+            )
+    for name, metrics in report.items():
+        console.print(f"{name}: held-out PSNR {metrics['heldout_psnr_db']:.2f} dB ({metrics['train_seconds']:.0f} s)")
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2))
+    console.print(f"wrote {len(report)} autoencoders and {out / 'report.json'}")
 
 
 @app.command()
 def fit(
     data: Path = typer.Argument(..., help="Folder of real photos (searched recursively) or a dataset (label 0 used)."),
-    out: Path = typer.Option(None, help="Bank file to write (default: the package's shipped bank)."),
+    out: Path = typer.Option(
+        Path("runs/imprint_bank.safetensors"), help="Bank file to write (the shipped bank only if named explicitly)."
+    ),
     autoencoders: list[str] = typer.Option(
-        None, "--ae", help="Autoencoders to model (default: taef2 and every shipped ours:* autoencoder)."
+        None, "--ae", help="Autoencoders to model (default: taef2, taesana and the shipped ours:hf_* set)."
     ),
     weights_dir: Path = typer.Option(None, help="Folder with third-party autoencoder weights (taef2_*.pth)."),
     steps: int = typer.Option(400, help="Optimisation steps of each learned Laplace model."),
@@ -80,14 +126,12 @@ def fit(
     closed-form Laplace and Gaussian fits (lower is better)."""
     from rich.table import Table
 
-    from nirnet.imprint.bank import DEFAULT_BANK
     from nirnet.imprint.fit import FitConfig, default_bank_sources, fit_bank
 
     models = _autoencoders(autoencoders or default_bank_sources(), weights_dir)
     config = FitConfig(steps=steps, max_train_images=max_train_images, max_heldout_images=max_heldout_images, seed=seed)
     with console.status("fitting") as status:
         bank = fit_bank(models, _image_paths(data, None), config, cache_dir, on_progress=status.update)
-    out = out or DEFAULT_BANK
     bank.save(out)
     table = Table(title=f"held-out NLL (nats per value, lower is better) -> {out}")
     for column in (
@@ -261,7 +305,7 @@ def reconstruct(
     data: Path = typer.Argument(..., help="Folder of real photos (searched recursively) or a dataset (label 0 used)."),
     out: Path = typer.Option(Path("cache/recon"), help="Cache folder (index.json + one PNG per image and model)."),
     autoencoders: list[str] = typer.Option(
-        None, "--ae", help="Autoencoders to run (default: taef2 and every shipped ours:* autoencoder)."
+        None, "--ae", help="Autoencoders to run (default: taef2, taesana and the shipped ours:hf_* set)."
     ),
     region: int = typer.Option(384, help="Side of the centred box that is reconstructed."),
     limit: int = typer.Option(None, help="Use at most this many images (spread evenly over the sorted list)."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+import typer.core
 
 from nirnet import __version__
 from nirnet.cli import data as data_cli
@@ -13,7 +14,25 @@ from nirnet.cli import imprint as imprint_cli
 from nirnet.cli import serve as serve_cli
 from nirnet.cli import train as train_cli
 
+
+def _hide_flag_types() -> None:
+    """Typer's help prints ``<bool>`` after on/off flags, which reads as if ``--json true`` were the syntax (it is
+    ``--json``; "true" would become a path). Flags take no value, so show no type for them."""
+    original = typer.core.TyperOption.display_type_rich
+    if getattr(original, "_nirnet_patched", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else original(self, ctx)
+
+    display_type_rich._nirnet_patched = True
+    typer.core.TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+
 app = typer.Typer(
+    rich_markup_mode="markdown",
     name="nirnet",
     help="NIRNet: detect AI-generated images from the noise-based imprint of generative models.",
     no_args_is_help=True,

@@ -25,9 +25,9 @@ def serve(
     except ImportError as exc:
         typer.echo(f"error: {exc}. Install the extra: pip install 'nirnet[serve]'", err=True)
         raise typer.Exit(2) from exc
-    from nirnet.detect import Detector
+    from nirnet.cli._common import load_detector
 
-    detector = Detector.from_pretrained(model, threshold=threshold, device=device)
+    detector = load_detector(model, threshold=threshold, device=device)
     app = create_app(detector, ServeConfig(max_files=max_files, max_file_bytes=int(max_file_mb * 1024 * 1024)))
     typer.echo(f"serving {detector.name} on http://{host}:{port}/ (Ctrl+C to stop)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -13,7 +13,12 @@ console = Console()
 def train(
     config: Path = typer.Option(None, "--config", "-c", help="YAML training config (see configs/)."),
     overrides: list[str] = typer.Argument(None, help="Dotted overrides, e.g. optim.steps=500 run.out_dir=runs/x"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in run.out_dir."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the newest checkpoint in run.out_dir (from step 0 if it has none)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start again in a run.out_dir that holds an earlier run (its checkpoints go)."
+    ),
     no_progress: bool = typer.Option(False, "--no-progress", help="Do not draw a progress bar."),
 ) -> None:
     """Train a NIRNet model on aligned real/fake pairs (simulator twins, autoencoder twins, generated images).
@@ -22,13 +27,20 @@ def train(
     step_*/ and the final model to final/ (model.safetensors + config.json). For several GPUs or nodes, launch
     with torchrun: `torchrun --nproc_per_node 4 -m nirnet.cli.main train -c CONFIG`.
     """
-    from nirnet.engine.config import load_config
+    from nirnet.cli._common import fail
+    from nirnet.engine.config import ConfigError, load_config
+    from nirnet.engine.train import SetupError
     from nirnet.engine.train import train as run_training
 
+    if config is None:
+        fail("no training config: pass one with -c, e.g. `nirnet train -c configs/nirnet_tiny_cpu.yaml`")
+    if resume and overwrite:
+        fail("--resume and --overwrite contradict each other; pass one")
     try:
         cfg = load_config(config, overrides or [])
-    except (ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    final = run_training(cfg, resume=resume, show_progress=not no_progress)
+        final = run_training(
+            cfg, resume=resume, show_progress=not no_progress, overwrite=overwrite, on_message=console.print
+        )
+    except (ConfigError, SetupError, FileNotFoundError) as exc:
+        fail(str(exc))
     console.print(f"final model: {final}")

@@ -32,6 +32,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 #: Default upper bound on width * height (about a 16k x 12k image).
 DEFAULT_MAX_PIXELS = 200_000_000
+#: Files larger than this are refused before reading (no photo comes near it; a bigger "image" is a mistake).
+MAX_FILE_BYTES = 512 * 2**20
 #: Background used when compositing images that have an alpha channel.
 ALPHA_BACKGROUND = (255, 255, 255)
 
@@ -56,6 +58,35 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def sniff_image(path: str | os.PathLike) -> str | None:
+    """``None`` when the file's header is one the loader can decode, else why it is not an image (reads only the
+    header; for folder scans, where extensions lie or are missing)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+            if not head:
+                return "empty file"
+            handle.seek(0)
+            try:
+                Image.open(handle)
+                return None
+            except UnidentifiedImageError:
+                pass
+            except Exception:  # noqa: BLE001, S110 - a damaged image: the loader reports the details
+                return None
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    kind = _KNOWN_NON_IMAGES.get(Path(path).suffix.lower())
+    if head.startswith(b"%PDF"):
+        kind = "PDF document"
+    elif head.lstrip().startswith(b"<") and Path(path).suffix.lower() == ".svg":
+        kind = "SVG (vector graphics, not a raster image)"
+    return f"not an image ({kind})" if kind else "not an image"
+
+
+_KNOWN_NON_IMAGES = {".pdf": "PDF document", ".svg": "SVG (vector graphics, not a raster image)", ".txt": "text"}
+
+
 def _describe(source: ImageSource) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
@@ -66,17 +97,39 @@ def _describe(source: ImageSource) -> str:
     return getattr(source, "name", "<stream>")
 
 
+def _read_file(path: Path, name: str) -> bytes:
+    """The bytes of an image file, refusing non-images from their header alone (a 2 GB non-image is never read
+    whole) and files over :data:`MAX_FILE_BYTES`."""
+    if not path.exists():
+        raise ImageLoadError(name, "file does not exist")
+    if path.is_dir():
+        raise ImageLoadError(name, "is a directory, not an image file")
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise ImageLoadError(name, "file is empty (0 bytes)")
+        if size > MAX_FILE_BYTES:
+            raise ImageLoadError(name, f"file is {size / 2**20:,.0f} MiB, over the limit of {MAX_FILE_BYTES >> 20} MiB")
+        with path.open("rb") as handle:
+            try:
+                Image.open(handle)  # reads only as much of the header as the format needs (not closed: that
+                # would close our handle too)
+            except UnidentifiedImageError:
+                raise ImageLoadError(name, "not a recognised image format") from None
+            except Exception:  # noqa: BLE001, S110 - a malformed header is reported by the full open below
+                pass
+            handle.seek(0)
+            # Read into memory: the file handle is closed at once and partial reads cannot race.
+            return handle.read()
+    except PermissionError:
+        raise ImageLoadError(name, "permission denied (the file cannot be read)") from None
+    except OSError as exc:
+        raise ImageLoadError(name, f"cannot read file: {exc.strerror or exc}") from None
+
+
 def _open(source: ImageSource, name: str) -> Image.Image:
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise ImageLoadError(name, "file does not exist")
-        if path.is_dir():
-            raise ImageLoadError(name, "is a directory, not an image file")
-        if path.stat().st_size == 0:
-            raise ImageLoadError(name, "file is empty (0 bytes)")
-        # Read into memory: the file handle is closed at once and partial reads cannot race.
-        source = path.read_bytes()
+        source = _read_file(Path(source), name)
     if isinstance(source, bytes):
         if not source:
             raise ImageLoadError(name, "file is empty (0 bytes)")

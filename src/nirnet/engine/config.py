@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
 from ..data.degrade import DegradeConfig
 from ..data.pairs import PairConfig
@@ -60,24 +61,43 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
 
-def _build(cls, data: dict[str, Any], where: str):
+class ConfigError(ValueError):
+    """A training config that cannot be used: unreadable YAML, an unknown key or a value of the wrong type."""
+
+
+def _forbid_unknown_keys(cls: type) -> None:
+    """Mark ``cls`` and every dataclass nested in it so that pydantic rejects keys they do not define (a typo
+    in a YAML key must be an error, not a silently ignored setting)."""
     if not dataclasses.is_dataclass(cls):
-        return data
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"{where or 'config'}: unknown keys {unknown}; known: {sorted(known)}")
-    kwargs = {}
-    defaults = cls()
-    for name, value in data.items():
-        current = getattr(defaults, name)
-        if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            kwargs[name] = _build(type(current), value, f"{where}.{name}".lstrip("."))
-        elif isinstance(current, tuple) and isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
+        return
+    cls.__pydantic_config__ = {"extra": "forbid"}
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        _forbid_unknown_keys(type(default))
+
+
+def _adapter() -> TypeAdapter:
+    # Validation with type coercion by pydantic: the dataclasses stay plain (the library does not need pydantic
+    # to *use* a config), and YAML's "1e-4" (a string in YAML 1.1) becomes the float the field asks for.
+    _forbid_unknown_keys(TrainConfig)
+    return TypeAdapter(TrainConfig)
+
+
+def _build(tree: dict[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from a nested dict; a bad value or key raises ``ValueError`` naming the dotted key,
+    what was expected and what was given."""
+    try:
+        return _adapter().validate_python(tree)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors()[:3]:
+            key = ".".join(str(part) for part in error["loc"])
+            if error["type"] == "unexpected_keyword_argument":
+                problems.append(f"unknown key {key!r}")
+            else:
+                problems.append(f"{key}: {error['msg'].lower()} (got {error.get('input')!r})")
+        more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+        raise ConfigError("config: " + "; ".join(problems) + more) from None
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -86,21 +106,28 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise ValueError(f"override {dotted}: {key} is not a section")
+            raise ConfigError(f"override {dotted}: {key} is not a section")
     node[keys[-1]] = value
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Read a YAML file (optional) and apply ``a.b.c=value`` overrides (values parsed as YAML)."""
     tree: dict[str, Any] = {}
-    if path is not None:
-        tree = yaml.safe_load(Path(path).read_text()) or {}
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value")
-        key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
-    return _build(TrainConfig, tree, "")
+    try:
+        if path is not None:
+            tree = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: a training config must be a YAML mapping (sections model, data, optim, run)")
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not key=value")
+            key, raw = item.split("=", 1)
+            _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc})") from None
+    return _build(tree)
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:
@@ -120,4 +147,13 @@ def dump_config(config: TrainConfig) -> str:
     return yaml.safe_dump(plain(to_dict(config)), sort_keys=False)
 
 
-__all__ = ["DataConfig", "DegradeConfig", "OptimConfig", "RunConfig", "TrainConfig", "dump_config", "load_config"]
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DegradeConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "dump_config",
+    "load_config",
+]

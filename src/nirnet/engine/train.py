@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -55,10 +56,69 @@ class TrainStep(nn.Module):
         return logits, self.da_loss(self.model, real, fake, generator)
 
 
+class SetupError(ValueError):
+    """A training run cannot start as configured (missing data or cache, a folder holding another run, no GPU);
+    the message says what to do."""
+
+
 def _device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise SetupError(f"run.device={spec!r} is not a device; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SetupError(f"run.device={spec} but this machine has no usable CUDA GPU; use run.device=cpu or auto")
+    return device
+
+
+RUN_FILES = ("latest.json", "metrics.jsonl", "summary.json", "final")
+
+
+def _previous_run(out_dir: Path) -> list[str]:
+    """What of an earlier run ``out_dir`` already holds."""
+    if not out_dir.is_dir():
+        return []
+    return sorted(p.name for p in out_dir.iterdir() if p.name in RUN_FILES or p.name.startswith("step_"))
+
+
+def prepare_run_folder(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix a new run into a folder that holds another one, unless told to continue it (``resume``) or
+    to replace it (``overwrite``: the old checkpoints, metrics and final model are removed first)."""
+    import shutil
+
+    previous = _previous_run(out_dir)
+    if not previous or resume:
+        return
+    if not overwrite:
+        raise SetupError(
+            f"{out_dir} already holds a run ({', '.join(previous[:4])}{', ...' if len(previous) > 4 else ''}); "
+            "pass --resume to continue it, --overwrite to start it again, or set run.out_dir=<new folder>"
+        )
+    for name in previous:
+        target = out_dir / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+def check_inputs(config: TrainConfig) -> None:
+    """Fail before any work when a configured input is missing, naming the command that makes it."""
+    d = config.data
+    if not d.real:
+        raise SetupError("data.real is empty: name folders of real photos (see configs/nirnet_tiny_cpu.yaml)")
+    for folder in d.real:
+        if not Path(folder).exists():
+            raise SetupError(f"data.real: {folder} does not exist")
+    if d.generated and not Path(d.generated).exists():
+        raise SetupError(f"data.generated: {d.generated} does not exist")
+    if d.recon_cache and not (Path(d.recon_cache) / "index.json").is_file():
+        raise SetupError(
+            f"data.recon_cache: no autoencoder-twin cache at {d.recon_cache}; build it first with\n"
+            f"  nirnet imprint reconstruct {d.real[0]} --out {d.recon_cache} --limit 240\n"
+            "or train without autoencoder twins: data.recon_cache=null"
+        )
+    if d.bank not in (None, "none") and not Path(d.bank).is_file():
+        raise SetupError(f"data.bank: no imprint bank at {d.bank} (null = the shipped bank, none = no simulator)")
 
 
 def _init_distributed(device: torch.device) -> tuple[int, int]:
@@ -100,9 +160,18 @@ def build_dataset(config: TrainConfig, crop_size: int) -> PairDataset:
     return PairDataset(real_image_paths(d.real, d.limit), pairs, simulator, recon, generated, seed=config.run.seed)
 
 
-def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> Path:
-    """Train a model; returns the folder of the final model (``<out_dir>/final``)."""
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    show_progress: bool = True,
+    overwrite: bool = False,
+    on_message: Callable[[str], None] | None = None,
+) -> Path:
+    """Train a model; returns the folder of the final model (``<out_dir>/final``). Raises :class:`SetupError`
+    before any work when the run cannot start (see :func:`check_inputs`, :func:`prepare_run_folder`)."""
+    say = on_message or (lambda _: None)
     device = _device(config.run.device)
+    check_inputs(config)
     rank, world = _init_distributed(device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -110,6 +179,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
     out_dir = Path(config.run.out_dir)
+    if rank == 0:
+        prepare_run_folder(out_dir, resume, overwrite)
     seed = config.run.seed
     torch.manual_seed(seed)
 
@@ -128,6 +199,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     start = 0
     if resume and (ckpt := latest_checkpoint(out_dir)) is not None:
         start = int(load_checkpoint(ckpt, model, optimizer)["step"])
+        say(f"resumed from step {start} ({ckpt})")
+    elif resume:
+        say(f"no checkpoint in {out_dir}: starting at step 0")
     if rank == 0:
         atomic_write_text(out_dir / "config.yaml", dump_config(config))
 

@@ -9,7 +9,8 @@ Entries:
 * ``taef2``: the tiny FLUX.2 autoencoder (TAE family), from ``taef2_encoder.pth`` / ``taef2_decoder.pth``;
 * ``tae``: any TAE-family pair of state dicts given by path (TAESD, TAESD3, TAEF1, ...: latent width and
   which blocks carry a ``pool`` branch are read from the keys);
-* ``taesana_encoder``: the TAESana encoder alone (32x stride; no decoder is shipped, so encode only);
+* ``taesana_encoder``: the TAESana encoder alone (32x stride; encode only);
+* ``taesana``: the TAESana encoder with the 32x decoder this project trained for it;
 * ``diffusers``: ``AutoencoderKL`` / ``AutoencoderTiny`` / ``VQModel`` from a local folder or single file
   (optional ``diffusers`` extra);
 * ``ours:<name>``: the small autoencoders trained by this project (``nirnet imprint train-ae``) and shipped in
@@ -175,6 +176,20 @@ def taesana_encoder(state: dict[str, torch.Tensor]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def taesana_decoder(latent: int = 32) -> nn.Sequential:
+    """A 32x decoder in the TAE style for the TAESana latent. No TAESana decoder is distributed with the encoder we
+    have, so this one is ours: three TAE stages as in the 8x decoder, then two light upsampling stages."""
+    layers: list[nn.Module] = [SoftClamp(), _conv(latent, 64), nn.ReLU()]
+    for _ in range(3):
+        layers += [TAEBlock(64), TAEBlock(64), nn.Upsample(scale_factor=2), _conv(64, 64, bias=False)]
+    layers += [TAEBlock(64), nn.Upsample(scale_factor=2), _conv(64, 32), nn.ReLU()]
+    layers += [nn.Upsample(scale_factor=2), _conv(32, 32), nn.ReLU(), _conv(32, 3)]
+    return nn.Sequential(*layers)
+
+
+TAESANA_DECODER = Path(__file__).resolve().parents[1] / "weights" / "taesana_decoder.safetensors"
+
+
 def _load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -194,6 +209,7 @@ class TAEAutoencoder(Reconstructor):
         name: str = "tae",
         encoder_kind: str = "tae8",
     ) -> None:
+        """``encoder_kind`` "tae8" (8x, with the TAE 8x decoder) or "taesana" (32x, with :func:`taesana_decoder`)."""
         super().__init__()
         self.name = name
         enc_state = _load_state(encoder_path)
@@ -204,7 +220,10 @@ class TAEAutoencoder(Reconstructor):
         self.decoder = None
         if decoder_path is not None:
             dec_state = _load_state(decoder_path)
-            self.decoder = tae_decoder(dec_state)
+            if encoder_kind == "taesana":
+                self.decoder = taesana_decoder(dec_state["1.weight"].shape[1])
+            else:
+                self.decoder = tae_decoder(dec_state)
             self.decoder.load_state_dict(dec_state)
         self.can_decode = self.decoder is not None
         self.requires_grad_(False).eval()
@@ -277,8 +296,19 @@ def _taef2(weights_dir: str | os.PathLike | None = None) -> Reconstructor:
 
 
 @register_autoencoder("taesana_encoder")
-def _taesana(weights_dir: str | os.PathLike | None = None) -> Reconstructor:
+def _taesana_encoder(weights_dir: str | os.PathLike | None = None) -> Reconstructor:
     return TAEAutoencoder(find_weights("taesana_encoder.pth", weights_dir), name="taesana", encoder_kind="taesana")
+
+
+@register_autoencoder("taesana")
+def _taesana(weights_dir: str | os.PathLike | None = None, decoder_path: str | None = None) -> Reconstructor:
+    """The TAESana encoder with the decoder this project trained for it (``nirnet imprint train-ae --taesana``)."""
+    decoder = Path(decoder_path) if decoder_path else TAESANA_DECODER
+    if not decoder.is_file():
+        raise FileNotFoundError(f"no TAESana decoder at {decoder}; train one with `nirnet imprint train-ae --taesana`")
+    return TAEAutoencoder(
+        find_weights("taesana_encoder.pth", weights_dir), decoder, name="taesana", encoder_kind="taesana"
+    )
 
 
 @register_autoencoder("tae")

@@ -133,10 +133,15 @@ def add_colouring_kernels(
     return ImprintBank(entries, list(bank.models), kernels)
 
 
-DEFAULT_BANK_AUTOENCODERS = ("taef2",)  # plus every shipped `ours:*` autoencoder, see default_bank_sources()
+DEFAULT_BANK_AUTOENCODERS = ("taef2",)  # plus taesana and the shipped high-fidelity set, see default_bank_sources()
 
 
 def default_bank_sources() -> list[str]:
-    from .ours import list_shipped
+    """taef2, taesana (when its decoder is shipped) and every shipped high-fidelity ``ours:hf_*`` autoencoder. The
+    legacy ``ours:*`` set stays selectable by name (``--ae ours:nearest_s8``) but is not a default source."""
+    from .autoencoders import TAESANA_DECODER
+    from .ours import HIFI_AE_CONFIGS, list_shipped
 
-    return list(DEFAULT_BANK_AUTOENCODERS) + [f"ours:{name}" for name in list_shipped()]
+    shipped = set(list_shipped())
+    sources = list(DEFAULT_BANK_AUTOENCODERS) + (["taesana"] if TAESANA_DECODER.is_file() else [])
+    return sources + [f"ours:{c.name}" for c in HIFI_AE_CONFIGS if c.name in shipped]

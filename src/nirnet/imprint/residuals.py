@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .._atomic import atomic_write
 from .autoencoders import Reconstructor
 
 #: Reconstruct with this margin around each crop and keep the centre, so padding effects at the borders of the
@@ -59,8 +60,6 @@ def cached_residuals(
     if path.is_file():
         return load_file(str(path))["r"].float()
     r = residuals(ae, crops, batch_size, margin)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"r": r.half()}, str(tmp))  # float16 keeps 1/255 steps exactly enough and halves the disk
-    os.replace(tmp, path)
+    # float16 keeps 1/255 steps exactly enough and halves the disk
+    atomic_write(path, lambda tmp: save_file({"r": r.half()}, tmp))
     return r.half().float()

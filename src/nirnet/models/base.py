@@ -118,6 +118,8 @@ class DetectorModel(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, **overrides) -> DetectorModel:
         folder = Path(folder)
+        if not (folder / "config.json").is_file() and (folder / "final" / "config.json").is_file():
+            raise FileNotFoundError(f"{folder} is a training run folder; its model is {folder / 'final'}")
         for needed in ("config.json", "model.safetensors"):
             if not (folder / needed).is_file():
                 raise FileNotFoundError(

@@ -1,0 +1,33 @@
+"""What several commands share: loading a detector with one-line errors, failing with one line."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+_err = Console(stderr=True)
+
+
+def printable(value: object) -> str:
+    """Text that rich prints as is: undecodable bytes as escapes, markup characters not interpreted."""
+    return escape(str(value).encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def fail(message: object, code: int = 2) -> NoReturn:
+    """One red line on stderr and exit ``code`` (2: a usage error), never a traceback."""
+    _err.print(f"[red]error:[/red] {printable(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def load_detector(model: str | None, **kwargs):
+    """:meth:`Detector.from_pretrained`, with a missing or wrong model, a run folder given instead of its
+    ``final/``, or an unavailable device reported in one line."""
+    from nirnet.detect import Detector
+
+    try:
+        return Detector.from_pretrained(model, **kwargs)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(exc)
