@@ -224,3 +224,15 @@ def test_a_run_folder_is_never_silently_mixed(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     result = runner.invoke(app, ["train", "-c", str(tmp_path / "x.yaml"), "--resume", "--overwrite"])
     _one_line_error(result)
+
+
+def test_a_model_folder_cannot_make_us_download(model_dir, tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    config = json.loads((model_dir / "config.json").read_text())
+    config.update(semantic="open_clip:ViT-B-32", semantic_weights="openai")  # a hub tag, not a file
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes((model_dir / "model.safetensors").read_bytes())
+    result = runner.invoke(app, ["detect", str(_photo(tmp_path / "x.png")), "--model", str(folder)])
+    _one_line_error(result)
+    assert "never downloads" in " ".join(result.output.split())

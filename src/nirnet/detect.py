@@ -41,42 +41,47 @@ def check_scorable(img: Image.Image, source: str) -> Image.Image:
     return img
 
 
-class _CropDataset(Dataset):
-    """Decodes and crops one file per item (in a worker); errors are returned, not raised."""
+@dataclass
+class PreparedImage:
+    """An image reduced to what the model reads, so the decoded full image can be freed at once: uint8
+    native-resolution crops and, for models with a semantic branch, the uint8 whole-image view."""
+
+    crops: torch.Tensor  # K x 3 x S x S uint8
+    view: torch.Tensor | None  # 1 x 3 x V x V uint8
+    width: int
+    height: int
+
+
+def prepare_image(config, img: Image.Image, num_crops: int | None = None) -> PreparedImage:
+    """:class:`PreparedImage` of an RGB image under a model config (crop size, crops, semantic view size)."""
+    with_view = config.semantic not in ("none", "", None)
+    crops = image_crops(img, config.crop_size, num_crops or config.num_crops, as_uint8=True)
+    view = semantic_view(img, config.semantic_size, as_uint8=True) if with_view else None
+    return PreparedImage(crops, view, img.width, img.height)
+
+
+class _PrepareDataset(Dataset):
+    """Decodes and prepares one file per item (in a worker); errors are returned, not raised."""
 
     def __init__(self, paths: list[str | os.PathLike], config, num_crops: int | None) -> None:
         self.paths = paths
         self.config = config
         self.num_crops = num_crops or config.num_crops
-        self.with_view = config.semantic not in ("none", "", None)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[str, PreparedImage | None, str | None]:
         source = str(self.paths[index])
         try:
             img = check_scorable(load_image(self.paths[index]), source)
         except ImageLoadError as exc:
-            return source, None, None, exc.reason
-        view = semantic_view(img, self.config.semantic_size) if self.with_view else None
-        return source, image_crops(img, self.config.crop_size, self.num_crops), view, None
+            return source, None, exc.reason
+        return source, prepare_image(self.config, img, self.num_crops), None
 
 
-def _collate(items):
-    sources = [s for s, _, _, _ in items]
-    errors = [e for _, _, _, e in items]
-    crops = [c for _, c, _, _ in items if c is not None]
-    owner = (
-        torch.cat([torch.full((len(c),), i) for i, (_, c, _, _) in enumerate(items) if c is not None])
-        if crops
-        else torch.empty(0, dtype=torch.long)
-    )
-    views = None
-    if any(v is not None for _, _, v, _ in items):
-        size = next(v for _, _, v, _ in items if v is not None).shape[-1]
-        views = torch.cat([v if v is not None else torch.zeros(1, 3, size, size) for _, _, v, _ in items])
-    return sources, torch.cat(crops) if crops else torch.empty(0), views, owner, errors
+def _as_list(items: list) -> list:
+    return items
 
 
 def _per_image(logits: torch.Tensor, owner: torch.Tensor, indices) -> list[tuple[float, list[float]]]:
@@ -164,26 +169,30 @@ class Detector:
         """``"generated"`` at or above the threshold, else ``"real"``."""
         return "generated" if probability >= self.threshold else "real"
 
+    def prepare(self, img: Image.Image, num_crops: int | None = None) -> PreparedImage:
+        return prepare_image(self.model.config, img, num_crops)
+
     @torch.inference_mode()
+    def score_prepared(self, items: Sequence[PreparedImage]) -> list[tuple[float, list[float]]]:
+        """The one scoring core (``detect``, ``eval`` and ``serve`` all end here): (probability, crop logits) of
+        prepared images, crops of several images batched together, ``batch_size`` crops per forward."""
+        if not items:
+            return []
+        flat = torch.cat([item.crops for item in items])
+        owner = torch.cat([torch.full((len(item.crops),), i) for i, item in enumerate(items)])
+        views = torch.cat([item.view for item in items]) if items[0].view is not None else None
+        logits = []
+        for start in range(0, len(flat), self.batch_size):
+            crops = flat[start : start + self.batch_size].to(self.device).float().div_(255)
+            view = None
+            if views is not None:
+                view = views[owner[start : start + self.batch_size]].to(self.device).float().div_(255)
+            logits.append(self.model(crops, view).float().cpu())
+        return _per_image(torch.cat(logits), owner, range(len(items)))
+
     def predict_images(self, images: Sequence[Image.Image]) -> list[tuple[float, list[float]]]:
         """(probability, crop logits) of RGB PIL images, with crops from several images batched together."""
-        crops = [self.model.crops_of(img) for img in images]
-        views = [self.model.view_of(img) for img in images] if self.model.semantic is not None else None
-        flat = torch.cat(crops)
-        owner = torch.cat([torch.full((len(c),), i) for i, c in enumerate(crops)])
-        view_all = torch.cat(views)[owner] if views is not None else None
-        logits = torch.cat(
-            [
-                self.model(
-                    flat[i : i + self.batch_size].to(self.device),
-                    None if view_all is None else view_all[i : i + self.batch_size].to(self.device),
-                )
-                .float()
-                .cpu()
-                for i in range(0, len(flat), self.batch_size)
-            ]
-        )
-        return _per_image(logits, owner, range(len(images)))
+        return self.score_prepared([self.prepare(img) for img in images])
 
     def predict(self, inputs: ImageInput | Iterable[ImageInput]) -> list[Prediction]:
         """Score paths, PIL images or tensors; unreadable inputs get ``error`` set instead of a score."""
@@ -206,32 +215,27 @@ class Detector:
                 results[index].crop_logits = logits
         return results
 
-    @torch.inference_mode()
     def predict_paths(
         self, paths: Sequence[str | os.PathLike], workers: int = 2, num_crops: int | None = None
     ) -> Iterator[Prediction]:
         """Score many files in order, yielding one :class:`Prediction` each. Decoding and cropping run in
         ``workers`` DataLoader processes, overlapped with the model; unreadable files yield ``error``."""
-        dataset = _CropDataset(list(paths), self.model.config, num_crops)
+        dataset = _PrepareDataset(list(paths), self.model.config, num_crops)
         loader = DataLoader(
             dataset,
             batch_size=max(1, self.batch_size // dataset.num_crops),
             num_workers=workers,
-            collate_fn=_collate,
+            collate_fn=_as_list,
             worker_init_fn=_one_thread,
         )
-        for sources, crops, views, owner, errors in loader:
-            scored = {}
-            if len(crops):
-                logits = self.model(crops.to(self.device), None if views is None else views[owner].to(self.device))
-                indices = owner.unique().tolist()
-                scored = dict(zip(indices, _per_image(logits.float().cpu(), owner, indices)))
-            for i, source in enumerate(sources):
-                if errors[i] is not None:
-                    yield Prediction(source, error=errors[i])
+        for batch in loader:
+            scores = iter(self.score_prepared([item for _, item, _ in batch if item is not None]))
+            for source, item, error in batch:
+                if item is None:
+                    yield Prediction(source, error=error)
                 else:
-                    prob, logits_i = scored[i]
-                    yield Prediction(source, prob, self.verdict(prob), logits_i)
+                    prob, logits = next(scores)
+                    yield Prediction(source, prob, self.verdict(prob), logits)
 
     @torch.inference_mode()
     def explain(self, image: ImageInput) -> dict[str, np.ndarray | float]:
@@ -244,8 +248,12 @@ class Detector:
     @torch.inference_mode()
     def noise_maps(self, img: Image.Image) -> dict[str, np.ndarray]:
         """The noise map of an RGB image's centre crop and its spectrum, without scoring the image."""
-        crop = self.model.crops_of(img, num_crops=1).to(self.device)
-        noise = self.model.noise_map(crop)[0].float().cpu()
+        return self.noise_maps_of_crop(self.model.crops_of(img, num_crops=1))
+
+    @torch.inference_mode()
+    def noise_maps_of_crop(self, crop: torch.Tensor) -> dict[str, np.ndarray]:
+        """:meth:`noise_maps` of a ``1 x 3 x S x S`` crop in [0, 1]."""
+        noise = self.model.noise_map(crop.to(self.device))[0].float().cpu()
         grey = noise.mean(0)
         spectrum = torch.fft.fftshift(torch.fft.fft2(grey - grey.mean()).abs().add(1e-8).log())
         return {"noise_map": noise.permute(1, 2, 0).numpy(), "spectrum": spectrum.numpy()}

@@ -11,7 +11,17 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     max_files: int = typer.Option(16, help="Most files accepted in one request (413 above)."),
     max_file_mb: float = typer.Option(20.0, help="Largest accepted upload per file, in MiB (413 above)."),
-    threshold: float = typer.Option(None, help="Override the model's calibrated decision threshold."),
+    max_request_mb: float = typer.Option(64.0, help="Largest request body in MiB, enforced while it streams (413)."),
+    max_pending: int = typer.Option(16, help="Scoring requests in progress at once; more are answered 503."),
+    decode_slots: int = typer.Option(2, help="Images decoded at the same time (bounds memory)."),
+    max_megapixels: float = typer.Option(
+        40.0, help="Largest image in megapixels; bigger JPEGs are decoded at reduced scale, others refused."
+    ),
+    read_timeout: float = typer.Option(20.0, help="Seconds to wait for the next chunk of a request body (408)."),
+    header_timeout: float = typer.Option(10.0, help="Seconds a connection has to send its request headers."),
+    threshold: float = typer.Option(
+        None, min=0.0, max=1.0, help="Override the model's calibrated decision threshold (in [0, 1])."
+    ),
     device: str = typer.Option("cpu", help="Device for the model: cpu, cuda, cuda:1, ..."),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
 ) -> None:
@@ -19,15 +29,23 @@ def serve(
     POST /v1/detect (multipart field `files`, one or more images; `?explain=true` adds the pictures),
     GET /healthz, and the OpenAPI schema at /openapi.json with interactive docs at /docs."""
     try:
-        import uvicorn
-
         from nirnet.serve import ServeConfig, create_app
+        from nirnet.serve.server import run
     except ImportError as exc:
         typer.echo(f"error: {exc}. Install the extra: pip install 'nirnet[serve]'", err=True)
         raise typer.Exit(2) from exc
     from nirnet.cli._common import load_detector
 
     detector = load_detector(model, threshold=threshold, device=device)
-    app = create_app(detector, ServeConfig(max_files=max_files, max_file_bytes=int(max_file_mb * 1024 * 1024)))
+    config = ServeConfig(
+        max_files=max_files,
+        max_file_bytes=int(max_file_mb * 2**20),
+        max_request_bytes=int(max_request_mb * 2**20),
+        max_pending=max_pending,
+        decode_slots=decode_slots,
+        max_pixels=int(max_megapixels * 1e6),
+        read_timeout_s=read_timeout,
+    )
+    app = create_app(detector, config)
     typer.echo(f"serving {detector.name} on http://{host}:{port}/ (Ctrl+C to stop)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    run(app, host=host, port=port, log_level=log_level, header_timeout_s=header_timeout)

@@ -48,8 +48,9 @@ CROP_POSITIONS = [
 CROP_ALIGN = 16  # crop offsets are multiples of 16 so decoder/JPEG grids keep their phase w.r.t. the image
 
 
-def image_crops(image: Image.Image, size: int, num_crops: int) -> torch.Tensor:
-    """Native-resolution crops of an RGB image: ``K x 3 x size x size`` float in [0, 1], ``K <= num_crops``.
+def image_crops(image: Image.Image, size: int, num_crops: int, as_uint8: bool = False) -> torch.Tensor:
+    """Native-resolution crops of an RGB image: ``K x 3 x size x size`` float in [0, 1] (or uint8 pixels with
+    ``as_uint8``, a quarter of the memory while they wait for the model), ``K <= num_crops``.
 
     Padding policy: an image smaller than the crop on either side is mirror-padded at the bottom/right to the crop
     size (never resized). Crop offsets are multiples of 16 where the image allows; duplicate positions are dropped.
@@ -63,14 +64,16 @@ def image_crops(image: Image.Image, size: int, num_crops: int) -> torch.Tensor:
         top = int(v * (height - size)) // CROP_ALIGN * CROP_ALIGN
         if (left, top) not in boxes:
             boxes.append((left, top))
-    crops = np.stack([arr[t : t + size, l : l + size] for l, t in boxes])  # noqa: E741
-    return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+    crops = torch.from_numpy(np.stack([arr[t : t + size, l : l + size] for l, t in boxes])).permute(0, 3, 1, 2)  # noqa: E741
+    return crops.contiguous() if as_uint8 else crops.float() / 255
 
 
-def semantic_view(image: Image.Image, size: int) -> torch.Tensor:
-    """The whole image resized (antialiased) to ``size`` x ``size``: ``1 x 3 x size x size`` in [0, 1]."""
+def semantic_view(image: Image.Image, size: int, as_uint8: bool = False) -> torch.Tensor:
+    """The whole image resized (antialiased) to ``size`` x ``size``: ``1 x 3 x size x size`` in [0, 1] (uint8
+    pixels with ``as_uint8``)."""
     resized = image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)[None].float() / 255
+    view = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)[None]
+    return view if as_uint8 else view.float() / 255
 
 
 class DetectorModel(nn.Module):

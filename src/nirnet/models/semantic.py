@@ -15,6 +15,8 @@ Frozen backbones stay in eval mode, never receive gradients and are never writte
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -86,6 +88,13 @@ def create_backbone(spec: str, pretrained: bool = True, weights: str | None = No
     """Frozen backbone for ``spec``; ``pretrained=False`` gives random weights (tests, or weights loaded later)."""
     if spec in ("none", "", None):
         return None
+    if pretrained and weights and not Path(weights).is_file():
+        # A tag such as "openai" would make open_clip / timm download from a model hub: a model folder's
+        # config.json must never trigger network access, so only local files are accepted.
+        raise FileNotFoundError(
+            f"semantic weights {weights!r} are not a local file; NIRNet never downloads weights at load time "
+            "(download them yourself and give the file's path)"
+        )
     if spec == "efficientnet_lite0":
         return _lite0(pretrained, weights)
     if spec.startswith("open_clip:"):
