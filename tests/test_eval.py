@@ -155,3 +155,49 @@ def test_eval_calibrate_stores_threshold(tmp_path):
         return 0.5 * ((probs[labels == 0] < t).mean() + (probs[labels == 1] >= t).mean())
 
     assert balanced(stored) >= max(balanced(t) for t in np.r_[probs, 0.5]) - 1e-9
+
+
+def test_robustness_decodes_each_image_once_and_resumes(tmp_path, monkeypatch):
+    import nirnet.eval.evaluate as evaluate
+
+    samples = []
+    for i in range(4):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(synthetic_photo(64, 64, seed=i)).save(path)
+        samples.append(Sample(path, i % 2, "real" if i % 2 == 0 else "gen"))
+    loads = []
+    real_load = evaluate.load_image
+    monkeypatch.setattr(evaluate, "load_image", lambda p: loads.append(p) or real_load(p))
+    scorer = lambda images: [float(np.asarray(im).std() / 100) for im in images]  # noqa: E731
+    seen: list[dict] = []
+    full = evaluate_robustness(scorer, samples, on_row=seen.append)
+    assert len(loads) == len(samples) and len(seen) == 13  # one decode per image for all 13 cells
+    loads.clear()
+    calls = []
+    resumed = evaluate_robustness(
+        lambda ims: calls.append(len(ims)) or scorer(ims), samples, done={r["label"]: r for r in seen[:10]}
+    )
+    assert resumed == full and len(calls) == 3  # only the 3 unfinished cells were scored
+
+
+def test_eval_report_names_the_checkpoint(tmp_path):
+    import hashlib
+    import json
+
+    from typer.testing import CliRunner
+
+    from nirnet.cli.main import app
+    from nirnet.models import create_model
+
+    create_model("test_nirnet", semantic="none").save_pretrained(tmp_path / "m")
+    for label in ("real", "fake"):
+        (tmp_path / "d" / label).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(synthetic_photo(72, 72, seed=i + 10 * (label == "fake"))).save(
+                tmp_path / "d" / label / f"{i}.png"
+            )
+    args = ["eval", "--data", str(tmp_path / "d"), "--model", str(tmp_path / "m"), "--out", str(tmp_path / "out")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["source"] == str((tmp_path / "m").resolve())
+    assert report["weights_sha256"] == hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()

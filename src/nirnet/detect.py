@@ -144,6 +144,7 @@ class Detector:
         self.device = torch.device(device)
         self.threshold = model.config.threshold if threshold is None else threshold
         self.batch_size = batch_size
+        self.source: str | None = None  # where the weights came from (set by from_pretrained)
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, **kwargs) -> Detector:
@@ -152,9 +153,13 @@ class Detector:
         name_or_path = model or DEFAULT_MODEL
         path = Path(name_or_path)
         if path.is_dir():
-            return cls(DetectorModel.from_pretrained(path), **kwargs)
+            detector = cls(DetectorModel.from_pretrained(path), **kwargs)
+            detector.source = str(path.resolve())
+            return detector
         if (SHIPPED_MODELS / str(name_or_path) / "model.safetensors").is_file():
-            return cls(create_model(str(name_or_path), pretrained=True), **kwargs)
+            detector = cls(create_model(str(name_or_path), pretrained=True), **kwargs)
+            detector.source = f"shipped:{name_or_path}"
+            return detector
         shipped = ", ".join(sorted(p.name for p in SHIPPED_MODELS.iterdir() if (p / "model.safetensors").is_file()))
         raise FileNotFoundError(
             f"no model folder or shipped model named {name_or_path!r} (shipped: {shipped or 'none'}; a folder "
@@ -164,6 +169,18 @@ class Detector:
     @property
     def name(self) -> str:
         return self.model.config.name
+
+    def provenance(self) -> dict[str, str | None]:
+        """Which weights these are: their source and the SHA-256 of the model file (for reports)."""
+        import hashlib
+
+        if self.source is None:
+            return {"source": None, "weights_sha256": None}
+        shipped = self.source.startswith("shipped:")
+        folder = SHIPPED_MODELS / self.source.split(":", 1)[1] if shipped else Path(self.source)
+        weights = folder / "model.safetensors"
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+        return {"source": self.source, "weights_sha256": digest}
 
     def verdict(self, probability: float) -> str:
         """``"generated"`` at or above the threshold, else ``"real"``."""

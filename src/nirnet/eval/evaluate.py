@@ -38,7 +38,10 @@ def score_samples(
     batch_size: int = 16,
     progress: Progress | None = None,
     description: str = "scoring",
+    cropped: Sequence[Image.Image | ImageLoadError] | None = None,
 ) -> ScoredSet:
+    """Score ``samples`` under ``protocol`` (+ ``extra`` degradation). ``cropped``: the protocol's crops of the
+    samples (or the load error of each), when the caller already has them (see :func:`crop_samples`)."""
     scores = np.full(len(samples), np.nan)
     failures: list[tuple[str, str]] = []
     task = progress.add_task(description, total=len(samples)) if progress else None
@@ -46,7 +49,10 @@ def score_samples(
         batch, index = [], []
         for i in range(start, min(start + batch_size, len(samples))):
             try:
-                batch.append(protocol(load_image(samples[i].path), extra))
+                img = cropped[i] if cropped is not None else protocol.crop(load_image(samples[i].path))
+                if isinstance(img, ImageLoadError):
+                    raise img
+                batch.append(protocol.finish(img, extra))
                 index.append(i)
             except ImageLoadError as exc:
                 failures.append((exc.source, exc.reason))
@@ -57,20 +63,49 @@ def score_samples(
     return ScoredSet(list(samples), scores, failures)
 
 
+def crop_samples(
+    samples: Sequence[Sample], protocol: Protocol, progress: Progress | None = None
+) -> list[Image.Image | ImageLoadError]:
+    """Decode and crop every sample once (the protocol's crop is ≤ 512 px, so this stays small in memory)."""
+    task = progress.add_task("decoding", total=len(samples)) if progress else None
+    out: list[Image.Image | ImageLoadError] = []
+    for sample in samples:
+        try:
+            out.append(protocol.crop(load_image(sample.path)))
+        except ImageLoadError as exc:
+            out.append(exc)
+        if progress is not None:
+            progress.advance(task)
+    return out
+
+
 def evaluate_robustness(
     scorer: Scorer,
     samples: Sequence[Sample],
     protocol: Protocol = PROTOCOLS["aligned"],
     threshold: float = 0.5,
     progress: Progress | None = None,
+    done: dict[str, dict] | None = None,
+    on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Mean metrics over subsets for every cell of the robustness grid (plus the undegraded protocol)."""
-    rows = []
+    """Mean metrics over subsets for every cell of the robustness grid (plus the undegraded protocol).
+
+    Every image is decoded and cropped once for all cells. Cells whose label is in ``done`` are taken from it
+    (a resumed run); ``on_row`` sees each new row as soon as it is measured, so an interrupted grid loses at most
+    the cell in progress."""
+    done = done or {}
     cells = [("none", "clean", 0.0, None)] + robustness_grid()
+    cropped = crop_samples(samples, protocol, progress) if any(c[1] not in done for c in cells) else None
+    rows = []
     for family, label, value, transform in cells:
+        if label in done:
+            rows.append(done[label])
+            continue
         # The JPEG cells are the compression: the protocol's own JPEG step is not applied on top of them.
         proto = replace(protocol, jpeg_quality=None) if family == "jpeg" else protocol
-        scored = score_samples(scorer, samples, proto, transform, progress=progress, description=label)
+        scored = score_samples(scorer, samples, proto, transform, progress=progress, description=label, cropped=cropped)
         mean = scored.metrics(threshold)["mean"]
         rows.append({"family": family, "label": label, "value": value, **mean})
+        if on_row is not None:
+            on_row(rows[-1])
     return rows

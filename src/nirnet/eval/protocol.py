@@ -28,8 +28,14 @@ class Protocol:
     jpeg_quality: int | None = 90
 
     def __call__(self, img: Image.Image, extra: Transform | None = None) -> Image.Image:
-        if self.max_side:
-            img = degrade.center_crop(img, self.max_side)
+        return self.finish(self.crop(img), extra)
+
+    def crop(self, img: Image.Image) -> Image.Image:
+        """The first step (centre crop), the same for every robustness cell: done once per image."""
+        return degrade.center_crop(img, self.max_side) if self.max_side else img
+
+    def finish(self, img: Image.Image, extra: Transform | None = None) -> Image.Image:
+        """The steps after :meth:`crop`: the optional degradation, then the protocol's JPEG."""
         if extra is not None:
             img = extra(img)
         if self.jpeg_quality:
