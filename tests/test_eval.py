@@ -201,3 +201,16 @@ def test_eval_report_names_the_checkpoint(tmp_path):
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert report["source"] == str((tmp_path / "m").resolve())
     assert report["weights_sha256"] == hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_best_threshold_reaches_the_best_balanced_accuracy():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    s = rng.random(300) + 0.4 * y
+
+    def balanced(t):
+        pred = s >= t
+        return 0.5 * ((~pred[y == 0]).mean() + pred[y == 1].mean())
+
+    best = max(balanced(t) for t in np.unique(s))  # brute force over every candidate
+    assert balanced(best_threshold(y, s)) == pytest.approx(best)

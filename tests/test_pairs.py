@@ -122,7 +122,7 @@ def test_autoencoder_twins_are_mixed_with_their_photo(tmp_path):
     """ae_mix: an autoencoder twin is x + lambda (D(E(x)) - x); with lambda fixed at 0.5 and every other step off,
     the fake half of the pair is exactly that mix."""
     from nirnet.data.degrade import SharpnessConfig
-    from nirnet.imprint.recon_cache import ReconEntry
+    from nirnet.data.recon_cache import ReconEntry
 
     photo = tmp_path / "photo.png"
     recon = tmp_path / "recon.png"

@@ -37,10 +37,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..imprint.recon_cache import ReconEntry
 from . import degrade
 from .degrade import SharpnessConfig
 from .io import ImageLoadError, load_image
+from .recon_cache import ReconEntry
 
 CROP_MARGIN = 8  # px around a crop that are simulated too: one JPEG block, so every grid phase can occur
 GRID = 16  # twins are cut at multiples of this offset, so a photo's JPEG grid (8x8, chroma 16x16) lines up

@@ -28,10 +28,10 @@ from .._atomic import atomic_write_text
 from .._malloc import keep_freed_memory
 from ..data.datasets import read_dataset, real_image_paths
 from ..data.pairs import PairDataset, StepSampler, collate_pairs
+from ..data.recon_cache import read_recon_cache, restrict_recon_cache
 from ..imprint.autoencoders import create_autoencoder
 from ..imprint.bank import ImprintBank
 from ..imprint.fusion import ImprintSimulator
-from ..imprint.recon_cache import read_recon_cache, restrict_recon_cache
 from ..models.losses import DifferenceAwareLoss, bce_with_smoothing
 from ..models.registry import create_model
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint

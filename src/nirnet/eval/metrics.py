@@ -59,14 +59,17 @@ def per_subset_metrics(
 
 
 def best_threshold(labels: Sequence[int], scores: Sequence[float]) -> float:
-    """Threshold that maximises balanced accuracy (mean of real-ACC and fake-ACC) on a validation set."""
+    """Threshold that maximises balanced accuracy (mean of real-ACC and fake-ACC) on a validation set.
+
+    Balanced accuracy is ``(TPR + 1 - FPR) / 2``, so the best threshold is the ROC point maximising ``TPR - FPR``
+    (Youden's J); scikit-learn's ``roc_curve`` gives every point in one sort. Ties go to the highest threshold."""
+    from sklearn.metrics import roc_curve
+
     y = np.asarray(labels, dtype=int)
     s = np.asarray(scores, dtype=float)
-    candidates = np.unique(np.r_[s, 0.5])
-    best, best_t = -1.0, 0.5
-    for t in candidates:
-        pred = s >= t
-        balanced = 0.5 * ((~pred[y == 0]).mean() + pred[y == 1].mean())
-        if balanced > best:
-            best, best_t = balanced, float(t)
-    return best_t
+    if y.min() == y.max():
+        return 0.5  # one class only: nothing to balance
+    fpr, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
+    finite = np.isfinite(thresholds)
+    j = (tpr - fpr)[finite]
+    return float(thresholds[finite][int(np.argmax(j))])

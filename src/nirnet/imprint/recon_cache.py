@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from PIL import Image
 
 from .._atomic import atomic_write, atomic_write_text
 from ..data.io import ImageLoadError, load_image
+from ..data.recon_cache import ReconEntry, read_recon_cache, restrict_recon_cache  # noqa: F401 - re-exported
 from .autoencoders import Reconstructor, create_autoencoder
 
 ALIGN = 16
@@ -81,31 +81,3 @@ def build_recon_cache(
         index["entries"] = list(by_image.values())
         atomic_write_text(index_path, json.dumps(index))
     return index_path
-
-
-@dataclass(frozen=True)
-class ReconEntry:
-    image: Path
-    box: tuple[int, int, int, int]
-    recons: dict[str, Path]
-
-
-def read_recon_cache(cache_dir: str | os.PathLike) -> dict[str, ReconEntry]:
-    """``{image path: ReconEntry}`` of a cache built by :func:`build_recon_cache`."""
-    cache_dir = Path(cache_dir)
-    index = json.loads((cache_dir / "index.json").read_text())
-    return {
-        e["image"]: ReconEntry(Path(e["image"]), tuple(e["box"]), {k: cache_dir / v for k, v in e["recons"].items()})
-        for e in index["entries"]
-        if e["recons"]
-    }
-
-
-def restrict_recon_cache(cache: dict[str, ReconEntry], names: list[str]) -> dict[str, ReconEntry]:
-    """Only the round trips through the named autoencoders (images left with none are dropped)."""
-    kept = {}
-    for key, entry in cache.items():
-        recons = {name: path for name, path in entry.recons.items() if name in names}
-        if recons:
-            kept[key] = ReconEntry(entry.image, entry.box, recons)
-    return kept
