@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Rebuilds everything the package ships, from ../shared/data, on a CPU machine (2 cores): our autoencoders and the
-# imprint bank with its copula kernels (only when missing; hours), the autoencoder-twin cache (~20 min) and the
-# default nirnet_tiny model (configs/nirnet_tiny_gen.yaml, 300 steps, ~12 min).
+# Rebuilds everything the package ships, from ../shared/data, on a CPU machine (2 cores). Each step runs only when
+# its output is missing:
+#   1. the high-fidelity autoencoders and the TAESana decoder (`imprint train-ae --family hifi --taesana`, ~70 min);
+#   2. the imprint bank over taef2, taesana and the hf_* set, with copula kernels (`imprint fit`);
+#   3. the autoencoder-twin cache (`imprint reconstruct`, ~20 min) and the default nirnet_tiny model
+#      (configs/nirnet_tiny_gen.yaml, 300 steps, ~12 min).
+# Outputs go to runs/ first and are copied into the package only by this script (the CLI never writes there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NIRNET=.venv/bin/nirnet
 DATA=../shared/data/real-train
-BANK=src/nirnet/weights/imprint_bank.safetensors
-[ -f src/nirnet/weights/autoencoders/deconv_s8_kl.safetensors ] \
-  || $NIRNET imprint train-ae "$DATA" --steps 1500 --out src/nirnet/weights/autoencoders
-[ -f "$BANK" ] || $NIRNET imprint fit "$DATA" --out "$BANK"   # fits the colouring kernels too
-$NIRNET imprint reconstruct "$DATA" --out cache/recon --limit 240
+WEIGHTS=src/nirnet/weights
+if [ ! -f "$WEIGHTS/taesana_decoder.safetensors" ]; then
+  $NIRNET imprint train-ae "$DATA" --family hifi --taesana --out runs/autoencoders
+  cp runs/autoencoders/hf_*.safetensors "$WEIGHTS/autoencoders/"
+  cp runs/autoencoders/taesana_decoder.safetensors "$WEIGHTS/"
+fi
+if [ ! -f "$WEIGHTS/imprint_bank.safetensors" ]; then
+  $NIRNET imprint fit "$DATA" --out runs/imprint_bank.safetensors   # fits the colouring kernels too
+  cp runs/imprint_bank.safetensors "$WEIGHTS/imprint_bank.safetensors"
+fi
+[ -f cache/recon/index.json ] || $NIRNET imprint reconstruct "$DATA" --out cache/recon --limit 240
 $NIRNET train -c configs/nirnet_tiny_gen.yaml run.out_dir=runs/nirnet_tiny_gen --resume --no-progress
-mkdir -p src/nirnet/weights/nirnet_tiny
-cp runs/nirnet_tiny_gen/final/model.safetensors runs/nirnet_tiny_gen/final/config.json src/nirnet/weights/nirnet_tiny/
+mkdir -p "$WEIGHTS/nirnet_tiny"
+cp runs/nirnet_tiny_gen/final/model.safetensors runs/nirnet_tiny_gen/final/config.json "$WEIGHTS/nirnet_tiny/"
