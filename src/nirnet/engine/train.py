@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -160,6 +160,82 @@ def build_dataset(config: TrainConfig, crop_size: int) -> PairDataset:
     return PairDataset(real_image_paths(d.real, d.limit), pairs, simulator, recon, generated, seed=config.run.seed)
 
 
+@dataclass
+class _Run:
+    """What one training process works with, built by the ``build_*`` functions below."""
+
+    config: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    out_dir: Path
+    model: nn.Module
+    step_module: TrainStep
+    trainable: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    start: int = 0
+
+
+def setup_process(config: TrainConfig) -> tuple[torch.device, int, int]:
+    """(device, rank, world size): joins the process group under torchrun and pins the thread count."""
+    device = _device(config.run.device)
+    rank, world = _init_distributed(device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    return device, rank, world
+
+
+def build_step_module(config: TrainConfig, device: torch.device) -> tuple[nn.Module, TrainStep]:
+    """The model and the module that computes its logits and Difference-Aware loss for one batch."""
+    model = create_model(config.model, **config.model_overrides)
+    da_loss = None
+    if model.da_head is not None:
+        c = model.config
+        encoder = create_autoencoder(c.da_encoder)
+        da_loss = DifferenceAwareLoss(encoder, c.da_grid, c.da_crop, c.da_pairs, centred=c.da_centred)
+    step_module = TrainStep(model, da_loss).to(device)
+    if config.run.channels_last:
+        step_module = step_module.to(memory_format=torch.channels_last)
+    return model, step_module
+
+
+def build_runner(run: _Run) -> nn.Module:
+    """The step module as the loop calls it: wrapped in DDP under torchrun, compiled on request."""
+    runner: nn.Module = run.step_module
+    if run.world > 1:
+        device_ids = [run.device] if run.device.type == "cuda" else None
+        runner = nn.parallel.DistributedDataParallel(run.step_module, device_ids=device_ids)
+    return torch.compile(runner) if run.config.run.compile else runner
+
+
+def build_loader(run: _Run, crop_size: int) -> DataLoader:
+    """Aligned pairs for steps ``start..steps-1``; each rank loads its own slots of every global batch."""
+    config = run.config
+    batch_pairs = config.optim.batch_pairs
+    return DataLoader(
+        build_dataset(config, crop_size),
+        batch_size=len(range(run.rank, batch_pairs, run.world)),
+        sampler=StepSampler(run.start, config.optim.steps, batch_pairs, run.rank, run.world),
+        num_workers=config.run.workers,
+        collate_fn=collate_pairs,
+        worker_init_fn=_worker_init,
+        pin_memory=run.device.type == "cuda",
+        prefetch_factor=4 if config.run.workers else None,
+    )
+
+
+def restore(run: _Run, resume: bool, say: Callable[[str], None]) -> None:
+    """Continue from the newest checkpoint when resuming (and say from where)."""
+    if resume and (ckpt := latest_checkpoint(run.out_dir)) is not None:
+        run.start = int(load_checkpoint(ckpt, run.model, run.optimizer)["step"])
+        say(f"resumed from step {run.start} ({ckpt})")
+    elif resume:
+        say(f"no checkpoint in {run.out_dir}: starting at step 0")
+
+
 def train(
     config: TrainConfig,
     resume: bool = False,
@@ -170,76 +246,48 @@ def train(
     """Train a model; returns the folder of the final model (``<out_dir>/final``). Raises :class:`SetupError`
     before any work when the run cannot start (see :func:`check_inputs`, :func:`prepare_run_folder`)."""
     say = on_message or (lambda _: None)
-    device = _device(config.run.device)
     check_inputs(config)
-    rank, world = _init_distributed(device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if config.run.threads:
-        torch.set_num_threads(config.run.threads)
+    device, rank, world = setup_process(config)
     out_dir = Path(config.run.out_dir)
     if rank == 0:
         prepare_run_folder(out_dir, resume, overwrite)
-    seed = config.run.seed
-    torch.manual_seed(seed)
-
-    model = create_model(config.model, **config.model_overrides)
-    da_loss = None
-    if model.da_head is not None:
-        encoder = create_autoencoder(model.config.da_encoder)
-        c = model.config
-        da_loss = DifferenceAwareLoss(encoder, c.da_grid, c.da_crop, c.da_pairs, centred=c.da_centred)
-    step_module = TrainStep(model, da_loss).to(device)
-    if config.run.channels_last:
-        step_module = step_module.to(memory_format=torch.channels_last)
+    torch.manual_seed(config.run.seed)
+    model, step_module = build_step_module(config, device)
     trainable = [p for p in step_module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-
-    start = 0
-    if resume and (ckpt := latest_checkpoint(out_dir)) is not None:
-        start = int(load_checkpoint(ckpt, model, optimizer)["step"])
-        say(f"resumed from step {start} ({ckpt})")
-    elif resume:
-        say(f"no checkpoint in {out_dir}: starting at step 0")
+    run = _Run(config, device, rank, world, out_dir, model, step_module, trainable, optimizer)
+    restore(run, resume, say)
     if rank == 0:
         atomic_write_text(out_dir / "config.yaml", dump_config(config))
-
-    runner: nn.Module = step_module
-    if world > 1:
-        runner = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[device] if device.type == "cuda" else None
-        )
-    if config.run.compile:
-        runner = torch.compile(runner)
-
-    batch_pairs = config.optim.batch_pairs
-    dataset = build_dataset(config, model.config.crop_size)
-    sampler = StepSampler(start, config.optim.steps, batch_pairs, rank, world)
-    per_rank = len(range(rank, batch_pairs, world))
-    loader = DataLoader(
-        dataset,
-        batch_size=per_rank,
-        sampler=sampler,
-        num_workers=config.run.workers,
-        collate_fn=collate_pairs,
-        worker_init_fn=_worker_init,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if config.run.workers else None,
+    logger = MetricLogger(
+        out_dir, enabled=rank == 0, show_progress=show_progress, total=config.optim.steps, start=run.start
     )
+    run_steps(run, build_runner(run), build_loader(run, model.config.crop_size), logger)
+    logger.close()
+    final = out_dir / "final"
+    if rank == 0:
+        model.eval().save_pretrained(final)
+        atomic_write_text(out_dir / "summary.json", json.dumps({"steps": config.optim.steps, **logger.last}, indent=1))
+    if world > 1:
+        dist.barrier()
+    return final
+
+
+def run_steps(run: _Run, runner: nn.Module, loader: DataLoader, logger: MetricLogger) -> None:
+    """The optimisation loop: one global batch of aligned pairs per step, checkpoints every ``checkpoint_every``.
+
+    Every step reseeds torch from ``(seed, step)`` before its forward pass, so a resumed run is bit-identical to
+    an uninterrupted one."""
+    config, device, seed = run.config, run.device, run.config.run.seed
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.run.amp)
     use_amp = device.type == "cuda" and amp_dtype is not None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    logger = MetricLogger(
-        out_dir, enabled=rank == 0, show_progress=show_progress, total=config.optim.steps, start=start
-    )
-    lambda_da = model.config.lambda_da
-    smoothing = model.config.label_smoothing
-
+    lambda_da = run.model.config.lambda_da
+    smoothing = run.model.config.label_smoothing
+    optimizer = run.optimizer
     runner.train()
     wait_start = time.perf_counter()
-    step = start
-    for step, (real, fake, kinds) in enumerate(loader, start=start):
+    for step, (real, fake, kinds) in enumerate(loader, start=run.start):
         data_time = time.perf_counter() - wait_start
         torch.manual_seed(seed * 1_000_003 + step)
         generator = torch.Generator().manual_seed(seed * 7_919 + step)
@@ -259,7 +307,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.trainable, config.optim.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         with torch.no_grad():
@@ -279,14 +327,6 @@ def train(
             },
             log=(step + 1) % config.run.log_every == 0,
         )
-        if rank == 0 and ((step + 1) % config.run.checkpoint_every == 0 or step + 1 == config.optim.steps):
-            save_checkpoint(out_dir, step + 1, model, optimizer, {"metrics": logger.last})
+        if run.rank == 0 and ((step + 1) % config.run.checkpoint_every == 0 or step + 1 == config.optim.steps):
+            save_checkpoint(run.out_dir, step + 1, run.model, optimizer, {"metrics": logger.last})
         wait_start = time.perf_counter()
-    logger.close()
-    final = out_dir / "final"
-    if rank == 0:
-        model.eval().save_pretrained(final)
-        atomic_write_text(out_dir / "summary.json", json.dumps({"steps": config.optim.steps, **logger.last}, indent=1))
-    if world > 1:
-        dist.barrier()
-    return final
