@@ -30,7 +30,8 @@ def test_output_shapes_on_any_size(size):
     crops = model.crops_of(image)
     assert crops.shape[1:] == (3, 64, 64)
     prob, logits = model.score_image(image)
-    assert 0 <= prob <= 1 and len(logits) == len(crops)
+    assert len(logits) == len(crops)
+    assert prob == pytest.approx(float(torch.sigmoid(torch.tensor(logits).mean())), abs=1e-6)
 
 
 def test_batch_forward_shapes():

@@ -86,7 +86,10 @@ def test_default_detector_loads_and_scores():
 
     detector = Detector.from_pretrained()
     result = detector.predict(Image.fromarray(synthetic_photo(300, 400, seed=1)))[0]
-    assert result.ok and 0 <= result.probability <= 1
+    # the probability is the sigmoid of the mean crop logit, and the verdict follows the stored threshold
+    assert result.ok and len(result.crop_logits) == detector.model.config.num_crops
+    assert result.probability == pytest.approx(float(torch.sigmoid(torch.tensor(result.crop_logits).mean())))
+    assert (result.verdict == "generated") == (result.probability >= detector.threshold)
 
 
 def test_shipped_bank_has_colouring_kernels():

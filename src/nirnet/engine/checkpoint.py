@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .._atomic import atomic_write, atomic_write_text
+from ..models.base import load_trainable_state
 
 
 def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -73,10 +74,7 @@ def load_checkpoint(folder: str | os.PathLike, model, optimizer: torch.optim.Opt
     folder = Path(folder)
     state = json.loads((folder / "state.json").read_text())
     weights = load_file(str(folder / "model.safetensors"))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not k.startswith("semantic.backbone.")]
-    if missing or unexpected:
-        raise ValueError(f"{folder}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
+    load_trainable_state(model, weights, str(folder))
     optimizer.load_state_dict(
         _join_optimizer_state(load_file(str(folder / "optimizer.safetensors")), state["optimizer"])
     )

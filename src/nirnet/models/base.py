@@ -48,6 +48,15 @@ CROP_POSITIONS = [
 CROP_ALIGN = 16  # crop offsets are multiples of 16 so decoder/JPEG grids keep their phase w.r.t. the image
 
 
+def load_trainable_state(model: nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
+    """Load the trainable weights (the frozen backbone is rebuilt from its own weights, never stored), raising a
+    ``ValueError`` naming ``where`` when the checkpoint and the model's layout disagree."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith(FROZEN_PREFIX)]
+    if missing or unexpected:
+        raise ValueError(f"{where}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
+
+
 def image_crops(image: Image.Image, size: int, num_crops: int, as_uint8: bool = False) -> torch.Tensor:
     """Native-resolution crops of an RGB image: ``K x 3 x size x size`` float in [0, 1] (or uint8 pixels with
     ``as_uint8``, a quarter of the memory while they wait for the model), ``K <= num_crops``.
@@ -134,10 +143,5 @@ class DetectorModel(nn.Module):
         if config.arch not in ARCHITECTURES:
             raise ValueError(f"{folder}: unknown architecture {config.arch!r}; known: {sorted(ARCHITECTURES)}")
         model = ARCHITECTURES[config.arch](config)
-        missing, unexpected = model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
-        missing = [k for k in missing if not k.startswith(FROZEN_PREFIX)]
-        if missing or unexpected:
-            raise ValueError(
-                f"{folder}: checkpoint does not match the config (missing {missing}, unexpected {unexpected})"
-            )
+        load_trainable_state(model, load_file(str(folder / "model.safetensors")), str(folder))
         return model.eval()
