@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from .data.io import load_image_array
+from .data.tensors import to_float_tensor, to_image
 
 
 def sample_photo_paths() -> list[Path]:
@@ -43,8 +43,6 @@ def make_demo_folder(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     for path in sample_photo_paths():
         arr = load_image_array(path)
         Image.fromarray(arr).save(out_dir / "real" / f"{path.stem}.png")
-        x = torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255
-        fake = simulator(x, generator).images[0]
-        pixels = (fake.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        Image.fromarray(pixels).save(out_dir / "simulated" / f"{path.stem}_twin.png")
+        fake = simulator(to_float_tensor(arr), generator).images[0]
+        to_image(fake).save(out_dir / "simulated" / f"{path.stem}_twin.png")
     return out_dir

@@ -24,6 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .data.io import ImageLoadError, load_image
+from .data.tensors import to_uint8_array
 from .models.base import DetectorModel, image_crops, semantic_view
 from .models.registry import SHIPPED_MODELS, create_model
 
@@ -122,8 +123,7 @@ def _as_image(item: ImageInput) -> tuple[str, Image.Image]:
     if isinstance(item, torch.Tensor):
         if item.ndim != 3 or item.shape[0] != 3:
             raise ImageLoadError("<tensor>", f"expected a 3 x H x W tensor in [0, 1], got shape {tuple(item.shape)}")
-        arr = (item.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-        return "<tensor>", check_scorable(Image.fromarray(arr), "<tensor>")
+        return "<tensor>", check_scorable(Image.fromarray(to_uint8_array(item)), "<tensor>")
     if isinstance(item, Image.Image):
         source = f"<PIL image {item.size[0]}x{item.size[1]}>"
         return source, check_scorable(load_image(item), source)

@@ -233,21 +233,20 @@ def sample(
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Embed a simulated (fused, extrapolated) generator imprint into IMAGE and save the pseudo-fake."""
-    import numpy as np
     import torch
     from PIL import Image
 
     from nirnet.data.io import ImageLoadError, load_image_array
+    from nirnet.data.tensors import to_float_tensor, to_image
 
     try:
-        x = torch.from_numpy(load_image_array(image).copy()).permute(2, 0, 1)[None].float() / 255
+        x = to_float_tensor(load_image_array(image))
     except ImageLoadError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     sim = _simulator(bank, alpha, beta, gamma_lo, gamma_hi, models_per_sample, sampler)
     result = sim(x, torch.Generator().manual_seed(seed))
-    pixels = (result.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    Image.fromarray(pixels).save(out)
+    to_image(result.images[0]).save(out)
     if noise_out:
         from nirnet.render import residual_to_uint8
 

@@ -41,6 +41,7 @@ from . import degrade
 from .degrade import SharpnessConfig
 from .io import ImageLoadError, load_image
 from .recon_cache import ReconEntry
+from .tensors import to_float_tensor, to_image, to_uint8_tensor
 
 CROP_MARGIN = 8  # px around a crop that are simulated too: one JPEG block, so every grid phase can occur
 GRID = 16  # twins are cut at multiples of this offset, so a photo's JPEG grid (8x8, chroma 16x16) lines up
@@ -72,14 +73,6 @@ class PairConfig:
         """
         scale = params.resize_scale or 1.0
         return int(math.ceil((self.crop_size + CROP_MARGIN) / scale))
-
-
-def _to_tensor(img: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
-
-
-def _to_image(x: torch.Tensor) -> Image.Image:
-    return Image.fromarray((x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
 
 
 def item_seed(seed: int, step: int, index: int) -> int:
@@ -159,10 +152,10 @@ class PairDataset(Dataset):
         left = int(rng.integers(0, (img.width - w) // GRID + 1)) * GRID
         top = int(rng.integers(0, (img.height - h) // GRID + 1)) * GRID
         real = img.crop((left, top, left + w, top + h))
-        x = _to_tensor(real)[None].float() / 255
+        x = to_float_tensor(real)
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         fake = self.simulator(x, generator).images[0]
-        return real, _to_image(fake), self._history(path)
+        return real, to_image(fake), self._history(path)
 
     def _autoencoder_pair(
         self, rng: np.random.Generator, params: degrade.DegradeParams
@@ -202,7 +195,7 @@ class PairDataset(Dataset):
             real, fake = degrade.apply_paired(real, fake, params)
         else:  # an unpaired generated image: same draw, each at its own size
             real, fake = degrade.apply(real, params), degrade.apply(fake, params)
-        return torch.stack([_to_tensor(real), _to_tensor(fake)]), self.KINDS.index(kind)
+        return torch.stack([to_uint8_tensor(real), to_uint8_tensor(fake)]), self.KINDS.index(kind)
 
 
 class StepSampler(torch.utils.data.Sampler):

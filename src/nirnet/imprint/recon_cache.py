@@ -19,13 +19,12 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from .._atomic import atomic_write, atomic_write_text
 from ..data.io import ImageLoadError, load_image
 from ..data.recon_cache import ReconEntry, read_recon_cache, restrict_recon_cache  # noqa: F401 - re-exported
+from ..data.tensors import to_float_tensor, to_image
 from .autoencoders import Reconstructor, create_autoencoder
 
 ALIGN = 16
@@ -66,15 +65,15 @@ def build_recon_cache(
             continue
         box = centre_box(*img.size, region)
         entry = by_image.setdefault(str(path), {"image": str(path), "box": list(box), "recons": {}})
-        x = torch.from_numpy(np.asarray(img.crop(box)).copy()).permute(2, 0, 1)[None].float() / 255
+        x = to_float_tensor(img.crop(box))
         for ae in models:
             rel = f"{ae.name.replace(':', '_')}/{_stem(path)}.png"
             if ae.name in entry["recons"] and (out_dir / rel).is_file():
                 continue
             with torch.inference_mode():
                 recon = ae.reconstruct(x)[0]
-            pixels = (recon.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            atomic_write(out_dir / rel, lambda tmp, p=pixels: Image.fromarray(p).save(tmp, format="PNG"))
+            image = to_image(recon)
+            atomic_write(out_dir / rel, lambda tmp, im=image: im.save(tmp, format="PNG"))
             entry["recons"][ae.name] = rel
         if on_image:
             on_image(str(path))

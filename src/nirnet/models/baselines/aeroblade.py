@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from ...data.degrade import center_crop
+from ...data.tensors import to_float_tensor
 from ...imprint.autoencoders import Reconstructor, create_autoencoder
 
 
@@ -29,8 +30,7 @@ class AerobladeScorer:
         """``min_k MSE(x, AE_k(x))`` per image (on a centre crop of at most ``crop`` px)."""
         out = []
         for img in images:
-            arr = np.asarray(center_crop(img, self.crop)).copy()
-            x = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255
+            x = to_float_tensor(center_crop(img, self.crop))
             out.append(min(float(((ae.reconstruct(x) - x) ** 2).mean()) for ae in self.autoencoders))
         return np.asarray(out)
 
