@@ -29,3 +29,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"../shared/data is absent (looked in {SHARED_DATA}); integration test skipped")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A saved tiny model folder (config.json + model.safetensors, no semantic branch)."""
+    import torch
+
+    from nirnet.models import create_model
+
+    folder = tmp_path_factory.mktemp("model") / "m"
+    torch.manual_seed(0)
+    create_model("test_nirnet", semantic="none").save_pretrained(folder)
+    return folder

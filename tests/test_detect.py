@@ -12,14 +12,6 @@ from nirnet.models import create_model
 from nirnet.testing import synthetic_photo, write_input_corpus
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model") / "m"
-    torch.manual_seed(0)
-    create_model("test_nirnet", semantic="none").save_pretrained(folder)
-    return folder
-
-
 def test_predict_accepts_paths_pil_and_tensors(model_dir, tmp_path):
     detector = Detector.from_pretrained(model_dir)
     arr = synthetic_photo(80, 100, seed=3)

@@ -15,18 +15,9 @@ from nirnet.cli.main import app
 from nirnet.data.io import MAX_FILE_BYTES, ImageLoadError, load_image
 from nirnet.engine.config import ConfigError, load_config
 from nirnet.engine.train import SetupError, check_inputs, prepare_run_folder
-from nirnet.models import create_model
 from nirnet.testing import synthetic_photo
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model") / "m"
-    torch.manual_seed(0)
-    create_model("test_nirnet", semantic="none").save_pretrained(folder)
-    return folder
 
 
 def _photo(path: Path, seed: int = 0, size=(64, 80), fmt=None) -> Path:
