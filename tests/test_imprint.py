@@ -10,6 +10,7 @@ from nirnet.imprint.fusion import ImprintSimulator, SimulatorConfig, extrapolate
 from nirnet.imprint.laplace import (
     ClosedFormGaussian,
     ClosedFormLaplace,
+    LearnedLaplace,
     evaluate_nll,
     fit_learned_laplace,
     image_cells,
@@ -311,3 +312,16 @@ def test_laplace_quantile_is_the_inverse_cdf():
     q = laplace_quantile_centred(p - 0.5, mu, b)
     torch.testing.assert_close(laplace_cdf((q - mu) / b), p)
     assert (q.diff() > 0).all()
+
+
+def test_imprint_pictures_draws_both_plots_and_gives_gaps(tmp_path):
+    from nirnet.imprint.plots import imprint_pictures
+    from nirnet.testing import synthetic_photo
+
+    names = ["ours:nearest_s8", "ours:deconv_s4"]
+    bank = ImprintBank([BankEntry(n, s) for n, s in zip(names, (8, 4))], [LearnedLaplace(8), LearnedLaplace(4)])
+    sim = ImprintSimulator(bank, SimulatorConfig(models_per_sample=None))
+    crops = torch.stack([torch.from_numpy(synthetic_photo(64, 64, seed=i)).permute(2, 0, 1) for i in range(3)])
+    gaps = imprint_pictures(sim, names, crops, None, tmp_path, seed=0)
+    assert set(gaps) == set(names) and all(np.isfinite(g) for g in gaps.values())
+    assert (tmp_path / "imprint_pca.png").stat().st_size > 1000 and (tmp_path / "residuals.png").is_file()

@@ -36,6 +36,7 @@ def eval_command(
     from nirnet.eval.metrics import best_threshold
     from nirnet.eval.protocol import PROTOCOLS
     from nirnet.eval.report import metrics_table, plot_robustness, plot_roc, robustness_table
+    from nirnet.models.base import DetectorModel
 
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(f"protocol must be one of {list(PROTOCOLS)}")
@@ -56,10 +57,8 @@ def eval_command(
             threshold = best_threshold([s.label for s, g in zip(val.samples, ok) if g], val.scores[ok])
             detector.threshold = threshold
             if model and Path(model).is_dir():
-                cfg = json.loads((Path(model) / "config.json").read_text())
-                cfg["threshold"] = threshold
-                atomic_write_text(Path(model) / "config.json", json.dumps(cfg, indent=2, sort_keys=True))
-                console.print(f"stored threshold {threshold:.4f} in {Path(model) / 'config.json'}")
+                stored = DetectorModel.store_threshold(model, threshold)
+                console.print(f"stored threshold {threshold:.4f} in {stored}")
             else:
                 console.print(f"calibrated threshold {threshold:.4f} (pass --model FOLDER to store it)")
             report["threshold_calibrated_on"] = str(calibrate)

@@ -269,32 +269,14 @@ def plot(
 ) -> None:
     """PCA scatter of imprint features: real residuals per autoencoder, their simulated counterparts and fused
     samples (paper Fig. 4); and a panel with an image, its residuals and a simulated imprint."""
-    import torch
-
-    from nirnet.imprint.autoencoders import create_autoencoder
-    from nirnet.imprint.fit import FitConfig, residual_set, split_crops
-    from nirnet.imprint.plots import plot_imprint_pca, plot_residual_panel, radial_spectrum, spectrum_gaps
+    from nirnet.imprint.fit import FitConfig, split_crops
+    from nirnet.imprint.plots import imprint_pictures
 
     sim = _simulator(bank, 1.0, 0.3, 1.0, 1.0, 3, sampler)
     _, crops, _, _ = split_crops(_image_paths(data, None), FitConfig(max_heldout_images=images, seed=seed))
-    generator = torch.Generator().manual_seed(seed)
-    groups, residual_maps = {}, {}
-    x = None
-    for k, (name, ae) in enumerate(zip(sim.bank.names, _autoencoders(sim.bank.names, weights_dir))):
-        held = residual_set(create_autoencoder(ae) if isinstance(ae, str) else ae, crops, cache_dir)
-        x = held.x
-        groups[name] = radial_spectrum(held.r)
-        residual_maps[name] = held.r[0]
-        one_hot = torch.zeros(len(held.x), len(sim.bank))
-        one_hot[:, k] = 1
-        single = sim(held.x, generator, weights=one_hot)
-        groups[f"sim:{name}"] = radial_spectrum(single.noise)
-    fused = sim(x, generator)
-    groups["fused"] = radial_spectrum(fused.noise)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plot_imprint_pca(groups, out_dir / "imprint_pca.png")
-    plot_residual_panel(x[0], residual_maps, fused.noise[0], out_dir / "residuals.png")
-    for name, gap in spectrum_gaps(groups).items():
+    models = _autoencoders(sim.bank.names, weights_dir)
+    gaps = imprint_pictures(sim, models, crops, cache_dir, out_dir, seed)
+    for name, gap in gaps.items():
         console.print(f"{name}: real vs simulated mean log spectrum, RMS gap {gap:.3f} decades")
     console.print(f"wrote {out_dir / 'imprint_pca.png'} and {out_dir / 'residuals.png'}")
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -107,3 +108,37 @@ def plot_residual_panel(
     fig.tight_layout()
     fig.savefig(out_path, dpi=120)
     plt.close(fig)
+
+
+def imprint_pictures(
+    sim,
+    autoencoders: Sequence,
+    crops: torch.Tensor,
+    cache_dir: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Draw ``imprint_pca.png`` (real residuals per source, their single-source simulations and fused samples) and
+    ``residuals.png`` into ``out_dir`` from uint8 ``crops``; returns each source's real-vs-simulated spectrum gap.
+    ``autoencoders``: one per bank entry of the simulator ``sim``, in order (names or reconstructors)."""
+    from .autoencoders import create_autoencoder
+    from .fit import residual_set
+
+    generator = torch.Generator().manual_seed(seed)
+    groups, residual_maps = {}, {}
+    x = None
+    for k, (name, ae) in enumerate(zip(sim.bank.names, autoencoders)):
+        held = residual_set(create_autoencoder(ae) if isinstance(ae, str) else ae, crops, cache_dir)
+        x = held.x
+        groups[name] = radial_spectrum(held.r)
+        residual_maps[name] = held.r[0]
+        one_hot = torch.zeros(len(held.x), len(sim.bank))
+        one_hot[:, k] = 1
+        groups[f"sim:{name}"] = radial_spectrum(sim(held.x, generator, weights=one_hot).noise)
+    fused = sim(x, generator)
+    groups["fused"] = radial_spectrum(fused.noise)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_imprint_pca(groups, out_dir / "imprint_pca.png")
+    plot_residual_panel(x[0], residual_maps, fused.noise[0], out_dir / "residuals.png")
+    return spectrum_gaps(groups)

@@ -127,6 +127,14 @@ class DetectorModel(nn.Module):
         atomic_write_text(folder / "config.json", self.config.to_json())
         return folder
 
+    @staticmethod
+    def store_threshold(folder: str | os.PathLike, threshold: float) -> Path:
+        """Write a calibrated decision threshold into a model folder's ``config.json`` (atomically)."""
+        path = Path(folder) / "config.json"
+        config = json.loads(path.read_text())
+        config["threshold"] = float(threshold)
+        return atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True))
+
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, **overrides) -> DetectorModel:
         folder = Path(folder)
