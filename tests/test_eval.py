@@ -214,3 +214,16 @@ def test_best_threshold_reaches_the_best_balanced_accuracy():
 
     best = max(balanced(t) for t in np.unique(s))  # brute force over every candidate
     assert balanced(best_threshold(y, s)) == pytest.approx(best)
+
+
+def test_robustness_log_resumes_only_the_same_evaluation(tmp_path):
+    from nirnet.eval.evaluate import RobustnessLog
+
+    log = RobustnessLog(tmp_path / "p.json", {"model": "m", "threshold": 0.5})
+    log.add({"label": "clean", "auc": 0.7})
+    assert RobustnessLog(tmp_path / "p.json", {"model": "m", "threshold": 0.5}).done == {
+        "clean": {"label": "clean", "auc": 0.7}
+    }
+    assert RobustnessLog(tmp_path / "p.json", {"model": "other", "threshold": 0.5}).done == {}
+    log.close()
+    assert not (tmp_path / "p.json").exists()

@@ -32,7 +32,7 @@ def eval_command(
     from nirnet._atomic import atomic_write_text
     from nirnet.cli._common import load_detector
     from nirnet.data.datasets import read_dataset
-    from nirnet.eval.evaluate import evaluate_robustness, score_samples
+    from nirnet.eval.evaluate import RobustnessLog, evaluate_robustness, score_samples
     from nirnet.eval.metrics import best_threshold
     from nirnet.eval.protocol import PROTOCOLS
     from nirnet.eval.report import metrics_table, plot_robustness, plot_roc, robustness_table
@@ -69,37 +69,19 @@ def eval_command(
         markdown = metrics_table(metrics, f"{detector.name} on {data} ({protocol} protocol)")
         plot_roc(scored, out / "roc.png", f"{detector.name}: ROC per subset ({protocol})")
         if robustness:
-            partial = out / "robustness.partial.json"
             key = {k: report[k] for k in ("model", "weights_sha256", "data", "protocol")}
-            key["threshold"] = detector.threshold
-            done = _finished_cells(partial, key)
-            if done:
-                console.print(f"resuming the robustness grid: {len(done)} cells already in {partial}")
-            finished: list[dict] = list(done.values())
-
-            def keep(row: dict) -> None:
-                finished.append(row)
-                atomic_write_text(partial, json.dumps({"key": key, "rows": finished}, indent=1))
-
-            rows = evaluate_robustness(scorer, samples, proto, detector.threshold, progress, done, keep)
+            log = RobustnessLog(out / "robustness.partial.json", {**key, "threshold": detector.threshold})
+            if log.done:
+                console.print(f"resuming the robustness grid: {len(log.done)} cells already in {log.path}")
+            rows = evaluate_robustness(scorer, samples, proto, detector.threshold, progress, log.done, log.add)
             report["robustness"] = rows
             markdown += "\n\n**Robustness (mean over subsets)**\n\n" + robustness_table(rows)
             plot_robustness(rows, out / "robustness.png")
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=1))
     atomic_write_text(out / "report.md", markdown + "\n")
-    (out / "robustness.partial.json").unlink(missing_ok=True)  # the finished grid is in metrics.json
+    if robustness:
+        log.close()  # the finished grid is in metrics.json
     console.print(Markdown(markdown))
     for source, reason in scored.failures:
         console.print(f"[yellow]skipped[/yellow] {source}: {reason}")
     console.print(f"wrote {out / 'metrics.json'}, {out / 'report.md'}, {out / 'roc.png'}")
-
-
-def _finished_cells(partial: Path, key: dict) -> dict[str, dict]:
-    """Rows of an interrupted robustness grid for the same model, data, protocol and threshold (else none)."""
-    try:
-        saved = json.loads(partial.read_text())
-    except (OSError, ValueError):
-        return {}
-    if json.loads(json.dumps(key)) != saved.get("key"):
-        return {}
-    return {row["label"]: row for row in saved.get("rows", [])}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from rich.progress import Progress
 
+from .._atomic import atomic_write_text
 from ..data.datasets import Sample
 from ..data.io import ImageLoadError, load_image
 from .metrics import per_subset_metrics
@@ -109,3 +113,27 @@ def evaluate_robustness(
         if on_row is not None:
             on_row(rows[-1])
     return rows
+
+
+class RobustnessLog:
+    """Finished cells of a robustness grid, saved after each one to ``path`` (atomically), so that an interrupted
+    grid resumes where it stopped. ``key`` says what was evaluated; rows saved under another key are ignored."""
+
+    def __init__(self, path: str | os.PathLike, key: dict) -> None:
+        self.path = Path(path)
+        self.key = json.loads(json.dumps(key))  # as it reads back from JSON
+        self.rows: list[dict] = []
+        try:
+            saved = json.loads(self.path.read_text())
+            if saved.get("key") == self.key:
+                self.rows = list(saved.get("rows", []))
+        except (OSError, ValueError):
+            pass
+        self.done = {row["label"]: row for row in self.rows}
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        atomic_write_text(self.path, json.dumps({"key": self.key, "rows": self.rows}, indent=1))
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
