@@ -142,27 +142,37 @@ def test_resume_after_kill_9(train_env, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+def _torchrun(script: Path, mode: str, args: list[str], port: int) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
+    result = subprocess.run([*cmd, str(script), mode, *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_ddp_gloo_two_processes(train_env, tmp_path):
+    """torchrun with 2 CPU processes: identical weights on both ranks, rank 0 alone writes, and a run resumed
+    under torchrun ends bit-identical to an uninterrupted one."""
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     extra = ["optim.batch_pairs=4", "run.threads=1", "run.device=cpu"]
-    args = _overrides(train_env, tmp_path / "ddp", extra=extra)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
-        str(script),
-        "fresh",
-        *args,
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
-    assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 3  # rank 0 logs alone
+    _torchrun(script, "fresh", _overrides(train_env, tmp_path / "ddp", steps=4, extra=extra), 29533)
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    first, second = summary["rank_weight_checksums"]
+    assert first == second
+    assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 4  # rank 0 logs alone
+    _torchrun(script, "fresh", _overrides(train_env, tmp_path / "part", steps=2, extra=extra), 29534)
+    _torchrun(script, "resume", _overrides(train_env, tmp_path / "part", steps=4, extra=extra), 29535)
+    a = load_file(str(tmp_path / "ddp" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "final" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_ranks_split_every_global_batch():
+    from nirnet.data.pairs import StepSampler
+
+    ranks = [set(StepSampler(3, 10, 6, rank, 2)) for rank in range(2)]
+    assert not ranks[0] & ranks[1]
+    assert ranks[0] | ranks[1] == set(StepSampler(3, 10, 6))
 
 
 def test_shipped_configs_parse():

@@ -265,12 +265,26 @@ def train(
     run_steps(run, build_runner(run), build_loader(run, model.config.crop_size), logger)
     logger.close()
     final = out_dir / "final"
+    checksums = _rank_checksums(model, world)
     if rank == 0:
         model.eval().save_pretrained(final)
-        atomic_write_text(out_dir / "summary.json", json.dumps({"steps": config.optim.steps, **logger.last}, indent=1))
+        summary = {"steps": config.optim.steps, **logger.last}
+        if world > 1:
+            summary["rank_weight_checksums"] = checksums  # identical on every rank, or DDP went wrong
+        atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
     if world > 1:
         dist.barrier()
     return final
+
+
+def _rank_checksums(model: nn.Module, world: int) -> list[float]:
+    """Every rank's sum of squared weights (float64), gathered; one value without torchrun."""
+    local = torch.stack([p.detach().double().pow(2).sum() for p in model.parameters()]).sum().reshape(1)
+    if world <= 1:
+        return [float(local)]
+    gathered = [torch.zeros_like(local) for _ in range(world)]
+    dist.all_gather(gathered, local)
+    return [float(g) for g in gathered]
 
 
 def run_steps(run: _Run, runner: nn.Module, loader: DataLoader, logger: MetricLogger) -> None:
