@@ -11,6 +11,7 @@ from nirnet.cli import detect as detect_cli
 from nirnet.cli import eval as eval_cli
 from nirnet.cli import export as export_cli
 from nirnet.cli import imprint as imprint_cli
+from nirnet.cli import scale as scale_cli
 from nirnet.cli import serve as serve_cli
 from nirnet.cli import train as train_cli
 
@@ -45,6 +46,7 @@ app.command("train")(train_cli.train)
 app.command("eval")(eval_cli.eval_command)
 app.command("detect")(detect_cli.detect)
 app.command("serve")(serve_cli.serve)
+app.command("scale")(scale_cli.scale)
 app.add_typer(export_cli.app, name="export")
 
 

@@ -1,0 +1,231 @@
+"""Scoring at scale on Ray Data (the ``ray`` extra): millions of images, resumable, one row per image.
+
+Inputs are cut into *chunks*: a fixed number of paths from folders and CSV / Parquet path lists, or one
+WebDataset-style tar shard (members grouped by key, the name up to the first dot; image members are scored). Ray
+Data runs ``map_batches`` over an actor pool, one :class:`~nirnet.detect.Detector` per actor; each actor scores a
+chunk and writes it as one Parquet file, atomically, named after the chunk's content. A rerun into the same output
+folder skips the chunks whose file exists, so an interrupted job resumes where it stopped. A file that cannot be
+read is a row with ``error`` set, never a failed job.
+
+Rows: ``path`` (file path, or ``shard.tar::key.ext`` for a tar member), ``probability``, ``verdict``, ``error``,
+``model``, ``threshold``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._atomic import atomic_write
+
+ROW_FIELDS = ("path", "probability", "verdict", "error", "model", "threshold")
+TAR_SUFFIXES = (".tar",)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A unit of work: some file paths, or one tar shard."""
+
+    paths: tuple[str, ...] = ()
+    shard: str | None = None
+
+    @property
+    def name(self) -> str:
+        digest = hashlib.sha1("\n".join(self.paths or (self.shard or "",)).encode()).hexdigest()[:16]
+        return f"part-{digest}.parquet"
+
+
+def plan_chunks(inputs: Iterable[str | os.PathLike], chunk_size: int = 256) -> list[Chunk]:
+    """Folders (recursive), files, CSV / Parquet lists (a ``path`` column, relative to the list) and tar shards ->
+    chunks, in input order."""
+    from .data.datasets import images_under
+
+    paths: list[str] = []
+    shards: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            shards += [str(p) for p in sorted(path.rglob("*.tar"))]
+            paths += [str(p) for p in images_under(path)]
+        elif path.suffix in TAR_SUFFIXES:
+            shards.append(str(path))
+        elif path.suffix.lower() in (".csv", ".parquet"):
+            paths += _path_list(path)
+        else:
+            paths.append(str(path))
+    chunks = [Chunk(paths=tuple(paths[i : i + chunk_size])) for i in range(0, len(paths), chunk_size)]
+    return chunks + [Chunk(shard=s) for s in shards]
+
+
+def _path_list(path: Path) -> list[str]:
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        column = pq.read_table(path, columns=["path"]).column("path").to_pylist()
+    else:
+        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
+            column = [row["path"] for row in csv.DictReader(handle)]
+    return [p if Path(p).is_absolute() else str(path.parent / p) for p in column]
+
+
+def tar_members(shard: str) -> Iterator[tuple[str, bytes | None, str | None]]:
+    """(name, bytes, error) of every regular member of a tar shard; a damaged shard yields one error row."""
+    try:
+        with tarfile.open(shard) as archive:
+            for member in archive:
+                if not member.isfile() or member.name.endswith((".json", ".txt", ".cls", ".cls2")):
+                    continue  # WebDataset side files (labels, captions) are not images
+                handle = archive.extractfile(member)
+                yield f"{shard}::{member.name}", handle.read() if handle else None, None
+    except (tarfile.TarError, OSError) as exc:
+        yield shard, None, f"cannot read tar shard: {exc}"
+
+
+class ChunkScorer:
+    """A Ray actor: one detector, scores whole chunks and writes one Parquet file per chunk."""
+
+    def __init__(self, model: str | None, out_dir: str, threshold: float | None, batch_size: int) -> None:
+        import torch
+
+        from .detect import Detector
+
+        torch.set_num_threads(1)  # one actor per core
+        self.detector = Detector.from_pretrained(model, threshold=threshold, batch_size=batch_size)
+        self.out_dir = Path(out_dir)
+
+    def __call__(self, batch: dict) -> dict:
+        written = []
+        for encoded in batch["chunk"]:
+            chunk = Chunk(**json.loads(encoded))
+            rows = list(self.score_chunk(chunk))
+            write_rows(self.out_dir / chunk.name, rows)
+            written.append(len(rows))
+        return {"rows": written}
+
+    def score_chunk(self, chunk: Chunk) -> Iterator[dict]:
+        from .data.io import ImageLoadError, load_image
+        from .detect import check_scorable
+
+        if chunk.shard is None:
+            yield from self._rows(self.detector.predict_paths(list(chunk.paths), workers=0))
+            return
+        prepared, names, errors = [], [], {}
+        for name, data, error in tar_members(chunk.shard):
+            names.append(name)
+            try:
+                if error is not None:
+                    raise ImageLoadError(name, error)
+                img = check_scorable(load_image(data), name)
+                prepared.append((name, self.detector.prepare(img)))
+            except ImageLoadError as exc:
+                errors[name] = exc.reason
+        scores = dict(zip([n for n, _ in prepared], self.detector.score_prepared([p for _, p in prepared])))
+        for name in names:
+            if name in errors:
+                yield self._row(name, None, errors[name])
+            else:
+                yield self._row(name, scores[name][0], None)
+
+    def _rows(self, predictions) -> Iterator[dict]:
+        for p in predictions:
+            yield self._row(p.source, p.probability, p.error)
+
+    def _row(self, path: str, probability: float | None, error: str | None) -> dict:
+        d = self.detector
+        verdict = None if probability is None else d.verdict(probability)
+        return {"path": path, "probability": probability, "verdict": verdict, "error": error,
+                "model": d.name, "threshold": d.threshold}  # fmt: skip
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """One chunk's rows as Parquet, atomically (a crash never leaves a part file that looks finished)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [("path", pa.string()), ("probability", pa.float64()), ("verdict", pa.string()), ("error", pa.string()),
+         ("model", pa.string()), ("threshold", pa.float64())]
+    )  # fmt: skip
+    table = pa.Table.from_pylist(rows, schema=schema)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+@dataclass
+class ScaleReport:
+    chunks: int
+    skipped_chunks: int
+    rows: int
+    failed: int
+    output: Path
+
+
+def score_at_scale(
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    model: str | None = None,
+    threshold: float | None = None,
+    address: str | None = None,
+    actors: int | None = None,
+    chunk_size: int = 256,
+    batch_size: int = 32,
+    jsonl: bool = False,
+) -> ScaleReport:
+    """Score every input image on Ray (a local Ray in this process without ``address`` / ``RAY_ADDRESS``); writes
+    ``out_dir/part-*.parquet`` (and ``out_dir/results.jsonl`` with ``jsonl``); returns counts."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("scoring at scale needs the ray extra: pip install 'nirnet[ray]'") from exc
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chunks = plan_chunks(inputs, chunk_size)
+    todo = [c for c in chunks if not (out / c.name).is_file()]
+    if todo:
+        if not ray.is_initialized():
+            ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+        pool = actors or max(1, int(ray.available_resources().get("CPU", 1)))
+        items = [{"chunk": json.dumps({"paths": list(c.paths), "shard": c.shard})} for c in todo]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds.map_batches(
+            ChunkScorer,
+            fn_constructor_args=(model, str(out), threshold, batch_size),
+            batch_size=1,
+            concurrency=min(pool, len(items)),
+            num_cpus=1,
+        ).materialize()
+    rows = read_rows(out, chunks)
+    if jsonl:
+        text = "".join(json.dumps(row) + "\n" for row in rows)
+        atomic_write(out / "results.jsonl", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    failed = sum(1 for r in rows if r["error"])
+    return ScaleReport(len(chunks), len(chunks) - len(todo), len(rows), failed, out)
+
+
+def read_rows(out_dir: str | os.PathLike, chunks: list[Chunk] | None = None) -> list[dict]:
+    """The rows of a scored output folder (in chunk order when ``chunks`` is given)."""
+    import pyarrow.parquet as pq
+
+    out = Path(out_dir)
+    files = [out / c.name for c in chunks] if chunks is not None else sorted(out.glob("part-*.parquet"))
+    rows: list[dict] = []
+    for file in files:
+        rows += pq.read_table(file).to_pylist()
+    return rows
+
+
+def tar_shard(path: str | os.PathLike, members: dict[str, bytes]) -> Path:
+    """Write a WebDataset-style tar shard (``{name: bytes}``); for tests and for packing folders into shards."""
+    path = Path(path)
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
