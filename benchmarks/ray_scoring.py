@@ -23,14 +23,18 @@ from nirnet.detect import Detector
 
 
 def actor_rss_mb(stop: threading.Event, peaks: dict[int, float]) -> None:
-    """Sample the RSS of Ray's worker processes (ray::ChunkScorer / ray::IDLE) every 0.2 s."""
-    import psutil
-
+    """Sample the RSS of Ray's scoring actors (processes named ``ray::...Scorer...``) every 0.2 s, from /proc."""
     while not stop.is_set():
-        for proc in psutil.process_iter(["pid", "cmdline", "memory_info"]):
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if "ray::" in cmd and "Scorer" in cmd and proc.info["memory_info"] is not None:
-                peaks[proc.info["pid"]] = max(peaks.get(proc.info["pid"], 0.0), proc.info["memory_info"].rss / 2**20)
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if "ray::" not in cmd or "Scorer" not in cmd:
+                    continue
+                status = (proc / "status").read_text()
+            except OSError:
+                continue
+            rss = next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0.0)
+            peaks[int(proc.name)] = max(peaks.get(int(proc.name), 0.0), rss)
         time.sleep(0.2)
 
 
