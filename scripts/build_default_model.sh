@@ -13,6 +13,7 @@ DATA=../shared/data/real-train
 WEIGHTS=src/nirnet/weights
 if [ ! -f "$WEIGHTS/taesana_decoder.safetensors" ]; then
   $NIRNET imprint train-ae "$DATA" --family hifi --taesana --out runs/autoencoders
+  $NIRNET imprint train-ae "$DATA" --family hifi-extra --out runs/autoencoders
   cp runs/autoencoders/hf_*.safetensors "$WEIGHTS/autoencoders/"
   cp runs/autoencoders/taesana_decoder.safetensors "$WEIGHTS/"
 fi

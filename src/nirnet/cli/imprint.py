@@ -42,7 +42,8 @@ def train_ae(
     family: str = typer.Option(
         "hifi",
         help="Config set: 'hifi' (decoders trained with high-frequency and adversarial losses, the default bank's "
-        "sources) or 'legacy' (the first, L1-only set).",
+        "sources), 'hifi-extra' (the SD-shaped 4-channel stride-8 one, below the PSNR floor) or 'legacy' (the "
+        "first, L1-only set).",
     ),
     names: list[str] = typer.Option(None, "--name", help="Train only these configs of the family (default: all)."),
     taesana: bool = typer.Option(False, "--taesana", help="Also train the 32x decoder for the TAESana encoder."),
@@ -113,7 +114,7 @@ def fit(
         Path("runs/imprint_bank.safetensors"), help="Bank file to write (the shipped bank only if named explicitly)."
     ),
     autoencoders: list[str] = typer.Option(
-        None, "--ae", help="Autoencoders to model (default: taef2, taesana and the shipped ours:hf_* set)."
+        None, "--ae", help="Autoencoders to model (default: taef2 and the shipped ours:hf_* set of the hifi family)."
     ),
     weights_dir: Path = typer.Option(None, help="Folder with third-party autoencoder weights (taef2_*.pth)."),
     steps: int = typer.Option(400, help="Optimisation steps of each learned Laplace model."),
@@ -286,7 +287,7 @@ def reconstruct(
     data: Path = typer.Argument(..., help="Folder of real photos (searched recursively) or a dataset (label 0 used)."),
     out: Path = typer.Option(Path("cache/recon"), help="Cache folder (index.json + one PNG per image and model)."),
     autoencoders: list[str] = typer.Option(
-        None, "--ae", help="Autoencoders to run (default: taef2, taesana and the shipped ours:hf_* set)."
+        None, "--ae", help="Autoencoders to run (default: taef2 and the shipped ours:hf_* set of the hifi family)."
     ),
     region: int = typer.Option(384, help="Side of the centred box that is reconstructed."),
     limit: int = typer.Option(None, help="Use at most this many images (spread evenly over the sorted list)."),

@@ -133,15 +133,14 @@ def add_colouring_kernels(
     return ImprintBank(entries, list(bank.models), kernels)
 
 
-DEFAULT_BANK_AUTOENCODERS = ("taef2",)  # plus taesana and the shipped high-fidelity set, see default_bank_sources()
+DEFAULT_BANK_AUTOENCODERS = ("taef2",)  # plus the shipped high-fidelity set, see default_bank_sources()
 
 
 def default_bank_sources() -> list[str]:
-    """taef2, taesana (when its decoder is shipped) and every shipped high-fidelity ``ours:hf_*`` autoencoder. The
-    legacy ``ours:*`` set stays selectable by name (``--ae ours:nearest_s8``) but is not a default source."""
-    from .autoencoders import TAESANA_DECODER
+    """taef2 and every shipped high-fidelity ``ours:hf_*`` autoencoder of the ``hifi`` family. Other sources stay
+    selectable by name (``--ae ours:nearest_s8``, ``--ae taesana``) but are not defaults: the legacy set and the
+    TAESana decoder reconstruct at 16-21 dB, so their residual is mostly lost detail rather than decoder structure."""
     from .ours import HIFI_AE_CONFIGS, list_shipped
 
     shipped = set(list_shipped())
-    sources = list(DEFAULT_BANK_AUTOENCODERS) + (["taesana"] if TAESANA_DECODER.is_file() else [])
-    return sources + [f"ours:{c.name}" for c in HIFI_AE_CONFIGS if c.name in shipped]
+    return list(DEFAULT_BANK_AUTOENCODERS) + [f"ours:{c.name}" for c in HIFI_AE_CONFIGS if c.name in shipped]

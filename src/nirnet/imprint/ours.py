@@ -266,7 +266,10 @@ HIFI_AE_CONFIGS = (
     AEConfig("hf_bilinear_s8_c32_kl", stride=8, upsample="bilinear", kl=True, latent_channels=32, **_HF),
     AEConfig("hf_pixelshuffle_s4_c4_kl", stride=4, upsample="pixelshuffle", kl=True, latent_channels=4, **_HF),
     AEConfig("hf_deconv_s16_c32_gn", stride=16, upsample="deconv", latent_channels=32, norm="group", **_HF),
-    # The Stable Diffusion 1.x / SDXL latent shape (4 channels at stride 8): the hardest to reconstruct.
+)  # fmt: skip
+# The Stable Diffusion 1.x / SDXL latent shape (4 channels at stride 8), trained like the set above. At our budget it
+# reconstructs at 22.6 dB, below the 23 dB floor of a bank source, so it ships but is not in the default bank.
+HIFI_EXTRA_CONFIGS = (
     AEConfig("hf_nearest_s8_c4_gn_kl", stride=8, upsample="nearest", kl=True, latent_channels=4, norm="group", **_HF),
 )  # fmt: skip
 

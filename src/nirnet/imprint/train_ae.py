@@ -26,7 +26,7 @@ from torch import nn
 
 from ..data.pool import crop_pool, to_float
 from .autoencoders import Reconstructor
-from .ours import HIFI_AE_CONFIGS, LEGACY_AE_CONFIGS, AEConfig, SmallAutoencoder, save_module
+from .ours import HIFI_AE_CONFIGS, HIFI_EXTRA_CONFIGS, LEGACY_AE_CONFIGS, AEConfig, SmallAutoencoder, save_module
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,11 @@ class AETrainConfig:
 HIFI_TRAINING = AETrainConfig(steps=1000, batch_size=8, crop=64, lr=1e-3, hf_weight=1.0, adv_weight=0.05, adv_start=0.5)
 AE_FAMILIES: dict[str, tuple[tuple[AEConfig, ...], AETrainConfig]] = {
     "hifi": (HIFI_AE_CONFIGS, HIFI_TRAINING),
+    "hifi-extra": (HIFI_EXTRA_CONFIGS, HIFI_TRAINING),
     "legacy": (LEGACY_AE_CONFIGS, AETrainConfig()),
 }
 #: The TAESana decoder sees 128 px crops (a 4 x 4 latent at stride 32).
-TAESANA_TRAINING = replace(HIFI_TRAINING, crop=128, batch_size=4, crops_per_image=2)
+TAESANA_TRAINING = replace(HIFI_TRAINING, steps=500, crop=128, batch_size=4, crops_per_image=2)
 
 _LAPLACIAN = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
 
