@@ -11,7 +11,6 @@ import csv
 import glob
 import io
 import json
-import sys
 from pathlib import Path
 
 import typer
@@ -77,7 +76,7 @@ def detect(
 ) -> None:
     """Score images: probability that each is AI-generated, and a verdict at the model's threshold."""
     from nirnet._atomic import atomic_write_text
-    from nirnet.cli._common import load_detector, printable
+    from nirnet.cli._common import load_detector, output_console, printable
 
     files, skipped = expand_inputs(paths)
     for path, reason in skipped[:20]:
@@ -125,8 +124,7 @@ def detect(
                 table.add_row(printable(r.source), f"{r.probability:.3f}", f"[{colour}]{r.verdict}[/{colour}]")
             else:
                 table.add_row(printable(r.source), "–", f"[yellow]error: {r.error}[/yellow]")
-        # Piped into a file or another program, nothing is truncated: the table is as wide as its content.
-        Console(width=None if sys.stdout.isatty() else 100_000, markup=True).print(table)
+        output_console().print(table)
     if failed:
         console.print(f"{len(failed)} of {len(results)} files could not be read")
         raise typer.Exit(1)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from nirnet.cli._common import fail
+from nirnet.cli._common import fail, output_console
 from nirnet.data.datasets import real_image_paths
 
 app = typer.Typer(
@@ -154,7 +154,7 @@ def fit(
             f"{n['closed_form_gaussian']:.4f}",
             f"{e.extra['residual_mean_abs'] * 255:.2f}",
         )
-    console.print(table)
+    output_console().print(table)
 
 
 SAMPLER_HELP = (
