@@ -230,7 +230,9 @@ def _photo_crop(size=128):
     return torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255
 
 
-@pytest.mark.parametrize("name", ["ours:nearest_s8", "ours:deconv_s4", "ours:pixelshuffle_s16_kl"])
+@pytest.mark.parametrize(
+    "name", ["ours:hf_pixelshuffle_s16_c32_gn_kl", "ours:hf_deconv_s16_c32_gn", "ours:hf_pixelshuffle_s4_c4_kl"]
+)
 def test_simulated_twin_moves_like_the_round_trip(name):
     """METHOD.md 1.6: with one source, gamma = 1 and b -> 0, the simulated twin must move a photo the way that
     autoencoder's own round trip does (r = x - D(E(x)), so the twin is x - n). Fails on the old ``x + n``."""
@@ -245,7 +247,8 @@ def test_simulated_twin_moves_like_the_round_trip(name):
         recon = create_autoencoder(name).reconstruct(x)
     a, b = (twin - x).flatten(), (recon - x).flatten()
     corr = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
-    assert corr > 0.5, f"{name}: simulated twin moves against the round trip (correlation {corr:.2f})"
+    # measured 0.57-0.69 for these sources; the mirrored sign gives the same magnitude, negative
+    assert corr > 0.4, f"{name}: simulated twin moves against the round trip (correlation {corr:.2f})"
 
 
 def test_colouring_kernel_reproduces_a_known_covariance():
