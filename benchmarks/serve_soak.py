@@ -280,11 +280,13 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=600, help="seconds per round")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--json", default=None, help="also write the rounds here")
+    parser.add_argument("--serve-args", default="", help="extra options for `nirnet serve`, e.g. '--max-pending 8'")
     args = parser.parse_args()
 
     photo = camera_jpeg()
     print(f"camera JPEG: 4000x3000, {len(photo) / 2**20:.1f} MiB", flush=True)
     cmd = [sys.executable, "-m", "nirnet.cli.main", "serve", "--port", str(args.port), "--log-level", "error"]
+    cmd += args.serve_args.split()
     server = subprocess.Popen(cmd)
     try:
         wait_until_up(args.port)

@@ -197,7 +197,7 @@ def score_at_scale(
             ChunkScorer,
             fn_constructor_args=(model, str(out), threshold, batch_size),
             batch_size=1,
-            concurrency=min(pool, len(items)),
+            compute=ray.data.ActorPoolStrategy(size=min(pool, len(items))),
             num_cpus=1,
         ).materialize()
     rows = read_rows(out, chunks)

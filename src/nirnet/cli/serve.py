@@ -12,7 +12,7 @@ def serve(
     max_files: int = typer.Option(16, help="Most files accepted in one request (413 above)."),
     max_file_mb: float = typer.Option(20.0, help="Largest accepted upload per file, in MiB (413 above)."),
     max_request_mb: float = typer.Option(64.0, help="Largest request body in MiB, enforced while it streams (413)."),
-    max_pending: int = typer.Option(16, help="Scoring requests in progress at once; more are answered 503."),
+    max_pending: int = typer.Option(6, help="Scoring requests in progress at once; more are answered 503."),
     decode_slots: int = typer.Option(2, help="Images decoded at the same time (bounds memory)."),
     max_megapixels: float = typer.Option(
         40.0, help="Largest image in megapixels; bigger JPEGs are decoded at reduced scale, others refused."

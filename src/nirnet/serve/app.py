@@ -43,7 +43,7 @@ class ServeConfig:
     max_files: int = 16  # files per request
     max_file_bytes: int = 20 * 1024 * 1024  # bytes per uploaded file
     max_request_bytes: int = 64 * 1024 * 1024  # whole body, enforced while it streams
-    max_pending: int = 16  # scoring requests in progress; more get 503 + Retry-After
+    max_pending: int = 6  # scoring requests in progress; more get 503 + Retry-After (6: measured, RESULTS 9)
     decode_slots: int = 2  # images decoded at the same time
     max_pixels: int = 40_000_000  # per image; larger JPEGs are decoded at 1/2, 1/4 or 1/8 scale, others refused
     read_timeout_s: float = 20.0  # longest wait for the next chunk of a request body
