@@ -16,7 +16,7 @@ from nirnet.engine.config import load_config
 from nirnet.engine.train import train
 from nirnet.imprint.bank import BankEntry, ImprintBank
 from nirnet.imprint.laplace import LearnedLaplace
-from nirnet.models import list_models
+from nirnet.models import create_model, list_models
 from nirnet.testing import synthetic_photo
 
 
@@ -74,11 +74,20 @@ def test_smoke_training_every_model(train_env, tmp_path, model):
         "model_overrides.da_encoder=ours:nearest_s8",
         "model_overrides.da_latent_channels=8",
     ]
-    final = train(_config(train_env, tmp_path, model, extra=overrides), show_progress=False)
+    config = _config(train_env, tmp_path, model, extra=overrides)
+    torch.manual_seed(config.run.seed)  # the same initial weights as train() draws
+    initial = create_model(config.model, **config.model_overrides).trainable_state_dict()
+    final = train(config, show_progress=False)
     assert (final / "model.safetensors").is_file() and (final / "config.json").is_file()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all(np.isfinite(json.loads(l)["loss"]) for l in lines)  # noqa: E741
     assert (tmp_path / "config.yaml").is_file()
+    # The optimiser really trained the model: the weights that get gradients moved (BatchNorm buffers and the
+    # untouched L_DA head of models without L_DA excepted).
+    trained = load_file(str(final / "model.safetensors"))
+    weights = [k for k, v in initial.items() if v.is_floating_point() and "running_" not in k]
+    moved = [k for k in weights if not torch.equal(initial[k], trained[k])]
+    assert len(moved) >= 0.7 * len(weights), f"only {len(moved)} of {len(weights)} weight tensors changed"
 
 
 def test_smoke_training_base_when_clip_installed(train_env, tmp_path):
