@@ -64,7 +64,11 @@ async def fire(url: str, images: list[bytes], timeout: float) -> tuple[list[floa
         async def one(i: int, data: bytes):
             start = time.perf_counter()
             try:
-                response = await client.post("/v1/detect", files=[("files", (f"{i}.jpg", data, "image/jpeg"))])
+                for _ in range(600):  # the service answers 503 + Retry-After beyond its admission limit: honour it
+                    response = await client.post("/v1/detect", files=[("files", (f"{i}.jpg", data, "image/jpeg"))])
+                    if response.status_code != 503:
+                        break
+                    await asyncio.sleep(float(response.headers.get("retry-after", "1")))
                 ok = response.status_code == 200 and response.json()["results"][0]["error"] is None
                 error = None if ok else f"request {i}: HTTP {response.status_code} {response.text[:200]}"
             except httpx.HTTPError as exc:
@@ -85,6 +89,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="width of each JPEG (height is 3/4 of it)")
     parser.add_argument("--model", default=None, help="model folder or shipped name (default: the embedded one)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
+    parser.add_argument("--serve-args", default="", help="extra options for `nirnet serve`, e.g. '--max-pending 16'")
     args = parser.parse_args()
 
     images = make_images(args.requests, args.size)
@@ -98,6 +103,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "nirnet.cli.main", "serve", "--port", str(port), "--log-level", "warning"]
+    command += args.serve_args.split()
     if args.model:
         command += ["--model", args.model]
     server = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
