@@ -13,7 +13,7 @@ from safetensors import safe_open
 from nirnet._atomic import atomic_write_text
 from nirnet.imprint.autoencoders import taesana_decoder
 from nirnet.imprint.ours import HIFI_AE_CONFIGS, AEConfig, SmallAutoencoder
-from nirnet.imprint.train_ae import AETrainConfig, heldout_psnr, laplacian, train_autoencoder
+from nirnet.imprint.train_ae import AETrainConfig, heldout_crops, heldout_psnr, laplacian, train_autoencoder
 
 
 def _photos(folder, n=12, size=80, seed=0):
@@ -50,7 +50,7 @@ def test_vq_latent_is_made_of_codebook_vectors():
     config = AEConfig("vq", stride=4, channels=8, latent_channels=8, vq_codes=16, vq_dim=4, shortcut=True)
     ae = SmallAutoencoder(config).eval()
     z = ae.encode(torch.rand(2, 3, 16, 16))
-    vectors = ae.quantizer._flat(z)  # groups x positions x dim
+    vectors = ae.quantizer.flat(z)  # groups x positions x dim
     is_code = (vectors[:, :, None, :] == ae.quantizer.codebook[:, None, :, :]).all(-1).any(-1)
     assert is_code.all()
 
@@ -82,10 +82,11 @@ def test_training_with_all_losses_improves_heldout_psnr(tmp_path, bottleneck):
         "t", stride=4, upsample="deconv", channels=16, latent_channels=8, norm="group", res_blocks=1,
         kl=bottleneck == "kl", vq_codes=32 if bottleneck == "vq" else 0, vq_dim=2, shortcut=True,
     )  # fmt: skip
-    before = heldout_psnr(SmallAutoencoder(config).eval(), paths[-3:], crop=48)
+    held = heldout_crops(paths[-3:], crop=48)
+    before = heldout_psnr(SmallAutoencoder(config).eval(), held)
     settings = AETrainConfig(steps=60, batch_size=4, crop=32, lr=3e-3, hf_weight=1.0, adv_weight=0.05, adv_start=0.5)
     model, metrics = train_autoencoder(config, paths[:-3], settings)
-    after = heldout_psnr(model, paths[-3:], crop=48)
+    after = heldout_psnr(model, held)
     assert after > before + 3, (before, after)
     assert metrics["adv_weight"] == 0.05 and np.isfinite(metrics["train_psnr_db"])
 

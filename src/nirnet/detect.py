@@ -61,6 +61,18 @@ def prepare_image(config, img: Image.Image, num_crops: int | None = None) -> Pre
     return PreparedImage(crops, view, img.width, img.height)
 
 
+def prepare_source(
+    config, source, name: str, num_crops: int | None = None, decode=load_image
+) -> tuple[PreparedImage | None, str | None]:
+    """Decode (``decode``, default :func:`load_image`), size-check and prepare one input: ``(prepared, None)``, or
+    ``(None, reason)`` when it cannot be scored. The one place detect, serve and scale turn an input into crops."""
+    try:
+        img = check_scorable(decode(source), name)
+    except ImageLoadError as exc:
+        return None, exc.reason
+    return prepare_image(config, img, num_crops), None
+
+
 class _PrepareDataset(Dataset):
     """Decodes and prepares one file per item (in a worker); errors are returned, not raised."""
 
@@ -74,11 +86,7 @@ class _PrepareDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[str, PreparedImage | None, str | None]:
         source = str(self.paths[index])
-        try:
-            img = check_scorable(load_image(self.paths[index]), source)
-        except ImageLoadError as exc:
-            return source, None, exc.reason
-        return source, prepare_image(self.config, img, self.num_crops), None
+        return (source, *prepare_source(self.config, self.paths[index], source, self.num_crops))
 
 
 def _as_list(items: list) -> list:

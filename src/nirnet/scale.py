@@ -110,28 +110,19 @@ class ChunkScorer:
         return {"rows": written}
 
     def score_chunk(self, chunk: Chunk) -> Iterator[dict]:
-        from .data.io import ImageLoadError, load_image
-        from .detect import check_scorable
+        from .detect import prepare_source
 
         if chunk.shard is None:
             yield from self._rows(self.detector.predict_paths(list(chunk.paths), workers=0))
             return
-        prepared, names, errors = [], [], {}
+        items = []  # (name, prepared or None, error)
         for name, data, error in tar_members(chunk.shard):
-            names.append(name)
-            try:
-                if error is not None:
-                    raise ImageLoadError(name, error)
-                img = check_scorable(load_image(data), name)
-                prepared.append((name, self.detector.prepare(img)))
-            except ImageLoadError as exc:
-                errors[name] = exc.reason
-        scores = dict(zip([n for n, _ in prepared], self.detector.score_prepared([p for _, p in prepared])))
-        for name in names:
-            if name in errors:
-                yield self._row(name, None, errors[name])
-            else:
-                yield self._row(name, scores[name][0], None)
+            items.append(
+                (name, None, error) if error else (name, *prepare_source(self.detector.model.config, data, name))
+            )
+        scores = iter(self.detector.score_prepared([item for _, item, _ in items if item is not None]))
+        for name, item, error in items:
+            yield self._row(name, None if item is None else next(scores)[0], error)
 
     def _rows(self, predictions) -> Iterator[dict]:
         for p in predictions:

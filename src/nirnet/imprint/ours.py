@@ -110,7 +110,7 @@ class VectorQuantizer(nn.Module):
         self.dim, self.groups = dim, channels // dim
         self.codebook = nn.Parameter(torch.randn(self.groups, codes, dim) * 0.5)
 
-    def _flat(self, z: torch.Tensor) -> torch.Tensor:
+    def flat(self, z: torch.Tensor) -> torch.Tensor:
         """``N x C x H x W`` -> ``groups x (N H W) x dim``."""
         n, _, h, w = z.shape
         return z.view(n, self.groups, self.dim, h, w).permute(1, 0, 3, 4, 2).reshape(self.groups, -1, self.dim)
@@ -119,21 +119,18 @@ class VectorQuantizer(nn.Module):
         n, _, h, w = shape
         return flat.view(self.groups, n, h, w, self.dim).permute(1, 0, 4, 2, 3).reshape(shape)
 
-    def _nearest(self, z: torch.Tensor) -> torch.Tensor:
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
         """The nearest code vector of every group of ``z``."""
-        flat = self._flat(z)
+        flat = self.flat(z)
         index = torch.cdist(flat, self.codebook).argmin(dim=2)  # groups x (N H W)
         codes = torch.gather(self.codebook, 1, index[..., None].expand(-1, -1, self.dim))
         return self._unflat(codes, z.shape)
 
-    def quantize(self, z: torch.Tensor) -> torch.Tensor:
-        """Nearest code vectors, with straight-through gradients to ``z``."""
-        return z + (self._nearest(z) - z).detach()
-
-    def losses(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(codebook loss, commitment loss) for the encoder output ``z``."""
-        q = self._nearest(z)
-        return (q - z.detach()).pow(2).mean(), (z - q.detach()).pow(2).mean()
+    def quantize_for_training(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(nearest code vectors with straight-through gradients to ``z``, codebook loss, commitment loss), from one
+        nearest-neighbour search."""
+        q = self.nearest(z)
+        return z + (q - z).detach(), (q - z.detach()).pow(2).mean(), (z - q.detach()).pow(2).mean()
 
 
 class SmallAutoencoder(Reconstructor):
@@ -150,11 +147,6 @@ class SmallAutoencoder(Reconstructor):
         for _ in range(levels):
             enc += [nn.Conv2d(ch, ch, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU()]
         enc.append(nn.Conv2d(ch, config.latent_channels * (2 if config.kl else 1), 3, padding=1))
-        if config.kl:
-            # Start with a small posterior variance: unit-variance latent noise at initialisation drowns the
-            # signal and the decoder settles on the mean colour (seen: 11 dB PSNR at stride 16).
-            with torch.no_grad():
-                enc[-1].bias[config.latent_channels :].fill_(-8.0)
         self.encoder = nn.Sequential(*enc)
         self.quantizer = (
             VectorQuantizer(config.latent_channels, config.vq_codes, config.vq_dim) if config.vq_codes else None
@@ -175,9 +167,11 @@ class SmallAutoencoder(Reconstructor):
             for last in (self.encoder[-1], self.decoder[-1]):
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
-            if config.kl:
-                with torch.no_grad():
-                    self.encoder[-1].bias[config.latent_channels :].fill_(-8.0)
+        if config.kl:
+            # Start with a small posterior variance: unit-variance latent noise at initialisation drowns the
+            # signal and the decoder settles on the mean colour (seen: 11 dB PSNR at stride 16).
+            with torch.no_grad():
+                self.encoder[-1].bias[config.latent_channels :].fill_(-8.0)
 
     @torch.no_grad()
     def init_shortcuts(self, images: torch.Tensor) -> None:
@@ -211,7 +205,7 @@ class SmallAutoencoder(Reconstructor):
         # Deterministic: the mean of the latent distribution (reconstructions must be repeatable).
         h = self._encoder_out(x)
         if self.quantizer is not None:
-            return self.quantizer._nearest(h)  # exactly the code vectors (no straight-through arithmetic)
+            return self.quantizer.nearest(h)  # exactly the code vectors (no straight-through arithmetic)
         return h.chunk(2, dim=1)[0] if self.config.kl else h
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:

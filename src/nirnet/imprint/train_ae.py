@@ -95,8 +95,8 @@ def _latent(model: SmallAutoencoder, x: torch.Tensor, train: AETrainConfig, gene
         z = mean + torch.randn(mean.shape, generator=generator) * (0.5 * logvar).exp()
         return z, train.kl_weight * 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
     if model.quantizer is not None:
-        codebook, commitment = model.quantizer.losses(mean)
-        return model.quantizer.quantize(mean), codebook + train.vq_beta * commitment
+        z, codebook, commitment = model.quantizer.quantize_for_training(mean)
+        return z, codebook + train.vq_beta * commitment
     return mean, torch.zeros(())
 
 
@@ -106,7 +106,7 @@ def _init_codebook(model: SmallAutoencoder, pool: torch.Tensor, generator: torch
         return
     with torch.no_grad():
         index = torch.randint(len(pool), (min(len(pool), 64),), generator=generator)
-        flat = model.quantizer._flat(model._encoder_out(to_float(pool[index])))  # groups x M x dim
+        flat = model.quantizer.flat(model._encoder_out(to_float(pool[index])))  # groups x M x dim
         groups, codes, dim = model.quantizer.codebook.shape
         pick = torch.randint(flat.shape[1], (codes,), generator=generator)
         jitter = 0.01 * torch.randn(groups, codes, dim, generator=generator)
@@ -215,16 +215,20 @@ def _optimise(
     return {"train_psnr_db": psnr, "final_loss": float(loss.detach()), **asdict(train)}
 
 
-@torch.no_grad()
-def heldout_psnr(ae: Reconstructor, image_paths: Sequence[str | Path], crop: int = 256, seed: int = 0) -> float:
-    """PSNR (dB, 8-bit quantised reconstruction) over one random ``crop`` px crop of each held-out photo."""
-    from .residuals import MARGIN, residuals
-
+def heldout_crops(image_paths: Sequence[str | Path], crop: int = 256, seed: int = 0) -> torch.Tensor:
+    """One random ``crop`` px uint8 crop of each held-out photo (decoded once, reused for every model)."""
     crops = crop_pool(image_paths, crop, per_image=1, seed=seed)
     if not len(crops):
         raise ValueError(f"no held-out image is at least {crop}px")
-    r = residuals(ae, crops, batch_size=4, margin=MARGIN)
-    return psnr_of(r)
+    return crops
+
+
+@torch.no_grad()
+def heldout_psnr(ae: Reconstructor, crops: torch.Tensor) -> float:
+    """PSNR (dB, 8-bit quantised reconstruction) over :func:`heldout_crops`."""
+    from .residuals import MARGIN, residuals
+
+    return psnr_of(residuals(ae, crops, batch_size=4, margin=MARGIN))
 
 
 def psnr_of(residual: torch.Tensor) -> float:
@@ -244,12 +248,13 @@ def train_and_report(
 ) -> dict[str, dict[str, float]]:
     """Train each config, save it with ``save(model, training_settings)`` and measure its held-out PSNR."""
     report = {}
+    held = heldout_crops(heldout_paths, eval_crop) if configs else None
     for config in configs:
         start = time.perf_counter()
         model, metrics = train_autoencoder(config, train_paths, settings, progress)
         metrics["train_seconds"] = time.perf_counter() - start
         path = save(model, asdict(settings))
-        metrics["heldout_psnr_db"] = heldout_psnr(model, heldout_paths, crop=eval_crop)
+        metrics["heldout_psnr_db"] = heldout_psnr(model, held)
         metrics["file_mb"] = path.stat().st_size / 2**20
         report[config.name] = metrics
     return report
@@ -275,6 +280,6 @@ def train_taesana_decoder(
     metrics["train_seconds"] = time.perf_counter() - start
     path = save_module(decoder, out, {"nirnet_decoder_for": "taesana_encoder.pth"}, asdict(settings))
     model = TAEAutoencoder(encoder_path, path, "taesana", "taesana")
-    metrics["heldout_psnr_db"] = heldout_psnr(model, heldout_paths, crop=eval_crop)
+    metrics["heldout_psnr_db"] = heldout_psnr(model, heldout_crops(heldout_paths, eval_crop))
     metrics["file_mb"] = path.stat().st_size / 2**20
     return metrics

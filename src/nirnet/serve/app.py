@@ -26,7 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..data.io import ImageLoadError, load_image
-from ..detect import Detector, PreparedImage, check_scorable
+from ..detect import Detector, PreparedImage, prepare_source
 from ..render import data_url, noise_map_png, spectrum_png
 from .guard import RequestGuard
 
@@ -106,9 +106,9 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
         prepared = []
         for name, data in uploads:
             async with decode_slots:
-                prepared.append(await run_in_threadpool(_prepare, detector, name, data, config.max_pixels, explain))
+                prepared.append(await run_in_threadpool(_prepare, detector, name, data, config.max_pixels))
         del uploads
-        results = await run_in_threadpool(_score, detector, model_lock, prepared)
+        results = await run_in_threadpool(_score, detector, model_lock, prepared, explain)
         if not any(r["error"] is None for r in results):
             raise HTTPException(422, {"message": "no file could be read as an image", "results": results})
         return {"model": detector.name, "threshold": detector.threshold, "results": results}
@@ -139,28 +139,22 @@ def open_limited(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def _prepare(
-    detector: Detector, name: str, data: bytes, max_pixels: int, explain: bool
-) -> tuple[str, PreparedImage | None, object, str | None]:
-    """(name, prepared image, explanation input, error): the decoded image lives only inside this call."""
-    if not data:
-        return name, None, None, "empty file"
-    try:
-        img = check_scorable(open_limited(data, max_pixels), name)
-    except ImageLoadError as exc:
-        return name, None, None, exc.reason
-    centre = detector.model.crops_of(img, num_crops=1) if explain else None
-    return name, detector.prepare(img), centre, None
+    detector: Detector, name: str, data: bytes, max_pixels: int
+) -> tuple[str, PreparedImage | None, str | None]:
+    """(name, prepared image, error): the decoded image lives only inside this call."""
+    return (name, *prepare_source(detector.model.config, data, name, decode=lambda d: open_limited(d, max_pixels)))
 
 
-def _score(detector: Detector, lock: threading.Lock, prepared: list) -> list[dict]:
-    good = [item for _, item, _, _ in prepared if item is not None]
+def _score(detector: Detector, lock: threading.Lock, prepared: list, explain: bool) -> list[dict]:
+    good = [item for _, item, _ in prepared if item is not None]
     with lock:
         scores = iter(detector.score_prepared(good))
+        # the first prepared crop is the centre crop (CROP_POSITIONS), the one the noise map is drawn from
         explained = iter(
-            [detector.noise_maps_of_crop(c) for _, item, c, _ in prepared if item is not None and c is not None]
+            [detector.noise_maps_of_crop(item.crops[:1].float() / 255) for item in good] if explain else []
         )
     results = []
-    for name, item, centre, error in prepared:
+    for name, item, error in prepared:
         if item is None:
             results.append({"filename": name, "probability": None, "verdict": None, "error": error})
             continue
@@ -174,7 +168,7 @@ def _score(detector: Detector, lock: threading.Lock, prepared: list) -> list[dic
             "height": item.height,
             "error": None,
         }
-        if centre is not None:
+        if explain:
             maps = next(explained)
             result["noise_map_png"] = data_url(noise_map_png(maps["noise_map"]))
             result["spectrum_png"] = data_url(spectrum_png(maps["spectrum"]))
