@@ -82,30 +82,8 @@ def fmt(triple) -> str:
     return f"{triple[0]:.3f} ({triple[1]:.2f}-{triple[2]:.2f})"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/bench-dev")
-    parser.add_argument("--model", action="append", default=None, help="NAME=FOLDER[,FOLDER...] or 'default'")
-    parser.add_argument("--seen", nargs="*", default=["sd1"], help="generators seen in training")
-    parser.add_argument("--no-jpeg-trace", action="store_true")
-    parser.add_argument("--out", default=None, help="folder for unseen.md and unseen.json")
-    args = parser.parse_args()
-    start = time.time()
-    samples, sources = read_manifest(Path(args.data))
-    seen = set(args.seen)
-    protocol = PROTOCOLS["aligned"]
-    results: dict[str, list[dict]] = defaultdict(list)
-    for spec in args.model or ["default"]:
-        name, _, folders = spec.partition("=")
-        for folder in folders.split(",") if folders else [None]:
-            detector = Detector.from_pretrained(folder if folder else (None if name == "default" else name))
-            scored = score_samples(lambda ims, d=detector: [p for p, _ in d.predict_images(ims)], samples, protocol)
-            results[name].append(summarise(scored.scores, samples, sources, seen, detector.threshold))
-            print(f"{name} {folder or ''}: pooled unseen AUC {fmt(results[name][-1]['pooled_auc'])}", flush=True)
-    if not args.no_jpeg_trace:
-        scored = score_samples(jpeg_trace_scorer, samples, protocol)
-        results["jpeg-trace"].append(summarise(scored.scores, samples, sources, seen, None))
-
+def render_tables(results: dict[str, list[dict]], seen: set[str], footer: str) -> str:
+    """Markdown tables of :func:`summarise` results (one list of seed results per recipe)."""
     first = next(iter(results.values()))[0]
     gens = list(first["generators"])
     groups = list(first["real_sources"])
@@ -155,8 +133,35 @@ def main() -> None:
                 else f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
             )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"{len(samples)} images, {time.time() - start:.0f} s."]
-    text = "\n".join(lines)
+    lines += ["", footer]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data/bench-dev")
+    parser.add_argument("--model", action="append", default=None, help="NAME=FOLDER[,FOLDER...] or 'default'")
+    parser.add_argument("--seen", nargs="*", default=["sd1"], help="generators seen in training")
+    parser.add_argument("--no-jpeg-trace", action="store_true")
+    parser.add_argument("--out", default=None, help="folder for unseen.md and unseen.json")
+    args = parser.parse_args()
+    start = time.time()
+    samples, sources = read_manifest(Path(args.data))
+    seen = set(args.seen)
+    protocol = PROTOCOLS["aligned"]
+    results: dict[str, list[dict]] = defaultdict(list)
+    for spec in args.model or ["default"]:
+        name, _, folders = spec.partition("=")
+        for folder in folders.split(",") if folders else [None]:
+            detector = Detector.from_pretrained(folder if folder else (None if name == "default" else name))
+            scored = score_samples(lambda ims, d=detector: [p for p, _ in d.predict_images(ims)], samples, protocol)
+            results[name].append(summarise(scored.scores, samples, sources, seen, detector.threshold))
+            print(f"{name} {folder or ''}: pooled unseen AUC {fmt(results[name][-1]['pooled_auc'])}", flush=True)
+    if not args.no_jpeg_trace:
+        scored = score_samples(jpeg_trace_scorer, samples, protocol)
+        results["jpeg-trace"].append(summarise(scored.scores, samples, sources, seen, None))
+
+    text = render_tables(results, seen, f"{len(samples)} images, {time.time() - start:.0f} s.")
     print(text)
     if args.out:
         out = Path(args.out)

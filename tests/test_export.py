@@ -13,10 +13,15 @@ from nirnet.export import check_onnx, export_onnx  # noqa: E402
 from nirnet.models import create_model  # noqa: E402
 
 
-@pytest.mark.parametrize("name", ["default", "test_nirnet"])
+@pytest.mark.parametrize("name", ["default", "test_nirnet", "texture"])
 def test_onnx_runtime_agrees_with_pytorch(tmp_path, name):
-    # The embedded default (noise + frequency + head) and a model with every branch, semantic backbone included.
-    model = Detector.from_pretrained().model if name == "default" else create_model(name)
+    # The embedded default, a model with every branch (semantic backbone included), and the texture-statistics branch.
+    if name == "default":
+        model = Detector.from_pretrained().model
+    elif name == "texture":
+        model = create_model("test_nirnet", semantic_pool="stats", semantic_taps=(0, 2)).eval()
+    else:
+        model = create_model(name)
     path = export_onnx(model, tmp_path / "model.onnx")
     check = check_onnx(model, path, batch=3)
     assert check.max_abs_diff <= 1e-4

@@ -227,3 +227,11 @@ def test_a_model_folder_cannot_make_us_download(model_dir, tmp_path):
     result = runner.invoke(app, ["detect", str(_photo(tmp_path / "x.png")), "--model", str(folder)])
     _one_line_error(result)
     assert "never downloads" in " ".join(result.output.split())
+
+
+def test_a_whole_image_semantic_view_cannot_be_trained_on_crops():
+    from nirnet.engine.train import build_step_module
+
+    config = load_config(None, ["model=test_nirnet", "model_overrides.semantic_view=image"])
+    with pytest.raises(SetupError, match="semantic_view"):
+        build_step_module(config, torch.device("cpu"))

@@ -247,3 +247,61 @@ def test_stay_positive_head_cannot_use_negative_evidence():
     with torch.no_grad():
         plain.weight.fill_(-1.0)
     assert (plain(hidden + 1) < plain(hidden)).all()  # the unconstrained head can
+
+
+def texture_model(**overrides) -> NIRNet:
+    """test_nirnet with the texture-statistics branch (random backbone weights: the wiring is under test)."""
+    return tiny(semantic_pool="stats", semantic_taps=(0, 2), **overrides)
+
+
+def test_tap_stats_are_mean_and_std_of_block_outputs():
+    from nirnet.models.efficientnet_lite import EfficientNetLite0
+
+    torch.manual_seed(0)
+    net = EfficientNetLite0().eval()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        stats = net.tap_stats(x, (0, 2))
+        h = torch.nn.functional.relu6(net._bn0(net._conv_stem(x)))
+        outs = []
+        for block in net._blocks[:3]:
+            h = block(h)
+            outs.append(h)
+    expected = torch.cat([outs[0].mean((2, 3)), outs[0].std((2, 3)), outs[2].mean((2, 3)), outs[2].std((2, 3))], 1)
+    assert stats.shape == (2, 2 * (16 + 24))
+    torch.testing.assert_close(stats, expected)
+
+
+def test_texture_branch_reads_native_crops_in_training_and_inference():
+    model = texture_model().eval()
+    assert model.semantic.backbone.out_dim == 2 * (16 + 24)
+    assert not model.config.uses_image_view
+    image = Image.fromarray(synthetic_photo(150, 170, seed=3))
+    crops = model.crops_of(image)
+    prob, logits = model.score_image(image)
+    # inference is the training forward on the crops themselves: no whole-image view is made or used
+    torch.testing.assert_close(torch.tensor(logits), model(crops), rtol=0, atol=1e-5)
+    from nirnet.detect import prepare_image
+
+    assert prepare_image(model.config, image).view is None
+    # the statistics are not resized views: a crop and its 2x downscale give different features
+    small = torch.nn.functional.interpolate(crops[:1], scale_factor=0.5, mode="bilinear", antialias=True)
+    assert not torch.allclose(model.semantic.backbone(crops[:1]), model.semantic.backbone(small))
+
+
+def test_texture_model_roundtrip_and_config_checks(tmp_path):
+    torch.manual_seed(0)
+    model = texture_model().eval()
+    model.save_pretrained(tmp_path / "t")
+    from nirnet.models.base import DetectorModel
+
+    loaded = DetectorModel.from_pretrained(tmp_path / "t")  # JSON list -> tuple of taps
+    assert loaded.config == model.config and loaded.config.semantic_taps == (0, 2)
+    for key, value in model.trainable_state_dict().items():
+        torch.testing.assert_close(loaded.trainable_state_dict()[key], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="semantic_pool"):
+        tiny(semantic_pool="stats")
+    with pytest.raises(ValueError, match="semantic_view"):
+        texture_model(semantic_view="image")
+    with pytest.raises(ValueError, match="supports efficientnet_lite0"):
+        tiny(semantic="timm:resnet18", semantic_pool="stats", semantic_taps=(0,))

@@ -45,7 +45,7 @@ def check_scorable(img: Image.Image, source: str) -> Image.Image:
 @dataclass
 class PreparedImage:
     """An image reduced to what the model reads, so the decoded full image can be freed at once: uint8
-    native-resolution crops and, for models with a semantic branch, the uint8 whole-image view."""
+    native-resolution crops and, for models whose semantic branch reads the whole image, the uint8 view."""
 
     crops: torch.Tensor  # K x 3 x S x S uint8
     view: torch.Tensor | None  # 1 x 3 x V x V uint8
@@ -55,7 +55,7 @@ class PreparedImage:
 
 def prepare_image(config, img: Image.Image, num_crops: int | None = None) -> PreparedImage:
     """:class:`PreparedImage` of an RGB image under a model config (crop size, crops, semantic view size)."""
-    with_view = config.semantic not in ("none", "", None)
+    with_view = config.uses_image_view
     crops = image_crops(img, config.crop_size, num_crops or config.num_crops, as_uint8=True)
     view = semantic_view(img, config.semantic_size, as_uint8=True) if with_view else None
     return PreparedImage(crops, view, img.width, img.height)

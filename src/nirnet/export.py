@@ -36,7 +36,7 @@ def example_inputs(model: DetectorModel, batch: int = 2, seed: int = 0) -> tuple
     generator = torch.Generator().manual_seed(seed)
     c = model.config
     crops = torch.rand(batch, 3, c.crop_size, c.crop_size, generator=generator)
-    if model.semantic is None:
+    if not c.uses_image_view:
         return (crops,)
     return crops, torch.rand(batch, 3, c.semantic_size, c.semantic_size, generator=generator)
 
@@ -75,11 +75,11 @@ def onnx_metadata(model: DetectorModel) -> dict:
     return {
         "name": c.name,
         "inputs": "crops: N x 3 x crop_size x crop_size RGB in [0, 1]"
-        + ("; view: N x 3 x semantic_size x semantic_size, the whole image resized" if model.semantic else ""),
+        + ("; view: N x 3 x semantic_size x semantic_size, the whole image resized" if c.uses_image_view else ""),
         "output": "logits: one per crop; probability = sigmoid(mean of an image's crop logits)",
         "crop_size": c.crop_size,
         "num_crops": c.num_crops,
-        "semantic_size": c.semantic_size if model.semantic is not None else None,
+        "semantic_size": c.semantic_size if c.uses_image_view else None,
         "threshold": c.threshold,
         "config": json.loads(c.to_json()),
     }

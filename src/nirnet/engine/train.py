@@ -191,6 +191,10 @@ def setup_process(config: TrainConfig) -> tuple[torch.device, int, int]:
 def build_step_module(config: TrainConfig, device: torch.device) -> tuple[nn.Module, TrainStep]:
     """The model and the module that computes its logits and Difference-Aware loss for one batch."""
     model = create_model(config.model, **config.model_overrides)
+    if model.config.uses_image_view:
+        # Training pairs are crops (a twin exists only where it was made): a branch trained on crop views would
+        # meet whole-image views at inference, so such a model cannot be trained here.
+        raise SetupError(f"{config.model}: semantic_view='image' cannot be trained on crops; use semantic_view=crops")
     da_loss = None
     if model.da_head is not None:
         c = model.config

