@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from nirnet.eval.sanity import blockiness
 from nirnet.models import get_config
 from nirnet.models.base import image_crops
 from nirnet.models.semantic import create_backbone
-from unseen_generators import read_manifest, render_tables, summarise
+from unseen_generators import read_manifest, render_tables, save_tables, summarise
 
 
 def plain_stats(img: Image.Image) -> list[float]:
@@ -122,10 +121,7 @@ def main() -> None:
     )
     print(text)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "texture_probe.md").write_text(text + "\n", encoding="utf-8")
-        (out / "texture_probe.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+        save_tables(Path(args.out), "texture_probe", text, results)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,13 @@ def render_tables(results: dict[str, list[dict]], seen: set[str], footer: str) -
     return "\n".join(lines)
 
 
+def save_tables(out: Path, stem: str, text: str, results: dict) -> None:
+    """``out/stem.md`` (the tables) and ``out/stem.json`` (every number behind them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(text + "\n", encoding="utf-8")
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/bench-dev")
@@ -164,10 +171,7 @@ def main() -> None:
     text = render_tables(results, seen, f"{len(samples)} images, {time.time() - start:.0f} s.")
     print(text)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "unseen.md").write_text(text + "\n", encoding="utf-8")
-        (out / "unseen.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+        save_tables(Path(args.out), "unseen", text, results)
 
 
 if __name__ == "__main__":
