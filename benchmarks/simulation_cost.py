@@ -65,7 +65,7 @@ def main() -> None:
     labels = torch.cat([torch.zeros(pairs), torch.ones(pairs)])
 
     def train_step():
-        logits, l_da = step_module(real, fake, torch.Generator().manual_seed(0))
+        logits, l_da = step_module(real, fake, torch.Generator().manual_seed(0), torch.ones(pairs, dtype=torch.bool))
         loss = bce_with_smoothing(logits, labels) + c.lambda_da * l_da
         optimizer.zero_grad()
         loss.backward()

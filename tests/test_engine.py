@@ -192,3 +192,29 @@ def test_shipped_configs_parse():
     for path in configs:
         cfg = load_config(path)
         assert cfg.optim.steps > 0 and cfg.data.real
+
+
+def test_difference_aware_loss_sees_only_twin_pairs():
+    """A generated image is not its photo's twin: L_DA must skip those pairs (their latent difference is content)."""
+    from nirnet.engine.train import TrainStep
+    from nirnet.models.losses import DifferenceAwareLoss
+
+    torch.manual_seed(0)
+    model = create_model("test_nirnet", semantic="none").train()
+    encoder = torch.nn.Sequential(torch.nn.Conv2d(3, model.config.da_latent_channels, 8, 8))
+    encoder.encode = encoder.forward
+    da = DifferenceAwareLoss(encoder, model.config.da_grid, model.config.da_crop, pairs=8)
+    step = TrainStep(model, da)
+    real = torch.rand(4, 3, 64, 64)
+    fake = torch.rand(4, 3, 64, 64)  # unrelated images, as a generated "fake" of a pair is
+    none = torch.zeros(4, dtype=torch.bool)
+    _, l_da = step(real, fake, torch.Generator().manual_seed(1), none)
+    assert float(l_da) == 0.0
+    l_da.backward()  # still connected to the head (DDP reduces the same parameters on every rank)
+    assert all(float(p.grad.abs().sum()) == 0.0 for p in model.da_head.parameters())
+    twins = torch.tensor([True, False, True, False])
+    scale = model.da_scale.clone()  # L_DA's running target scale moves with each call: start both from the same
+    _, masked = step(real, fake, torch.Generator().manual_seed(1), twins)
+    model.da_scale.copy_(scale)
+    direct = da(model, real[twins], fake[twins], torch.Generator().manual_seed(1))
+    torch.testing.assert_close(masked, direct)

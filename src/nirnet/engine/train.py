@@ -38,6 +38,8 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_config
 from .logging import MetricLogger
 
+GENERATED = PairDataset.KINDS.index("generated")  # kind code of a pair whose fake is a real generated image
+
 
 class TrainStep(nn.Module):
     """Everything with trainable parameters that one step runs, as one module (so DDP sees all of it)."""
@@ -48,12 +50,17 @@ class TrainStep(nn.Module):
         self.da_loss = da_loss
 
     def forward(
-        self, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None
+        self, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None, twins: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of the batch and L_DA over its twin pairs (``twins``: a boolean mask; a generated image is not its
+        photo's twin, and the latent difference between unrelated images would teach the extractor content)."""
         logits = self.model(torch.cat([real, fake]))
         if self.da_loss is None:
             return logits, logits.new_zeros(())
-        return logits, self.da_loss(self.model, real, fake, generator)
+        if not bool(twins.any()):
+            # Touch the head so every DDP rank reduces the same parameters, with zero gradient.
+            return logits, sum(p.sum() for p in self.model.da_head.parameters()) * 0.0
+        return logits, self.da_loss(self.model, real[twins], fake[twins], generator)
 
 
 class SetupError(ValueError):
@@ -319,7 +326,7 @@ def run_steps(run: _Run, runner: nn.Module, loader: DataLoader, logger: MetricLo
         labels = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))]).to(device)
         autocast = torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext()
         with autocast:
-            logits, l_da = runner(real, fake, generator)
+            logits, l_da = runner(real, fake, generator, kinds.to(device) != GENERATED)
             l_bce = bce_with_smoothing(logits.float(), labels, smoothing)
             loss = l_bce + lambda_da * l_da.float()
         optimizer.zero_grad(set_to_none=True)
