@@ -3,8 +3,9 @@
 # its output is missing:
 #   1. the high-fidelity autoencoders and the TAESana decoder (`imprint train-ae --family hifi --taesana`, ~70 min);
 #   2. the imprint bank over taef2, taesana and the hf_* set, with copula kernels (`imprint fit`);
-#   3. the autoencoder-twin cache (`imprint reconstruct`, ~20 min) and the default nirnet_tiny model
-#      (configs/nirnet_tiny_gen.yaml, 300 steps, ~12 min).
+#   3. the autoencoder-twin cache (`imprint reconstruct`, ~20 min) and the previous default, nirnet_tiny
+#      (configs/nirnet_tiny_gen.yaml, 300 steps, ~12 min; still shipped, selectable by name);
+#   4. the default, nirnet_tiny_texture (configs/nirnet_tiny_texture.yaml, 200 steps, ~12 min).
 # Outputs go to runs/ first and are copied into the package only by this script (the CLI never writes there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +26,7 @@ fi
 $NIRNET train -c configs/nirnet_tiny_gen.yaml run.out_dir=runs/nirnet_tiny_gen --resume --no-progress
 mkdir -p "$WEIGHTS/nirnet_tiny"
 cp runs/nirnet_tiny_gen/final/model.safetensors runs/nirnet_tiny_gen/final/config.json "$WEIGHTS/nirnet_tiny/"
+$NIRNET train -c configs/nirnet_tiny_texture.yaml --resume --no-progress
+mkdir -p "$WEIGHTS/nirnet_tiny_texture"
+cp runs/nirnet_tiny_texture/final/model.safetensors runs/nirnet_tiny_texture/final/config.json \
+  "$WEIGHTS/nirnet_tiny_texture/"
