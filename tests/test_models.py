@@ -284,9 +284,13 @@ def test_texture_branch_reads_native_crops_in_training_and_inference():
     from nirnet.detect import prepare_image
 
     assert prepare_image(model.config, image).view is None
-    # the statistics are not resized views: a crop and its 2x downscale give different features
-    small = torch.nn.functional.interpolate(crops[:1], scale_factor=0.5, mode="bilinear", antialias=True)
-    assert not torch.allclose(model.semantic.backbone(crops[:1]), model.semantic.backbone(small))
+    # native resolution: the branch must not resize its input (a resize would blur away the texture it reads), so
+    # its features equal the backbone's statistics of an input of another size than semantic_size, as given
+    larger = torch.rand(2, 3, 96, 96)
+    assert model.config.semantic_size != 96
+    with torch.no_grad():
+        direct = model.semantic.proj(model.semantic.backbone(larger))
+    torch.testing.assert_close(model.semantic(larger), direct)
 
 
 def test_texture_model_roundtrip_and_config_checks(tmp_path):
