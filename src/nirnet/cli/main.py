@@ -7,6 +7,7 @@ import typer.core
 
 from nirnet import __version__
 from nirnet.cli import data as data_cli
+from nirnet.cli import denoise as denoise_cli
 from nirnet.cli import detect as detect_cli
 from nirnet.cli import eval as eval_cli
 from nirnet.cli import export as export_cli
@@ -43,6 +44,7 @@ app = typer.Typer(
 app.add_typer(data_cli.app, name="data")
 app.add_typer(imprint_cli.app, name="imprint")
 app.command("train")(train_cli.train)
+app.command("pretrain-denoiser")(denoise_cli.pretrain_denoiser)
 app.command("eval")(eval_cli.eval_command)
 app.command("detect")(detect_cli.detect)
 app.command("serve")(serve_cli.serve)

@@ -53,9 +53,16 @@ class RunConfig:
 
 
 @dataclass
+class InitConfig:
+    # Pretrained weights for the noise extractor (`nirnet pretrain-denoiser`); trained further with the detector.
+    noise_extractor: str | None = None
+
+
+@dataclass
 class TrainConfig:
     model: str = "nirnet_tiny"
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    init: InitConfig = field(default_factory=InitConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)

@@ -36,6 +36,7 @@ from ..models.losses import DifferenceAwareLoss, bce_with_smoothing
 from ..models.registry import create_model
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_config
+from .denoise import WEIGHTS_FILE, init_noise_extractor
 from .logging import MetricLogger
 
 GENERATED = PairDataset.KINDS.index("generated")  # kind code of a pair whose fake is a real generated image
@@ -126,6 +127,12 @@ def check_inputs(config: TrainConfig) -> None:
         )
     if d.bank not in (None, "none") and not Path(d.bank).is_file():
         raise SetupError(f"data.bank: no imprint bank at {d.bank} (null = the shipped bank, none = no simulator)")
+    init = config.init.noise_extractor
+    if init and not (Path(init).is_file() or (Path(init) / WEIGHTS_FILE).is_file()):
+        raise SetupError(
+            f"init.noise_extractor: no pretrained denoiser at {init}; make one with\n"
+            f"  nirnet pretrain-denoiser {d.real[0]} --out {init}"
+        )
 
 
 def _init_distributed(device: torch.device) -> tuple[int, int]:
@@ -202,6 +209,13 @@ def build_step_module(config: TrainConfig, device: torch.device) -> tuple[nn.Mod
         # Training pairs are crops (a twin exists only where it was made): a branch trained on crop views would
         # meet whole-image views at inference, so such a model cannot be trained here.
         raise SetupError(f"{config.model}: semantic_view='image' cannot be trained on crops; use semantic_view=crops")
+    if config.init.noise_extractor:
+        if model.imprint is None:
+            raise SetupError(f"init.noise_extractor is set but {config.model} has no noise branch")
+        try:
+            init_noise_extractor(model.imprint.extractor, config.init.noise_extractor)
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
     da_loss = None
     if model.da_head is not None:
         c = model.config
