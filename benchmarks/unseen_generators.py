@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import time
 from collections import defaultdict
@@ -144,6 +145,17 @@ def save_tables(out: Path, stem: str, text: str, results: dict) -> None:
     (out / f"{stem}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
 
 
+def _cache_file(cache: str | None, folder: str | None, data: str, seen: set[str]) -> Path | None:
+    """Where a model folder's summary is cached: keyed by its weights, config, the benchmark and the seen set."""
+    if cache is None or folder is None:
+        return None
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "config.json"):
+        digest.update((Path(folder) / name).read_bytes())
+    digest.update(f"{Path(data).resolve()}|{sorted(seen)}".encode())
+    return Path(cache) / f"{digest.hexdigest()[:24]}.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/bench-dev")
@@ -151,6 +163,9 @@ def main() -> None:
     parser.add_argument("--seen", nargs="*", default=["sd1"], help="generators seen in training")
     parser.add_argument("--no-jpeg-trace", action="store_true")
     parser.add_argument("--out", default=None, help="folder for unseen.md and unseen.json")
+    parser.add_argument(
+        "--cache", default=None, help="folder of per-model results keyed by the weights' SHA-256 (score once, merge)"
+    )
     args = parser.parse_args()
     start = time.time()
     samples, sources = read_manifest(Path(args.data))
@@ -160,9 +175,16 @@ def main() -> None:
     for spec in args.model or ["default"]:
         name, _, folders = spec.partition("=")
         for folder in folders.split(",") if folders else [None]:
-            detector = Detector.from_pretrained(folder if folder else (None if name == "default" else name))
-            scored = score_samples(lambda ims, d=detector: [p for p, _ in d.predict_images(ims)], samples, protocol)
-            results[name].append(summarise(scored.scores, samples, sources, seen, detector.threshold))
+            cached = _cache_file(args.cache, folder, args.data, seen)
+            if cached is not None and cached.is_file():
+                results[name].append(json.loads(cached.read_text()))
+            else:
+                detector = Detector.from_pretrained(folder if folder else (None if name == "default" else name))
+                scored = score_samples(lambda ims, d=detector: [p for p, _ in d.predict_images(ims)], samples, protocol)
+                results[name].append(summarise(scored.scores, samples, sources, seen, detector.threshold))
+                if cached is not None:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    cached.write_text(json.dumps(results[name][-1]))
             print(f"{name} {folder or ''}: pooled unseen AUC {fmt(results[name][-1]['pooled_auc'])}", flush=True)
     if not args.no_jpeg_trace:
         scored = score_samples(jpeg_trace_scorer, samples, protocol)
