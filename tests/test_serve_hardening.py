@@ -2,6 +2,7 @@
 JSON for every error, health checks that do not queue."""
 
 import asyncio
+import contextlib
 import io
 import json
 import socket
@@ -96,8 +97,69 @@ def test_stalled_body_gets_408():
     assert sent[0]["status"] == 408
 
 
+def _slow_app(seconds: float, order: list[int] | None = None):
+    async def app(scope, receive, send):
+        await asyncio.sleep(seconds)
+        if order is not None:
+            order.append(scope["id"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return app
+
+
+async def _request(guard, ident: int) -> int:
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await guard({"type": "http", "path": "/v1/detect", "headers": [], "id": ident}, receive, send)
+    return sent[0]["status"]
+
+
+def test_waiting_room_serves_a_burst_in_order_and_refuses_beyond_it():
+    order: list[int] = []
+    guard = RequestGuard(_slow_app(0.05, order), ("/v1/detect",), 5000, 1, 5, max_waiting=2, wait_timeout_s=5)
+
+    async def burst():
+        first = [asyncio.create_task(_request(guard, i)) for i in range(3)]  # one in progress, two waiting
+        await asyncio.sleep(0.01)
+        extra = await _request(guard, 3)  # the line is full: refused at once, while the others still run
+        return await asyncio.gather(*first), extra
+
+    statuses, extra = asyncio.run(burst())
+    assert statuses == [200, 200, 200] and extra == 503
+    assert order == [0, 1, 2]  # first come, first served
+    assert guard.pending == 0 and not guard.waiting
+
+
+def test_waiting_too_long_is_503_and_a_client_leaving_the_line_frees_nothing_twice():
+    guard = RequestGuard(_slow_app(0.4), ("/v1/detect",), 5000, 1, 5, max_waiting=4, wait_timeout_s=0.1)
+
+    async def scenario():
+        running = asyncio.create_task(_request(guard, 0))
+        await asyncio.sleep(0.01)
+        start = time.perf_counter()
+        timed_out = await _request(guard, 1)
+        waited = time.perf_counter() - start
+        leaver = asyncio.create_task(_request(guard, 2))
+        await asyncio.sleep(0.02)
+        leaver.cancel()  # the client disconnects while in line
+        with contextlib.suppress(asyncio.CancelledError):
+            await leaver
+        return await running, timed_out, waited
+
+    first, timed_out, waited = asyncio.run(scenario())
+    assert first == 200 and timed_out == 503 and 0.08 < waited < 0.35
+    assert guard.pending == 0 and not guard.waiting
+
+
 def test_over_admission_is_503_with_retry_after(detector):
-    app = create_app(detector, ServeConfig(max_pending=1))
+    app = create_app(detector, ServeConfig(max_pending=1, max_waiting=0))
     app.pending = 1  # one request already in progress
     response = TestClient(app).post("/v1/detect", files=[("files", ("a.jpg", _jpeg(), "image/jpeg"))])
     assert response.status_code == 503 and response.headers["retry-after"] == "1"

@@ -12,7 +12,11 @@ def serve(
     max_files: int = typer.Option(16, help="Most files accepted in one request (413 above)."),
     max_file_mb: float = typer.Option(20.0, help="Largest accepted upload per file, in MiB (413 above)."),
     max_request_mb: float = typer.Option(64.0, help="Largest request body in MiB, enforced while it streams (413)."),
-    max_pending: int = typer.Option(6, help="Scoring requests in progress at once; more are answered 503."),
+    max_pending: int = typer.Option(6, help="Scoring requests in progress at once; more wait in line (below)."),
+    max_waiting: int = typer.Option(
+        64, help="Requests that may wait for a slot (body unread, no memory held); more are answered 503 at once."
+    ),
+    wait_timeout: float = typer.Option(10.0, help="Seconds a request may wait for a slot before a 503."),
     decode_slots: int = typer.Option(2, help="Images decoded at the same time (bounds memory)."),
     max_megapixels: float = typer.Option(
         40.0, help="Largest image in megapixels; bigger JPEGs are decoded at reduced scale, others refused."
@@ -45,6 +49,8 @@ def serve(
         decode_slots=decode_slots,
         max_pixels=int(max_megapixels * 1e6),
         read_timeout_s=read_timeout,
+        max_waiting=max_waiting,
+        wait_timeout_s=wait_timeout,
     )
     app = create_app(detector, config)
     typer.echo(f"serving {detector.name} on http://{host}:{port}/ (Ctrl+C to stop)")

@@ -1,7 +1,8 @@
 """FastAPI application: ``POST /v1/detect``, ``GET /healthz``, OpenAPI at ``/docs``, and the web page at ``/``.
 
 Uploads are checked before any model work (:mod:`nirnet.serve.guard`): at most ``max_pending`` scoring requests in
-progress (503 with ``Retry-After`` beyond), the body capped at ``max_request_bytes`` while it streams (413), each
+progress, up to ``max_waiting`` more waiting in line (body unread) for at most ``wait_timeout_s``, and 503 with
+``Retry-After`` beyond; the body capped at ``max_request_bytes`` while it streams (413), each
 body chunk due within ``read_timeout_s`` (408). Then at most ``max_files`` files per request, each at most
 ``max_file_bytes`` (413), and each must decode as an image (see :func:`nirnet.data.io.load_image`; a file that does
 not gets a per-file ``error``). A request where no file could be scored is answered 422. Every error, including
@@ -47,6 +48,8 @@ class ServeConfig:
     decode_slots: int = 2  # images decoded at the same time
     max_pixels: int = 40_000_000  # per image; larger JPEGs are decoded at 1/2, 1/4 or 1/8 scale, others refused
     read_timeout_s: float = 20.0  # longest wait for the next chunk of a request body
+    max_waiting: int = 64  # requests waiting (body unread) for a slot beyond max_pending; more get 503 at once
+    wait_timeout_s: float = 10.0  # longest wait in that line before a 503
 
 
 def _page() -> str:
@@ -113,7 +116,15 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
             raise HTTPException(422, {"message": "no file could be read as an image", "results": results})
         return {"model": detector.name, "threshold": detector.threshold, "results": results}
 
-    return RequestGuard(app, ("/v1/detect",), config.max_request_bytes, config.max_pending, config.read_timeout_s)
+    return RequestGuard(
+        app,
+        ("/v1/detect",),
+        config.max_request_bytes,
+        config.max_pending,
+        config.read_timeout_s,
+        max_waiting=config.max_waiting,
+        wait_timeout_s=config.wait_timeout_s,
+    )
 
 
 def open_limited(data: bytes, max_pixels: int) -> Image.Image:
