@@ -4,12 +4,14 @@ per generator, per real source, balanced accuracy at each model's stored thresho
     python benchmarks/unseen_generators.py --model default \\
         --model copula=runs/a/final,runs/b/final,runs/c/final [--seen sd1] [--out docs/results/unseen]
 
-A ``--model`` takes ``NAME=FOLDER[,FOLDER...]``: several folders are several training seeds of one recipe (each
-is scored; the table shows seed 1's intervals and the mean ± sd of the point values over seeds). ``default`` is
-the embedded model. Every image of both classes goes through the ``aligned`` protocol (centre crop <= 512 px,
-JPEG 90). ``--seen`` generators are reported apart and left out of the unseen numbers (a model trained on
-gen-train has seen ``sd1``). The JPEG-trace scorer (a model-free sanity check) is reported as |AUC - 0.5| per
-generator: far from 0 means the aligned protocol still leaks compression history there.
+A ``--model`` takes ``NAME=FOLDER[,FOLDER...]``: several folders are several training seeds of one recipe (each is
+scored; the table shows seed 1's intervals and the mean ± sd of the point values over seeds). ``A+B`` in place of a
+folder is an ensemble: the mean of the two models' probabilities. With ``--cache DIR`` each folder's scores are
+kept (keyed by its weights) and reused, so models can be scored as they finish and tables merged later. ``default``
+is the embedded model. Every image of both classes goes through the ``aligned`` protocol (centre crop <= 512 px,
+JPEG 90). ``--seen`` generators are reported apart and left out of the unseen numbers (a model trained on gen-train
+has seen ``sd1``). The JPEG-trace scorer (a model-free sanity check) is reported as |AUC - 0.5| per generator: far
+from 0 means the aligned protocol still leaks compression history there.
 """
 
 from __future__ import annotations
@@ -145,15 +147,30 @@ def save_tables(out: Path, stem: str, text: str, results: dict) -> None:
     (out / f"{stem}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
 
 
-def _cache_file(cache: str | None, folder: str | None, data: str, seen: set[str]) -> Path | None:
-    """Where a model folder's summary is cached: keyed by its weights, config, the benchmark and the seen set."""
+def _cache_file(cache: str | None, folder: str | None, data: str) -> Path | None:
+    """Where a model folder's scores are cached: keyed by its weights, its config and the benchmark."""
     if cache is None or folder is None:
         return None
     digest = hashlib.sha256()
     for name in ("model.safetensors", "config.json"):
         digest.update((Path(folder) / name).read_bytes())
-    digest.update(f"{Path(data).resolve()}|{sorted(seen)}".encode())
-    return Path(cache) / f"{digest.hexdigest()[:24]}.json"
+    digest.update(str(Path(data).resolve()).encode())
+    return Path(cache) / f"{digest.hexdigest()[:24]}-scores.json"
+
+
+def model_scores(name: str, folder: str | None, samples, protocol, cache: str | None, data: str):
+    """(probability per sample, NaN where unreadable; the model's stored threshold), from the cache when there."""
+    cached = _cache_file(cache, folder, data)
+    if cached is not None and cached.is_file():
+        stored = json.loads(cached.read_text())
+        return np.array([np.nan if v is None else v for v in stored["scores"]]), stored["threshold"]
+    detector = Detector.from_pretrained(folder if folder else (None if name == "default" else name))
+    scored = score_samples(lambda ims, d=detector: [p for p, _ in d.predict_images(ims)], samples, protocol)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        values = [None if np.isnan(v) else float(v) for v in scored.scores]
+        cached.write_text(json.dumps({"folder": str(folder), "scores": values, "threshold": detector.threshold}))
+    return scored.scores, detector.threshold
 
 
 def main() -> None:
@@ -175,16 +192,12 @@ def main() -> None:
     for spec in args.model or ["default"]:
         name, _, folders = spec.partition("=")
         for folder in folders.split(",") if folders else [None]:
-            cached = _cache_file(args.cache, folder, args.data, seen)
-            if cached is not None and cached.is_file():
-                results[name].append(json.loads(cached.read_text()))
-            else:
-                detector = Detector.from_pretrained(folder if folder else (None if name == "default" else name))
-                scored = score_samples(lambda ims, d=detector: [p for p, _ in d.predict_images(ims)], samples, protocol)
-                results[name].append(summarise(scored.scores, samples, sources, seen, detector.threshold))
-                if cached is not None:
-                    cached.parent.mkdir(parents=True, exist_ok=True)
-                    cached.write_text(json.dumps(results[name][-1]))
+            parts = folder.split("+") if folder else [None]
+            scored = [model_scores(name, part, samples, protocol, args.cache, args.data) for part in parts]
+            # "A+B": an ensemble, the mean of the members' probabilities (and of their thresholds).
+            scores = np.mean([sc for sc, _ in scored], axis=0)
+            threshold = float(np.mean([t for _, t in scored]))
+            results[name].append(summarise(scores, samples, sources, seen, threshold))
             print(f"{name} {folder or ''}: pooled unseen AUC {fmt(results[name][-1]['pooled_auc'])}", flush=True)
     if not args.no_jpeg_trace:
         scored = score_samples(jpeg_trace_scorer, samples, protocol)
