@@ -16,7 +16,7 @@ from nirnet.engine.config import load_config
 from nirnet.engine.train import train
 from nirnet.imprint.bank import BankEntry, ImprintBank
 from nirnet.imprint.laplace import LearnedLaplace
-from nirnet.models import create_model, list_models
+from nirnet.models import NIRNetConfig, create_model, get_config, list_models
 from nirnet.testing import synthetic_photo
 
 
@@ -67,13 +67,14 @@ def test_config_overrides_and_errors(tmp_path):
 
 @pytest.mark.parametrize("model", [m for m in list_models() if m != "nirnet_base"])
 def test_smoke_training_every_model(train_env, tmp_path, model):
-    overrides = [
-        "model_overrides.crop_size=64",
-        "model_overrides.semantic_size=64",
-        "model_overrides.da_crop=32",
-        "model_overrides.da_encoder=ours:nearest_s8",
-        "model_overrides.da_latent_channels=8",
-    ]
+    overrides = ["model_overrides.crop_size=64"]
+    if isinstance(get_config(model), NIRNetConfig):  # baselines have no semantic branch and no L_DA
+        overrides += [
+            "model_overrides.semantic_size=64",
+            "model_overrides.da_crop=32",
+            "model_overrides.da_encoder=ours:nearest_s8",
+            "model_overrides.da_latent_channels=8",
+        ]
     config = _config(train_env, tmp_path, model, extra=overrides)
     torch.manual_seed(config.run.seed)  # the same initial weights as train() draws
     initial = create_model(config.model, **config.model_overrides).trainable_state_dict()

@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -309,3 +310,24 @@ def test_texture_model_roundtrip_and_config_checks(tmp_path):
         texture_model(semantic_view="image")
     with pytest.raises(ValueError, match="supports efficientnet_lite0"):
         tiny(semantic="timm:resnet18", semantic_pool="stats", semantic_taps=(0,))
+
+
+def test_baselines_have_their_own_config_and_read_old_folders(tmp_path):
+    from nirnet.models import BaselineConfig, DetectorConfig, get_config
+
+    config = get_config("npr_tiny")
+    assert isinstance(config, BaselineConfig) and not hasattr(config, "lambda_da") and config.width == 32
+    with pytest.raises(ValueError, match="no setting da_crop"):
+        config.replace(da_crop=32)  # NIRNet's settings are not a baseline's
+    assert DetectorConfig.from_dict(json.loads(config.to_json())) == config
+    # A folder saved when baselines carried NIRNet's whole config (width in encoder_width) still loads.
+    old = {**json.loads(get_config("nirnet_tiny").to_json()), "name": "npr_tiny", "arch": "npr", "encoder_width": 8}
+    model = create_model("npr_tiny", width=8)
+    model.save_pretrained(tmp_path / "npr")
+    (tmp_path / "npr" / "config.json").write_text(json.dumps(old))
+    loaded = create_model("npr_tiny", pretrained=tmp_path / "npr")
+    assert isinstance(loaded.config, BaselineConfig) and loaded.config.width == 8
+    bad = {**old, "arch": "nonsense"}
+    (tmp_path / "npr" / "config.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="unknown architecture"):
+        create_model("npr_tiny", pretrained=tmp_path / "npr")

@@ -321,7 +321,7 @@ def run_steps(run: _Run, runner: nn.Module, loader: DataLoader, logger: MetricLo
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.run.amp)
     use_amp = device.type == "cuda" and amp_dtype is not None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    lambda_da = run.model.config.lambda_da
+    lambda_da = run.model.config.lambda_da if run.model.da_head is not None else 0.0
     smoothing = run.model.config.label_smoothing
     optimizer = run.optimizer
     runner.train()

@@ -19,7 +19,7 @@ from torch import nn
 
 from .._atomic import atomic_write, atomic_write_text
 from ..data.degrade import pad_to
-from .config import NIRNetConfig
+from .config import DetectorConfig
 
 ARCHITECTURES: dict[str, type] = {}
 
@@ -89,7 +89,7 @@ class DetectorModel(nn.Module):
     """Base class; subclasses set ``self.config`` and define ``forward``. ``semantic`` and ``da_head`` are
     ``None`` unless the model has a semantic branch or a Difference-Aware head."""
 
-    config: NIRNetConfig
+    config: DetectorConfig
 
     def __init__(self) -> None:
         super().__init__()
@@ -145,7 +145,10 @@ class DetectorModel(nn.Module):
                 raise FileNotFoundError(
                     f"{folder / needed} is missing (a NIRNet folder holds config.json and model.safetensors)"
                 )
-        config = NIRNetConfig.from_dict(json.loads((folder / "config.json").read_text())).replace(**overrides)
+        try:
+            config = DetectorConfig.from_dict(json.loads((folder / "config.json").read_text())).replace(**overrides)
+        except ValueError as exc:
+            raise ValueError(f"{folder}: {exc}") from None
         from . import baselines, nirnet  # noqa: F401 - registers the architectures (not imported by this module)
 
         if config.arch not in ARCHITECTURES:

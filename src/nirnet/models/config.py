@@ -1,19 +1,92 @@
-"""Model configuration: architecture *and* preprocessing, so transforms are derived from the model."""
+"""Model configuration: architecture *and* preprocessing, so transforms are derived from the model.
+
+:class:`DetectorConfig` holds what every detector has (crops, training label smoothing, decision threshold);
+:class:`NIRNetConfig` adds NIRNet's branches and its Difference-Aware Loss, :class:`BaselineConfig` the width of a
+baseline CNN. ``DetectorConfig.from_dict`` picks the class from the ``arch`` key of a saved ``config.json``.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
-class NIRNetConfig:
-    name: str = "nirnet_tiny"
+class DetectorConfig:
+    name: str = "detector"
     arch: str = "nirnet"  # the model class (see nirnet.models.base.ARCHITECTURES): nirnet, npr, cnnspot
     # --- preprocessing (inference transforms come from here)
-    crop_size: int = 256  # native-resolution crops for the noise and frequency branches (never resized)
+    crop_size: int = 256  # native-resolution crops (never resized)
     num_crops: int = 4  # crops per image at inference; logits are averaged
+    label_smoothing: float = 0.1  # training targets pulled towards 0.5
+    # --- decision
+    threshold: float = 0.5  # probability threshold, replaced by `nirnet eval --calibrate`
+    extra: dict = field(default_factory=dict)
+
+    ARCHS: ClassVar[tuple[str, ...]] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DetectorConfig:
+        """The config of ``data`` (a saved ``config.json``), of the class its ``arch`` needs."""
+        if cls is DetectorConfig:
+            arch = data.get("arch", "nirnet")
+            for config_class in (NIRNetConfig, BaselineConfig):
+                if arch in config_class.ARCHS:
+                    return config_class.from_dict(data)
+            raise ValueError(f"unknown architecture {arch!r}")
+        data = cls._upgrade(dict(data))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {unknown}")
+        return cls(**data)
+
+    @classmethod
+    def _upgrade(cls, data: dict) -> dict:
+        """Keys of older ``config.json`` files, mapped to today's (nothing to do by default)."""
+        return data
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> DetectorConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @property
+    def uses_image_view(self) -> bool:
+        """Whether inference must supply a resized whole-image view (besides the crops)."""
+        return False
+
+    def replace(self, **changes) -> DetectorConfig:
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise ValueError(f"{self.name} ({type(self).__name__}) has no setting {', '.join(unknown)}")
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class BaselineConfig(DetectorConfig):
+    """A baseline CNN (NPR, CNNSpot): one width; no branches, no Difference-Aware Loss."""
+
+    width: int = 32  # channels of the first stage
+
+    ARCHS: ClassVar[tuple[str, ...]] = ("npr", "cnnspot")
+
+    @classmethod
+    def _upgrade(cls, data: dict) -> dict:
+        # Baselines used to be saved with NIRNet's whole config; their width was ``encoder_width``.
+        if "encoder_width" in data:
+            data["width"] = data["encoder_width"]
+        nirnet_only = {f.name for f in fields(NIRNetConfig)} - {f.name for f in fields(cls)}
+        return {k: v for k, v in data.items() if k not in nirnet_only}
+
+
+@dataclass(frozen=True)
+class NIRNetConfig(DetectorConfig):
+    name: str = "nirnet_tiny"
     semantic_size: int = 224  # side of the resized whole-image view for the semantic branch
     # --- noise branch (NIE)
     use_noise: bool = True
@@ -48,7 +121,6 @@ class NIRNetConfig:
     # Stay-Positive (Rajan & Lee 2025): the last layer's weights over the (non-negative, post-ReLU) head features are
     # kept >= 0, so a feature can only add evidence of "generated"; missing real detail cannot push towards it.
     stay_positive: bool = False
-    label_smoothing: float = 0.1
     lambda_da: float = 0.1  # weight of the Difference-Aware Loss
     da_encoder: str = "taef2"  # frozen encoder E_fix of L_DA (any autoencoder of nirnet.imprint's registry)
     da_latent_channels: int = 32  # latent width of da_encoder
@@ -59,31 +131,15 @@ class NIRNetConfig:
     # same grid (False: one MLP on the globally pooled f_n, which cannot know where in the crop a change is).
     da_spatial: bool = False
     da_centred: bool = False  # centre target and prediction over the batch: learn what differs between twins
-    # --- decision
-    threshold: float = 0.5  # probability threshold, replaced by `nirnet eval --calibrate`
-    extra: dict = field(default_factory=dict)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+    ARCHS: ClassVar[tuple[str, ...]] = ("nirnet",)
 
     @classmethod
-    def from_dict(cls, data: dict) -> NIRNetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {unknown}")
+    def _upgrade(cls, data: dict) -> dict:
         if isinstance(data.get("semantic_taps"), list):  # JSON has no tuples
-            data = {**data, "semantic_taps": tuple(data["semantic_taps"])}
-        return cls(**data)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> NIRNetConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+            data["semantic_taps"] = tuple(data["semantic_taps"])
+        return data
 
     @property
     def uses_image_view(self) -> bool:
-        """Whether inference must supply a resized whole-image view (besides the crops)."""
         return self.semantic not in ("none", "", None) and self.semantic_view == "image"
-
-    def replace(self, **changes) -> NIRNetConfig:
-        return replace(self, **changes)

@@ -6,13 +6,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import NIRNetConfig
+from .config import BaselineConfig, DetectorConfig, NIRNetConfig
 
-_MODELS: dict[str, Callable[[], NIRNetConfig]] = {}
+_MODELS: dict[str, Callable[[], DetectorConfig]] = {}
 SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "weights"
 
 
-def register_model(fn: Callable[[], NIRNetConfig]) -> Callable[[], NIRNetConfig]:
+def register_model(fn: Callable[[], DetectorConfig]) -> Callable[[], DetectorConfig]:
     _MODELS[fn.__name__] = fn
     return fn
 
@@ -21,7 +21,7 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def get_config(name: str, **overrides) -> NIRNetConfig:
+def get_config(name: str, **overrides) -> DetectorConfig:
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
     return _MODELS[name]().replace(**overrides)
@@ -110,16 +110,16 @@ def nirnet_base() -> NIRNetConfig:
 
 
 @register_model
-def npr_tiny() -> NIRNetConfig:
+def npr_tiny() -> BaselineConfig:
     """Baseline: Neighbouring Pixel Relationships (NPR, Tan et al. 2024) with a truncated ResNet, CPU-sized."""
-    return NIRNetConfig(name="npr_tiny", arch="npr", encoder_width=32, semantic="none", lambda_da=0.0)
+    return BaselineConfig(name="npr_tiny", arch="npr", width=32)
 
 
 @register_model
-def cnnspot_tiny() -> NIRNetConfig:
+def cnnspot_tiny() -> BaselineConfig:
     """Baseline: CNNSpot (Wang et al. 2020), a ResNet-18 image classifier (random init: no ImageNet weights offline),
     trained with blur + JPEG augmentation (configs/cnnspot_tiny_cpu.yaml)."""
-    return NIRNetConfig(name="cnnspot_tiny", arch="cnnspot", encoder_width=32, semantic="none", lambda_da=0.0)
+    return BaselineConfig(name="cnnspot_tiny", arch="cnnspot", width=32)
 
 
 @register_model

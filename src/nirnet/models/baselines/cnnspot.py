@@ -2,7 +2,7 @@
 written from the paper: a ResNet image classifier trained with blur and JPEG augmentation.
 
 The paper fine-tunes an ImageNet ResNet-50; ImageNet weights cannot be downloaded here, so this starts from
-random weights (torchvision's ResNet-18 layout; ``encoder_width`` scales its channels).
+random weights (torchvision's ResNet-18 layout; ``width`` scales its channels).
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import torch
 from torch import nn
 
 from ..base import DetectorModel, register_architecture
-from ..config import NIRNetConfig
+from ..config import BaselineConfig
 from ..extractor import BasicBlock
 
 
 class CNNSpot(DetectorModel):
-    def __init__(self, config: NIRNetConfig) -> None:
+    def __init__(self, config: BaselineConfig) -> None:
         super().__init__()
         self.config = config
-        w = config.encoder_width
+        w = config.width
         self.stem = nn.Sequential(
             nn.Conv2d(3, w, 7, 2, 3, bias=False), nn.BatchNorm2d(w), nn.ReLU(True), nn.MaxPool2d(3, 2, 1)
         )

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import DetectorModel, register_architecture
-from ..config import NIRNetConfig
+from ..config import BaselineConfig
 from ..extractor import BasicBlock
 
 
@@ -24,10 +24,10 @@ def npr_residual(x: torch.Tensor) -> torch.Tensor:
 
 
 class NPRNet(DetectorModel):
-    def __init__(self, config: NIRNetConfig) -> None:
+    def __init__(self, config: BaselineConfig) -> None:
         super().__init__()
         self.config = config
-        width = config.encoder_width
+        width = config.width
         # The paper truncates ResNet-50 after its second stage; this is the same shape at CPU size.
         self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True))
         self.stages = nn.Sequential(
