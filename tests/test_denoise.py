@@ -17,6 +17,9 @@ from nirnet.engine.denoise import (
     save_denoiser,
 )
 from nirnet.engine.train import SetupError, build_step_module, check_inputs, train
+from nirnet.imprint.bank import BankEntry, ImprintBank
+from nirnet.imprint.laplace import LearnedLaplace
+from nirnet.models import create_model
 from nirnet.testing import synthetic_photo
 
 
@@ -113,3 +116,28 @@ def test_cli_pretrains_and_reports(tmp_path):
     bad = CliRunner().invoke(app, ["pretrain-denoiser", str(tmp_path / "none")])
     message = " ".join(bad.output.split())
     assert bad.exit_code == 2 and "does not exist" in message and "Traceback" not in message
+
+
+def test_a_frozen_extractor_stays_the_pretrained_denoiser(photos, denoiser, tmp_path):
+    extractor, config, metrics = denoiser
+    save_denoiser(extractor, config, {"train": metrics}, tmp_path / "dn")
+    saved = load_file(str(tmp_path / "dn" / "denoiser.safetensors"))
+    bank = ImprintBank([BankEntry("toy", 4)], [LearnedLaplace(4)])
+    bank.save(tmp_path / "bank.safetensors")
+    extra = [
+        "model_overrides.noise_width=4",
+        "model_overrides.noise_frozen=true",
+        "optim.steps=2",
+        f"data.bank={tmp_path / 'bank.safetensors'}",
+        "data.pairs.p_simulator=1.0",
+    ]
+    final = train(load_config(None, _train_overrides(photos, tmp_path / "run", tmp_path / "dn", extra)), False)
+    trained = load_file(str(final / "model.safetensors"))
+    for key, value in saved.items():  # weights and BatchNorm statistics unchanged after training steps
+        torch.testing.assert_close(trained[f"imprint.extractor.{key}"], value, rtol=0, atol=0, msg=key)
+    fresh = create_model("test_nirnet", noise_width=4, noise_frozen=True, lambda_da=0, crop_size=64)
+    assert not any(p.requires_grad for p in fresh.imprint.extractor.parameters())
+    assert not fresh.train().imprint.extractor.training  # BatchNorm stays in inference mode
+    encoder = {k: v for k, v in trained.items() if k.startswith("imprint.encoder.") and v.is_floating_point()}
+    initial = fresh.state_dict()
+    assert any(not torch.equal(v, initial[k]) for k, v in encoder.items())  # the encoder behind it did learn

@@ -92,6 +92,9 @@ class NIRNetConfig(DetectorConfig):
     use_noise: bool = True
     noise_width: int = 16
     noise_depth: int = 3
+    # Keep N(x) as it starts (e.g. a pretrained denoiser, `init.noise_extractor` in training): weights and BatchNorm
+    # statistics are not trained, so its map stays noise; the encoder behind it still learns.
+    noise_frozen: bool = False
     encoder_width: int = 16
     encoder_blocks: int = 1
     encoder_stem: str = "conv"  # "conv" (3x3 stride 2) or "patchify" (4x4 stride 4, cheaper)

@@ -12,15 +12,25 @@ from torch import nn
 
 
 class NoiseExtractor(nn.Module):
-    """``N(x)``: conv-ReLU, ``depth - 2`` conv-BN-ReLU, conv; input and output ``N x 3 x H x W``."""
+    """``N(x)``: conv-ReLU, ``depth - 2`` conv-BN-ReLU, conv; input and output ``N x 3 x H x W``.
 
-    def __init__(self, width: int = 16, depth: int = 3) -> None:
+    ``frozen``: the weights and BatchNorm statistics never change in training (for a pretrained denoiser, which
+    the detector's loss would otherwise turn back into a map of the scene within a few hundred steps).
+    """
+
+    def __init__(self, width: int = 16, depth: int = 3, frozen: bool = False) -> None:
         super().__init__()
+        self.frozen = frozen
         layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(max(0, depth - 2)):
             layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
         layers.append(nn.Conv2d(width, 3, 3, padding=1))
         self.net = nn.Sequential(*layers)
+        if frozen:
+            self.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> NoiseExtractor:
+        return super().train(mode and not self.frozen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Centred input; the output is in "pixel levels / 255" like the residuals of the simulator.
@@ -100,10 +110,16 @@ class ImprintExtractor(nn.Module):
     """``x -> (N(x), f_n)``."""
 
     def __init__(
-        self, width: int = 16, depth: int = 3, encoder_width: int = 16, encoder_blocks: int = 1, stem: str = "conv"
+        self,
+        width: int = 16,
+        depth: int = 3,
+        encoder_width: int = 16,
+        encoder_blocks: int = 1,
+        stem: str = "conv",
+        frozen: bool = False,
     ) -> None:
         super().__init__()
-        self.extractor = NoiseExtractor(width, depth)
+        self.extractor = NoiseExtractor(width, depth, frozen)
         self.encoder = NoiseEncoder(encoder_width, encoder_blocks, stem)
         self.out_dim = self.encoder.out_dim
 

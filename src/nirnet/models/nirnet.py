@@ -61,7 +61,9 @@ class NIRNet(DetectorModel):
         self.config = config
         c = config
         self.imprint = (
-            ImprintExtractor(c.noise_width, c.noise_depth, c.encoder_width, c.encoder_blocks, c.encoder_stem)
+            ImprintExtractor(
+                c.noise_width, c.noise_depth, c.encoder_width, c.encoder_blocks, c.encoder_stem, c.noise_frozen
+            )
             if c.use_noise
             else None
         )
