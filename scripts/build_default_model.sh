@@ -5,7 +5,9 @@
 #   2. the imprint bank over taef2, taesana and the hf_* set, with copula kernels (`imprint fit`);
 #   3. the autoencoder-twin cache (`imprint reconstruct`, ~20 min) and the previous default, nirnet_tiny
 #      (configs/nirnet_tiny_gen.yaml, 300 steps, ~12 min; still shipped, selectable by name);
-#   4. the default, nirnet_tiny_texture (configs/nirnet_tiny_texture.yaml, 200 steps, ~12 min).
+#   4. nirnet_tiny_texture (configs/nirnet_tiny_texture.yaml, 200 steps, ~12 min; the previous default);
+#   5. the default, nirnet_tiny_texture_dn: a denoiser pretrained on real photos (`pretrain-denoiser`, ~10 min),
+#      then configs/nirnet_tiny_texture_dn.yaml (200 steps, ~11 min).
 # Outputs go to runs/ first and are copied into the package only by this script (the CLI never writes there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,3 +32,9 @@ $NIRNET train -c configs/nirnet_tiny_texture.yaml --resume --no-progress
 mkdir -p "$WEIGHTS/nirnet_tiny_texture"
 cp runs/nirnet_tiny_texture/final/model.safetensors runs/nirnet_tiny_texture/final/config.json \
   "$WEIGHTS/nirnet_tiny_texture/"
+[ -f runs/denoiser/w16d5/denoiser.safetensors ] || \
+  $NIRNET pretrain-denoiser "$DATA" --out runs/denoiser/w16d5 --width 16 --depth 5 --steps 1500
+$NIRNET train -c configs/nirnet_tiny_texture_dn.yaml --resume --no-progress
+mkdir -p "$WEIGHTS/nirnet_tiny_texture_dn"
+cp runs/nirnet_tiny_texture_dn/final/model.safetensors runs/nirnet_tiny_texture_dn/final/config.json \
+  "$WEIGHTS/nirnet_tiny_texture_dn/"

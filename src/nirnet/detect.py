@@ -28,7 +28,7 @@ from .data.tensors import to_uint8_array
 from .models.base import DetectorModel, image_crops, semantic_view
 from .models.registry import SHIPPED_MODELS, create_model
 
-DEFAULT_MODEL = "nirnet_tiny_texture"
+DEFAULT_MODEL = "nirnet_tiny_texture_dn"
 #: Below this side there is no imprint to read (a 1 x 1 image would be upscaled into pure interpolation); such
 #: images are answered with an error rather than a meaningless probability.
 MIN_SIDE = 32

@@ -88,6 +88,16 @@ def nirnet_tiny_texture() -> NIRNetConfig:
 
 
 @register_model
+def nirnet_tiny_texture_dn() -> NIRNetConfig:
+    """nirnet_tiny_texture whose noise extractor is a 5-layer, 16-channel DnCNN-style denoiser pretrained by
+    self-supervised denoising on real photos (`nirnet pretrain-denoiser`) and kept frozen, so N(x) stays a map of
+    noise rather than of the scene; train with `init.noise_extractor` (configs/nirnet_tiny_texture_dn.yaml)."""
+    return nirnet_tiny_texture().replace(
+        name="nirnet_tiny_texture_dn", noise_width=16, noise_depth=5, noise_frozen=True
+    )
+
+
+@register_model
 def nirnet_base() -> NIRNetConfig:
     """Larger variant for GPU training: a 17-layer denoiser, a noise encoder of METHOD.md's shape (stem + 2 residual
     stages) at width 64 with 3 blocks per stage (ResNet-class, far below ResNet-50's parameter count), a wider
