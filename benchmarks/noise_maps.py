@@ -26,7 +26,7 @@ import torch
 
 from nirnet.data.datasets import real_image_paths
 from nirnet.data.pool import crop_pool, to_float
-from nirnet.engine.denoise import WEIGHTS_FILE, load_denoiser_state, noise_map_stats, noise_panel
+from nirnet.engine.denoise import denoiser_file, load_denoiser_state, noise_map_stats, noise_panel
 from nirnet.imprint.fit import is_heldout
 from nirnet.models import create_model
 from nirnet.models.extractor import NoiseExtractor
@@ -38,7 +38,7 @@ def load_extractor(spec: str) -> NoiseExtractor:
     if spec.startswith("shipped:"):
         return create_model(spec.split(":", 1)[1], pretrained=True).imprint.extractor.eval()
     folder = Path(spec)
-    if (folder / WEIGHTS_FILE).is_file():
+    if denoiser_file(folder).is_file():
         state = load_denoiser_state(folder)
         width = state["net.0.weight"].shape[0]
         depth = sum(1 for k, v in state.items() if k.endswith(".weight") and v.dim() == 4)  # conv layers

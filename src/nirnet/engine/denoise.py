@@ -13,7 +13,6 @@ compare extractors in ``benchmarks/noise_maps.py``.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from .._atomic import atomic_write, atomic_write_text
 from ..data.pool import crop_pool, to_float
+from ..imprint.train_ae import cosine_schedule, psnr_of
 from ..models.extractor import NoiseExtractor
 
 WEIGHTS_FILE = "denoiser.safetensors"
@@ -69,9 +69,7 @@ def pretrain_denoiser(
     torch.nn.init.zeros_(last.weight)
     torch.nn.init.zeros_(last.bias)
     optimizer = torch.optim.Adam(extractor.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, config.steps) / config.steps))
-    )
+    schedule = cosine_schedule(optimizer, config.steps)
     extractor.train()
     recent: list[float] = []
     for step in range(config.steps):
@@ -98,12 +96,7 @@ def denoising_psnr(extractor: NoiseExtractor, crops: torch.Tensor, sigma: float,
     x = to_float(crops)
     noisy = x + torch.randn(x.shape, generator=generator) * sigma / 255
     denoised = noisy - extractor.eval()(noisy)
-
-    def psnr(y: torch.Tensor) -> float:
-        mse = (y.clamp(0, 1) - x).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-        return float((10 * torch.log10(1 / mse)).mean())
-
-    return {"noisy_db": psnr(noisy), "denoised_db": psnr(denoised)}
+    return {"noisy_db": psnr_of(noisy.clamp(0, 1) - x), "denoised_db": psnr_of(denoised.clamp(0, 1) - x)}
 
 
 def _laplacian(x: torch.Tensor) -> torch.Tensor:
@@ -143,14 +136,18 @@ def save_denoiser(extractor: NoiseExtractor, config: DenoiseConfig, report: dict
     return folder / WEIGHTS_FILE
 
 
+def denoiser_file(path: str | Path) -> Path:
+    """The weights file of a saved denoiser: ``path`` itself, or ``path/denoiser.safetensors`` for a folder."""
+    path = Path(path)
+    return path / WEIGHTS_FILE if path.is_dir() else path
+
+
 def load_denoiser_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The state saved by :func:`save_denoiser`; ``path`` is the folder or the ``.safetensors`` file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no pretrained denoiser (make one with `nirnet pretrain-denoiser`)")
-    return load_file(str(path))
+    file = denoiser_file(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no pretrained denoiser (make one with `nirnet pretrain-denoiser`)")
+    return load_file(str(file))
 
 
 def init_noise_extractor(extractor: NoiseExtractor, path: str | Path) -> None:

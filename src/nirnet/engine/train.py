@@ -36,7 +36,7 @@ from ..models.losses import DifferenceAwareLoss, bce_with_smoothing
 from ..models.registry import create_model
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_config
-from .denoise import WEIGHTS_FILE, init_noise_extractor
+from .denoise import denoiser_file, init_noise_extractor
 from .logging import MetricLogger
 
 GENERATED = PairDataset.KINDS.index("generated")  # kind code of a pair whose fake is a real generated image
@@ -128,7 +128,7 @@ def check_inputs(config: TrainConfig) -> None:
     if d.bank not in (None, "none") and not Path(d.bank).is_file():
         raise SetupError(f"data.bank: no imprint bank at {d.bank} (null = the shipped bank, none = no simulator)")
     init = config.init.noise_extractor
-    if init and not (Path(init).is_file() or (Path(init) / WEIGHTS_FILE).is_file()):
+    if init and not denoiser_file(init).is_file():
         raise SetupError(
             f"init.noise_extractor: no pretrained denoiser at {init}; make one with\n"
             f"  nirnet pretrain-denoiser {d.real[0]} --out {init}"

@@ -84,7 +84,8 @@ class PatchDiscriminator(nn.Module):
         return self.net(x * 2 - 1)
 
 
-def _cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning rate from its peak to 0 over ``steps`` (half a cosine), no warm-up."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
 
 
@@ -182,7 +183,7 @@ def _optimise(
     """The training loop shared by whole autoencoders and lone decoders: L1 + bottleneck + high-frequency +
     adversarial terms, cosine learning rate."""
     optimizer = torch.optim.Adam(parameters, lr=train.lr)
-    schedule = _cosine(optimizer, train.steps)
+    schedule = cosine_schedule(optimizer, train.steps)
     critic = PatchDiscriminator() if train.adv_weight > 0 else None
     critic_opt = torch.optim.Adam(critic.parameters(), lr=train.lr / 4, betas=(0.5, 0.9)) if critic else None
     adv_from = int(train.adv_start * train.steps)
