@@ -328,3 +328,31 @@ def test_imprint_pictures_draws_both_plots_and_gives_gaps(tmp_path):
     gaps = imprint_pictures(sim, names, crops, None, tmp_path, seed=0)
     assert set(gaps) == set(names) and all(np.isfinite(g) for g in gaps.values())
     assert (tmp_path / "imprint_pca.png").stat().st_size > 1000 and (tmp_path / "residuals.png").is_file()
+
+
+def test_fit_bank_fits_new_sources_and_adds_kernels_to_an_old_bank(tmp_path):
+    from PIL import Image
+
+    from nirnet.imprint.fit import FitConfig, fit_bank
+    from nirnet.testing import synthetic_photo
+
+    paths = []
+    for i in range(12):
+        path = tmp_path / f"photo{i}.png"
+        Image.fromarray(synthetic_photo(96, 96, seed=i)).save(path)
+        paths.append(path)
+    config = FitConfig(crop=64, crops_per_image=1, steps=20, seed=0)
+    ae = create_autoencoder("ours:nearest_s8")
+    bank = fit_bank([ae], paths, config)
+    assert bank.names == [ae.name] and bank.has_kernels
+    entry = bank.entries[0]
+    assert set(entry.heldout_nll) == {"learned_laplace", "closed_form_laplace", "closed_form_gaussian"}
+    assert entry.extra["residual_mean_abs"] > 0 and "residual_correlation" in entry.extra
+
+    old = ImprintBank(bank.entries, list(bank.models))  # a bank from before the copula sampler
+    assert not old.has_kernels
+    refitted = fit_bank([ae], paths, config, laplace_from=old)
+    assert refitted.has_kernels and not old.has_kernels
+    assert refitted.models[0] is old.models[0] and refitted.entries[0].heldout_nll == entry.heldout_nll
+    with pytest.raises(KeyError, match="no autoencoder given"):
+        fit_bank([], paths, config, laplace_from=old)

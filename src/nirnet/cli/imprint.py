@@ -202,13 +202,13 @@ def copula(
     """Fit the copula sampler's colouring kernels (spatial and cross-channel correlation of each autoencoder's
     residual) into an existing bank, keeping its Laplace models; `nirnet imprint fit` fits them for new banks."""
     from nirnet.imprint.bank import ImprintBank
-    from nirnet.imprint.fit import FitConfig, add_colouring_kernels
+    from nirnet.imprint.fit import FitConfig, fit_bank
 
     source = ImprintBank.load(bank)
     models = _autoencoders(source.names, weights_dir)
     config = FitConfig(max_train_images=max_train_images, seed=seed)
     with console.status("fitting") as status:
-        result = add_colouring_kernels(source, models, _image_paths(data, None), config, cache_dir, status.update)
+        result = fit_bank(models, _image_paths(data, None), config, cache_dir, status.update, laplace_from=source)
     result.save(out)
     for entry in result.entries:
         corr = entry.extra["residual_correlation"]

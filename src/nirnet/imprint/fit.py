@@ -65,72 +65,54 @@ def fit_bank(
     config: FitConfig = FitConfig(),
     cache_dir: str | os.PathLike | None = None,
     on_progress: Callable[[str], None] | None = None,
+    laplace_from: ImprintBank | None = None,
 ) -> ImprintBank:
-    """Fit one learned Laplace per autoencoder and report held-out NLLs (learned vs closed form vs Gaussian)."""
-    train_crops, held_crops, n_train, n_held = split_crops(image_paths, config)
-    entries, models, kernels = [], [], []
-    for item in autoencoders:
-        ae = create_autoencoder(item) if isinstance(item, str) else item
+    """Fit one learned Laplace and one copula colouring kernel per autoencoder, and report held-out NLLs (learned
+    vs closed form vs Gaussian).
+
+    With ``laplace_from``, its Laplace models and reports are kept (matched by name, in its order) and only the
+    colouring kernels are fitted: how a bank fitted before the copula sampler existed gains it. That bank itself is
+    not changed."""
+    train_crops, held_crops, n_train, _ = split_crops(image_paths, config)
+    models = [create_autoencoder(a) if isinstance(a, str) else a for a in autoencoders]
+    if laplace_from is not None:
+        by_name = {ae.name: ae for ae in models}
+        missing = [n for n in laplace_from.names if n not in by_name]
+        if missing:
+            raise KeyError(f"no autoencoder given for bank entries {missing}")
+        models = [by_name[n] for n in laplace_from.names]
+    entries, laplaces, kernels = [], [], []
+    for i, ae in enumerate(models):
         if on_progress:
             on_progress(f"residuals of {ae.name}")
         train, held = residual_set(ae, train_crops, cache_dir), residual_set(ae, held_crops, cache_dir)
         if on_progress:
             on_progress(f"fitting {ae.name}")
-        learned = fit_learned_laplace(train.x, train.r, ae.stride, config.steps, hidden=config.hidden, seed=config.seed)
-        closed = ClosedFormLaplace.fit(train.r, ae.stride)
-        gauss = ClosedFormGaussian.fit(train.r, ae.stride)
-        nll = {
-            "learned_laplace": evaluate_nll(learned, held.x, held.r),
-            "closed_form_laplace": evaluate_nll(closed, held.x, held.r),
-            "closed_form_gaussian": evaluate_nll(gauss, held.x, held.r, gaussian=True),
-        }
-        kernel, correlation = _copula_fit(train, held, learned, config.seed)
-        extra = {
-            "residual_mean_abs": float(train.r.abs().mean()),
-            "residual_std": float(train.r.std()),
-            "residual_correlation": correlation,
-        }
-        entries.append(
-            BankEntry(ae.name, ae.stride, config.hidden, n_train, len(train_crops), heldout_nll=nll, extra=extra)
-        )
-        models.append(learned)
+        if laplace_from is None:
+            learned, entry = _fit_laplace(ae, train, held, config, n_train, len(train_crops))
+        else:
+            learned, entry = laplace_from.models[i], laplace_from.entries[i]
+        kernel = fit_colouring_kernel(train.x, train.r, learned, seed=config.seed)
+        entries.append(replace(entry, extra={**entry.extra, "residual_correlation": neighbour_correlations(held.r)}))
+        laplaces.append(learned)
         kernels.append(kernel)
-    return ImprintBank(entries, models, kernels)
+    return ImprintBank(entries, laplaces, kernels)
 
 
-def _copula_fit(
-    train: ResidualSet, held: ResidualSet, laplace: torch.nn.Module, seed: int
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The colouring kernel of one source (from its training residuals) and the held-out residuals' correlations."""
-    return fit_colouring_kernel(train.x, train.r, laplace, seed=seed), neighbour_correlations(held.r)
-
-
-def add_colouring_kernels(
-    bank: ImprintBank,
-    autoencoders: Sequence[str | Reconstructor],
-    image_paths: Sequence[str | Path],
-    config: FitConfig = FitConfig(),
-    cache_dir: str | os.PathLike | None = None,
-    on_progress: Callable[[str], None] | None = None,
-) -> ImprintBank:
-    """A new bank with copula colouring kernels fitted on the residuals of ``autoencoders`` (one per entry, matched
-    by name); the Laplace models are kept as they are and ``bank`` itself is not changed."""
-    train_crops, held_crops, _, _ = split_crops(image_paths, config)
-    models = [create_autoencoder(a) if isinstance(a, str) else a for a in autoencoders]
-    by_name = {ae.name: ae for ae in models}
-    missing = [n for n in bank.names if n not in by_name]
-    if missing:
-        raise KeyError(f"no autoencoder given for bank entries {missing}")
-    entries, kernels = [], []
-    for entry, laplace in zip(bank.entries, bank.models):
-        if on_progress:
-            on_progress(f"colouring kernel of {entry.name}")
-        train = residual_set(by_name[entry.name], train_crops, cache_dir)
-        held = residual_set(by_name[entry.name], held_crops, cache_dir)
-        kernel, correlation = _copula_fit(train, held, laplace, config.seed)
-        entries.append(replace(entry, extra={**entry.extra, "residual_correlation": correlation}))
-        kernels.append(kernel)
-    return ImprintBank(entries, list(bank.models), kernels)
+def _fit_laplace(
+    ae: Reconstructor, train: ResidualSet, held: ResidualSet, config: FitConfig, n_images: int, n_crops: int
+) -> tuple[torch.nn.Module, BankEntry]:
+    """The learned Laplace of one source and its bank entry (held-out NLLs against the closed forms)."""
+    learned = fit_learned_laplace(train.x, train.r, ae.stride, config.steps, hidden=config.hidden, seed=config.seed)
+    closed = ClosedFormLaplace.fit(train.r, ae.stride)
+    gauss = ClosedFormGaussian.fit(train.r, ae.stride)
+    nll = {
+        "learned_laplace": evaluate_nll(learned, held.x, held.r),
+        "closed_form_laplace": evaluate_nll(closed, held.x, held.r),
+        "closed_form_gaussian": evaluate_nll(gauss, held.x, held.r, gaussian=True),
+    }
+    extra = {"residual_mean_abs": float(train.r.abs().mean()), "residual_std": float(train.r.std())}
+    return learned, BankEntry(ae.name, ae.stride, config.hidden, n_images, n_crops, heldout_nll=nll, extra=extra)
 
 
 DEFAULT_BANK_AUTOENCODERS = ("taef2",)  # plus the shipped high-fidelity set, see default_bank_sources()
