@@ -32,6 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
+from nirnet._atomic import atomic_write
 from nirnet.data import degrade
 from nirnet.data.io import load_image
 from nirnet.data.recon_cache import read_recon_cache, restrict_recon_cache
@@ -58,9 +59,11 @@ class FeatureStore:
         return self.items[f"tex:{key}"], self.items[f"plain:{key}"]
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, **self.items)
-        tmp.replace(self.path)
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a name
+                np.savez(handle, **self.items)
+
+        atomic_write(self.path, write)
 
 
 def compressed(path, quality: int, box=None, max_side: int | None = None) -> Image.Image:
