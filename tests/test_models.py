@@ -331,3 +331,24 @@ def test_baselines_have_their_own_config_and_read_old_folders(tmp_path):
     (tmp_path / "npr" / "config.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="unknown architecture"):
         create_model("npr_tiny", pretrained=tmp_path / "npr")
+
+
+def test_input_scale_resizes_the_image_before_its_crops():
+    from nirnet.models.base import image_crops
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    native = image_crops(image, 64, 4)
+    doubled = image_crops(image, 64, 4, scale=2.0)
+    assert native.shape == (1, 3, 64, 64)  # a 64 px image holds one 64 px crop ...
+    assert doubled.shape == (4, 3, 64, 64)  # ... and, doubled to 128 px, four
+    # a doubled image's top-left crop is the top-left quarter, magnified: its mean matches the quarter's
+    quarter = np.asarray(image)[:32, :32].mean() / 255
+    assert abs(float(doubled[0].mean()) - quarter) < 0.01
+    model = create_model("test_nirnet", input_scale=2.0)
+    assert torch.equal(model.crops_of(image), doubled[: model.config.num_crops])
+    # the batched scoring path (detect, eval, serve) prepares the same crops
+    from nirnet.detect import prepare_image
+
+    prepared = prepare_image(model.config, image).crops.float() / 255
+    assert torch.equal(prepared, doubled[: model.config.num_crops])

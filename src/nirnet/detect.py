@@ -56,7 +56,7 @@ class PreparedImage:
 def prepare_image(config, img: Image.Image, num_crops: int | None = None) -> PreparedImage:
     """:class:`PreparedImage` of an RGB image under a model config (crop size, crops, semantic view size)."""
     with_view = config.uses_image_view
-    crops = image_crops(img, config.crop_size, num_crops or config.num_crops, as_uint8=True)
+    crops = image_crops(img, config.crop_size, num_crops or config.num_crops, as_uint8=True, scale=config.input_scale)
     view = semantic_view(img, config.semantic_size, as_uint8=True) if with_view else None
     return PreparedImage(crops, view, img.width, img.height)
 

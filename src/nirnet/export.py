@@ -2,9 +2,10 @@
 
 The exported graph is the whole trainable model: noise branch, frequency branch and head, plus the frozen semantic
 backbone when it exports. Preprocessing is not in the graph; the ONNX metadata carries what a runtime needs to
-reproduce it (crop size, number of crops, semantic view size, decision threshold) as JSON under ``nirnet``:
-crops are ``N x 3 x crop_size x crop_size`` RGB in [0, 1] at native resolution (see ``nirnet.models.base``), the
-image's probability is ``sigmoid(mean of its crops' logits)``.
+reproduce it (input scale, crop size, number of crops, semantic view size, decision threshold) as JSON under
+``nirnet``: crops are ``N x 3 x crop_size x crop_size`` RGB in [0, 1] cut from the image resized by
+``input_scale`` (see ``nirnet.models.base.image_crops``), the image's probability is
+``sigmoid(mean of its crops' logits)``.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def onnx_metadata(model: DetectorModel) -> dict:
         "inputs": "crops: N x 3 x crop_size x crop_size RGB in [0, 1]"
         + ("; view: N x 3 x semantic_size x semantic_size, the whole image resized" if c.uses_image_view else ""),
         "output": "logits: one per crop; probability = sigmoid(mean of an image's crop logits)",
+        "input_scale": c.input_scale,
         "crop_size": c.crop_size,
         "num_crops": c.num_crops,
         "semantic_size": c.semantic_size if c.uses_image_view else None,

@@ -107,6 +107,9 @@ class DegradeParams:
     crop_size: int | None = None
     crop_u: float = 0.5
     crop_v: float = 0.5
+    # The model's own input scale (its config's ``input_scale``), applied after the JPEG and before the crop, where
+    # inference applies it: to an image as it arrives, compression included.
+    input_scale: float = 1.0
 
 
 def sample_params(config: DegradeConfig, rng: np.random.Generator) -> DegradeParams:
@@ -125,13 +128,15 @@ def sample_params(config: DegradeConfig, rng: np.random.Generator) -> DegradePar
 
 
 def apply(img: Image.Image, params: DegradeParams) -> Image.Image:
-    """Apply ``params`` to one image: blur -> resize -> JPEG -> crop."""
+    """Apply ``params`` to one image: blur -> resize -> JPEG -> the model's input scale -> crop."""
     if params.blur_sigma is not None:
         img = gaussian_blur(img, params.blur_sigma)
     if params.resize_scale is not None:
         img = resize(img, params.resize_scale)
     if params.jpeg_quality is not None:
         img = jpeg(img, params.jpeg_quality)
+    if params.input_scale != 1.0:
+        img = resize(img, params.input_scale)
     if params.crop_size is not None:
         img = crop(img, params.crop_size, params.crop_u, params.crop_v)
     return img

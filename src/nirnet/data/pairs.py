@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,7 @@ GRID = 16  # twins are cut at multiples of this offset, so a photo's JPEG grid (
 @dataclass(frozen=True)
 class PairConfig:
     crop_size: int = 256
+    input_scale: float = 1.0  # the model's input scale (set from its config; see degrade.DegradeParams)
     p_simulator: float = 0.5  # share of fakes made by the simulator (the rest: autoencoder twins, if cached)
     p_generated: float = 0.0  # share of fakes taken from real generated images (needs a labelled dataset)
     degrade: degrade.DegradeConfig = field(default_factory=degrade.DegradeConfig)
@@ -184,7 +185,7 @@ class PairDataset(Dataset):
         step, slot = key
         rng = np.random.default_rng(item_seed(self.seed, step, slot))
         kind = self._kind(rng)
-        params = degrade.sample_params(self.config.degrade, rng)
+        params = replace(degrade.sample_params(self.config.degrade, rng), input_scale=self.config.input_scale)
         real, fake, history = getattr(self, f"_{kind}_pair")(rng, params)
         if self.config.match_sharpness and kind != "generated":  # a generated image is not its photo's twin
             fake = degrade.match_noise_floor(degrade.match_sharpness(fake, real), real, rng)

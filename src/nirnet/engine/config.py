@@ -24,6 +24,9 @@ class DataConfig:
     limit: int | None = None  # use at most this many real images
     # Only these autoencoders, both as bank entries and as cached twins (None: all); for single-source ablations.
     autoencoders: list[str] | None = None
+    # Share of the real and generated images held out of training by file name (nirnet.data.split), listed in
+    # <out_dir>/validation/manifest.csv for choices that must not be made on a benchmark.
+    validation: float = 0.0
     pairs: PairConfig = field(default_factory=PairConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
 

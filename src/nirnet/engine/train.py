@@ -29,6 +29,7 @@ from .._malloc import keep_freed_memory
 from ..data.datasets import read_dataset, real_image_paths
 from ..data.pairs import PairDataset, StepSampler, collate_pairs
 from ..data.recon_cache import read_recon_cache, restrict_recon_cache
+from ..data.split import split_paths, validation_csv
 from ..imprint.autoencoders import create_autoencoder
 from ..imprint.bank import ImprintBank
 from ..imprint.fusion import ImprintSimulator
@@ -117,6 +118,8 @@ def check_inputs(config: TrainConfig) -> None:
     for folder in d.real:
         if not Path(folder).exists():
             raise SetupError(f"data.real: {folder} does not exist")
+    if not 0 <= d.validation < 1:
+        raise SetupError(f"data.validation must be in [0, 1) (a share of the images), got {d.validation}")
     if d.generated and not Path(d.generated).exists():
         raise SetupError(f"data.generated: {d.generated} does not exist")
     if d.recon_cache and not (Path(d.recon_cache) / "index.json").is_file():
@@ -158,7 +161,26 @@ def _worker_init(_: int) -> None:
     keep_freed_memory()  # the simulator reallocates the same buffers for every pair
 
 
-def build_dataset(config: TrainConfig, crop_size: int) -> PairDataset:
+def training_images(config: TrainConfig) -> tuple[list[Path], list[Path], list[Path], list[Path]]:
+    """(real, generated) training paths, then (real, generated) validation paths (``data.validation``)."""
+    d = config.data
+    generated = [s.path for s in read_dataset(d.generated) if s.label == 1] if d.generated else []
+    real_train, real_held = split_paths(real_image_paths(d.real, d.limit), d.validation)
+    gen_train, gen_held = split_paths(generated, d.validation)
+    return real_train, gen_train, real_held, gen_held
+
+
+def write_validation_manifest(config: TrainConfig, out_dir: Path) -> None:
+    """``<out_dir>/validation/manifest.csv``: the images this run does not train on (when ``data.validation``)."""
+    if config.data.validation <= 0:
+        return
+    _, _, real_held, gen_held = training_images(config)
+    folder = out_dir / "validation"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "manifest.csv", validation_csv(real_held, gen_held, folder))
+
+
+def build_dataset(config: TrainConfig, crop_size: int, input_scale: float = 1.0) -> PairDataset:
     d = config.data
     simulator = None
     if d.bank != "none":
@@ -169,9 +191,9 @@ def build_dataset(config: TrainConfig, crop_size: int) -> PairDataset:
     recon = read_recon_cache(d.recon_cache) if d.recon_cache else None
     if recon is not None and d.autoencoders is not None:
         recon = restrict_recon_cache(recon, d.autoencoders)
-    generated = [s.path for s in read_dataset(d.generated) if s.label == 1] if d.generated else []
-    pairs = replace(d.pairs, crop_size=crop_size)
-    return PairDataset(real_image_paths(d.real, d.limit), pairs, simulator, recon, generated, seed=config.run.seed)
+    real, generated, _, _ = training_images(config)
+    pairs = replace(d.pairs, crop_size=crop_size, input_scale=input_scale)
+    return PairDataset(real, pairs, simulator, recon, generated, seed=config.run.seed)
 
 
 @dataclass
@@ -236,12 +258,12 @@ def build_runner(run: _Run) -> nn.Module:
     return torch.compile(runner) if run.config.run.compile else runner
 
 
-def build_loader(run: _Run, crop_size: int) -> DataLoader:
+def build_loader(run: _Run) -> DataLoader:
     """Aligned pairs for steps ``start..steps-1``; each rank loads its own slots of every global batch."""
     config = run.config
     batch_pairs = config.optim.batch_pairs
     return DataLoader(
-        build_dataset(config, crop_size),
+        build_dataset(config, run.model.config.crop_size, run.model.config.input_scale),
         batch_size=len(range(run.rank, batch_pairs, run.world)),
         sampler=StepSampler(run.start, config.optim.steps, batch_pairs, run.rank, run.world),
         num_workers=config.run.workers,
@@ -284,10 +306,11 @@ def train(
     restore(run, resume, say)
     if rank == 0:
         atomic_write_text(out_dir / "config.yaml", dump_config(config))
+        write_validation_manifest(config, out_dir)
     logger = MetricLogger(
         out_dir, enabled=rank == 0, show_progress=show_progress, total=config.optim.steps, start=run.start
     )
-    run_steps(run, build_runner(run), build_loader(run, model.config.crop_size), logger)
+    run_steps(run, build_runner(run), build_loader(run), logger)
     logger.close()
     final = out_dir / "final"
     checksums = _rank_checksums(model, world)

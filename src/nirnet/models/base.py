@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._atomic import atomic_write, atomic_write_text
-from ..data.degrade import pad_to
+from ..data.degrade import pad_to, resize
 from .config import DetectorConfig
 
 ARCHITECTURES: dict[str, type] = {}
@@ -57,13 +57,18 @@ def load_trainable_state(model: nn.Module, weights: dict[str, torch.Tensor], whe
         raise ValueError(f"{where}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
 
 
-def image_crops(image: Image.Image, size: int, num_crops: int, as_uint8: bool = False) -> torch.Tensor:
-    """Native-resolution crops of an RGB image: ``K x 3 x size x size`` float in [0, 1] (or uint8 pixels with
-    ``as_uint8``, a quarter of the memory while they wait for the model), ``K <= num_crops``.
+def image_crops(
+    image: Image.Image, size: int, num_crops: int, as_uint8: bool = False, scale: float = 1.0
+) -> torch.Tensor:
+    """Crops of an RGB image: ``K x 3 x size x size`` float in [0, 1] (or uint8 pixels with ``as_uint8``, a quarter
+    of the memory while they wait for the model), ``K <= num_crops``. The image is first resized by ``scale`` (a
+    model's ``input_scale``; 1.0 keeps native resolution).
 
     Padding policy: an image smaller than the crop on either side is mirror-padded at the bottom/right to the crop
     size (never resized). Crop offsets are multiples of 16 where the image allows; duplicate positions are dropped.
     """
+    if scale != 1.0:
+        image = resize(image, scale)
     image = pad_to(image, size)
     arr = np.asarray(image)
     height, width = arr.shape[:2]
@@ -99,8 +104,10 @@ class DetectorModel(nn.Module):
 
     # ------------------------------------------------------------------ preprocessing from the config
     def crops_of(self, image: Image.Image, num_crops: int | None = None) -> torch.Tensor:
-        """Native-resolution crops of an RGB image, from the config (see :func:`image_crops`)."""
-        return image_crops(image, self.config.crop_size, num_crops or self.config.num_crops)
+        """The crops of an RGB image that the model reads, from the config (see :func:`image_crops`)."""
+        return image_crops(
+            image, self.config.crop_size, num_crops or self.config.num_crops, scale=self.config.input_scale
+        )
 
     def view_of(self, image: Image.Image) -> torch.Tensor:
         """The semantic view of an RGB image, from the config (see :func:`semantic_view`)."""

@@ -20,6 +20,9 @@ class DetectorConfig:
     # --- preprocessing (inference transforms come from here)
     crop_size: int = 256  # native-resolution crops (never resized)
     num_crops: int = 4  # crops per image at inference; logits are averaged
+    # Every image is resized by this factor (bicubic, antialiased) before its crops are taken, in training (after
+    # the JPEG step) and at inference; 1.0 reads native pixels. Chosen on a validation split (docs/RESULTS.md).
+    input_scale: float = 1.0
     label_smoothing: float = 0.1  # training targets pulled towards 0.5
     # --- decision
     threshold: float = 0.5  # probability threshold, replaced by `nirnet eval --calibrate`

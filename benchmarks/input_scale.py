@@ -1,0 +1,162 @@
+"""Choose a model's ``input_scale`` (the factor every image is resized by before its crops) on a validation split,
+then show what each scale does on bench-dev.
+
+    nirnet train -c configs/nirnet_tiny_texture_dn.yaml data.validation=0.25 run.seed=S run.out_dir=runs/scale/val_sS
+    python benchmarks/input_scale.py --val runs/scale/val_s0,runs/scale/val_s1,runs/scale/val_s2 \\
+        --model default=runs/texture/dnf_s0/final,runs/texture/dnf_s1/final --scales 1 1.5 2 --out docs/results/scale
+
+Validation: each ``--val`` run folder holds a model trained without its ``validation/manifest.csv`` images (a
+quarter of real-train and of gen-train, split by file name). Those images, through the same aligned protocol as
+bench-dev (centre crop <= 512 px, JPEG 90, both classes), are scored at every scale: AUC with a bootstrap 95 %
+interval per run, and mean ± sd over runs. The chosen scale is the one with the highest mean validation AUC; it is
+picked without looking at bench-dev. The validation fakes come from the known generator (gen-train), so this checks
+the choice on unseen *images*, not on unseen generators; bench-dev (``--model``, several folders = seeds) shows the
+latter, as a report, not as the criterion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nirnet.data.datasets import read_dataset
+from nirnet.detect import Detector
+from nirnet.eval.evaluate import crop_samples, score_samples
+from nirnet.eval.protocol import PROTOCOLS
+from nirnet.eval.stats import bootstrap_auc
+from nirnet.models.base import DetectorModel
+from unseen_generators import read_manifest, summarise
+
+
+def detector_at(folder: str, scale: float) -> Detector:
+    return Detector(DetectorModel.from_pretrained(folder, input_scale=scale))
+
+
+def score_at(folder: str, scale: float, samples, cropped) -> np.ndarray:
+    detector = detector_at(folder, scale)
+    protocol = PROTOCOLS["aligned"]
+    scorer = lambda images: [p for p, _ in detector.predict_images(images)]  # noqa: E731
+    return score_samples(scorer, samples, protocol, cropped=cropped).scores
+
+
+def validation_samples(run: Path, max_real: int, seed: int = 0):
+    """The run's held-out images: every fake, and at most ``max_real`` reals drawn at random (fixed seed)."""
+    samples = read_dataset(run / "validation" / "manifest.csv")
+    real = [s for s in samples if s.label == 0]
+    fake = [s for s in samples if s.label == 1]
+    if len(real) > max_real:
+        keep = np.random.default_rng(seed).choice(len(real), max_real, replace=False)
+        real = [real[i] for i in sorted(keep)]
+    return real + fake
+
+
+def validate(runs: list[Path], scales: list[float], max_real: int) -> dict:
+    rows: dict[str, list] = {str(s): [] for s in scales}
+    for run in runs:
+        samples = validation_samples(run, max_real)
+        cropped = crop_samples(samples, PROTOCOLS["aligned"])
+        labels = np.array([s.label for s in samples])
+        for scale in scales:
+            start = time.time()
+            scores = score_at(str(run / "final"), scale, samples, cropped)
+            ok = ~np.isnan(scores)
+            auc = bootstrap_auc(labels[ok], scores[ok])
+            rows[str(scale)].append({"run": str(run), "auc": auc, "seconds": time.time() - start})
+            print(f"validation {run.name} scale {scale:g}: AUC {auc[0]:.3f} ({auc[1]:.2f}-{auc[2]:.2f})", flush=True)
+    return rows
+
+
+def bench(models: list[str], scales: list[float], data: str, seen: set[str]) -> dict:
+    samples, sources = read_manifest(Path(data))
+    cropped = crop_samples(samples, PROTOCOLS["aligned"])
+    out: dict[str, dict[str, list]] = {}
+    for spec in models:
+        name, _, folders = spec.partition("=")
+        for scale in scales:
+            for folder in folders.split(","):
+                scores = score_at(folder, scale, samples, cropped)
+                threshold = detector_at(folder, scale).threshold
+                result = summarise(scores, samples, sources, seen, threshold)
+                out.setdefault(name, {}).setdefault(str(scale), []).append(result)
+                print(f"bench-dev {name} {folder} scale {scale:g}: pooled unseen AUC {result['pooled_auc'][0]:.3f}")
+    return out
+
+
+def mean_sd(values: list[float]) -> str:
+    return f"{np.mean(values):.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else "")
+
+
+def render(validation: dict, benchmark: dict, scales: list[float], chosen: float | None) -> str:
+    lines = []
+    if validation:
+        lines += [
+            "Validation (held-out real-train and gen-train images, aligned protocol): AUC per run (95 % bootstrap "
+            "interval), and mean ± sd over runs.",
+            "",
+            "| input_scale | "
+            + " | ".join(Path(r["run"]).name for r in next(iter(validation.values())))
+            + " | mean ± sd |",
+            "|---" * (len(next(iter(validation.values()))) + 2) + "|",
+        ]
+        for scale in scales:
+            rows = validation[str(scale)]
+            cells = [f"{r['auc'][0]:.3f} ({r['auc'][1]:.2f}-{r['auc'][2]:.2f})" for r in rows]
+            mark = " (chosen)" if scale == chosen else ""
+            lines.append(f"| {scale:g}{mark} | " + " | ".join(cells) + f" | {mean_sd([r['auc'][0] for r in rows])} |")
+        lines.append("")
+    if benchmark:
+        groups = sorted(next(iter(next(iter(benchmark.values())).values()))[0]["real_sources"])
+        lines += [
+            "bench-dev, unseen generators (report only): pooled AUC, mean ± sd over seeds (first seed's interval), "
+            "and per real source.",
+            "",
+            "| model | input_scale | seeds | pooled unseen AUC | first seed | " + " | ".join(groups) + " |",
+            "|---" * (len(groups) + 5) + "|",
+        ]
+        for name, by_scale in benchmark.items():
+            for scale in scales:
+                runs = by_scale[str(scale)]
+                pooled = [r["pooled_auc"][0] for r in runs]
+                first = runs[0]["pooled_auc"]
+                per_source = [mean_sd([r["real_sources"][g][0] for r in runs]) for g in groups]
+                lines.append(
+                    f"| {name} | {scale:g} | {len(runs)} | {mean_sd(pooled)} | {first[0]:.3f} ({first[1]:.2f}-"
+                    f"{first[2]:.2f}) | " + " | ".join(per_source) + " |"
+                )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--val", default="", help="comma-separated run folders trained with data.validation > 0")
+    parser.add_argument("--model", action="append", default=[], help="NAME=FOLDER[,FOLDER...] scored on bench-dev")
+    parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 1.5, 2.0])
+    parser.add_argument("--max-real", type=int, default=120, help="real validation images per run (all fakes kept)")
+    parser.add_argument("--data", default="../shared/data/bench-dev")
+    parser.add_argument("--seen", nargs="*", default=["sd1"])
+    parser.add_argument("--out", default=None, help="folder for input_scale.md and input_scale.json")
+    args = parser.parse_args()
+    start = time.time()
+    runs = [Path(r) for r in args.val.split(",") if r]
+    validation = validate(runs, args.scales, args.max_real) if runs else {}
+    chosen = None
+    if validation:
+        chosen = max(args.scales, key=lambda s: np.mean([r["auc"][0] for r in validation[str(s)]]))
+        print(f"chosen input_scale (highest mean validation AUC): {chosen:g}")
+    benchmark = bench(args.model, args.scales, args.data, set(args.seen)) if args.model else {}
+    text = render(validation, benchmark, args.scales, chosen) + f"\n\n{time.time() - start:.0f} s."
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "input_scale.md").write_text(text + "\n", encoding="utf-8")
+        result = {"chosen": chosen, "validation": validation, "bench_dev": benchmark}
+        (out / "input_scale.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
