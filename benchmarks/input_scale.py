@@ -29,18 +29,28 @@ from nirnet.eval.evaluate import crop_samples, score_samples
 from nirnet.eval.protocol import PROTOCOLS
 from nirnet.eval.stats import bootstrap_auc
 from nirnet.models.base import DetectorModel
-from unseen_generators import read_manifest, summarise
+from unseen_generators import _cache_file, read_manifest, summarise
 
 
 def detector_at(folder: str, scale: float) -> Detector:
     return Detector(DetectorModel.from_pretrained(folder, input_scale=scale))
 
 
-def score_at(folder: str, scale: float, samples, cropped) -> np.ndarray:
+def score_at(folder: str, scale: float, samples, cropped, cache: str | None = None, data: str = "") -> np.ndarray:
+    """Probabilities of ``samples`` (NaN where unreadable) for the model in ``folder`` read at ``scale``; with
+    ``cache``, kept per weights, benchmark and scale (scale 1 shares unseen_generators.py's cache entries)."""
+    cached = _cache_file(cache, folder, data if scale == 1.0 else f"{data}@input_scale={scale:g}") if data else None
+    if cached is not None and cached.is_file():
+        return np.array([np.nan if v is None else v for v in json.loads(cached.read_text())["scores"]])
     detector = detector_at(folder, scale)
     protocol = PROTOCOLS["aligned"]
     scorer = lambda images: [p for p, _ in detector.predict_images(images)]  # noqa: E731
-    return score_samples(scorer, samples, protocol, cropped=cropped).scores
+    scores = score_samples(scorer, samples, protocol, cropped=cropped).scores
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        values = [None if np.isnan(v) else float(v) for v in scores]
+        cached.write_text(json.dumps({"folder": folder, "scores": values, "threshold": detector.threshold}))
+    return scores
 
 
 def validation_samples(run: Path, max_real: int, seed: int = 0):
@@ -70,7 +80,7 @@ def validate(runs: list[Path], scales: list[float], max_real: int) -> dict:
     return rows
 
 
-def bench(models: list[str], scales: list[float], data: str, seen: set[str]) -> dict:
+def bench(models: list[str], scales: list[float], data: str, seen: set[str], cache: str | None) -> dict:
     samples, sources = read_manifest(Path(data))
     cropped = crop_samples(samples, PROTOCOLS["aligned"])
     out: dict[str, dict[str, list]] = {}
@@ -78,7 +88,7 @@ def bench(models: list[str], scales: list[float], data: str, seen: set[str]) -> 
         name, _, folders = spec.partition("=")
         for scale in scales:
             for folder in folders.split(","):
-                scores = score_at(folder, scale, samples, cropped)
+                scores = score_at(folder, scale, samples, cropped, cache, data)
                 threshold = detector_at(folder, scale).threshold
                 result = summarise(scores, samples, sources, seen, threshold)
                 out.setdefault(name, {}).setdefault(str(scale), []).append(result)
@@ -139,6 +149,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/bench-dev")
     parser.add_argument("--seen", nargs="*", default=["sd1"])
     parser.add_argument("--out", default=None, help="folder for input_scale.md and input_scale.json")
+    parser.add_argument("--cache", default=None, help="folder of bench-dev scores per model and scale (reused)")
     args = parser.parse_args()
     start = time.time()
     runs = [Path(r) for r in args.val.split(",") if r]
@@ -147,7 +158,7 @@ def main() -> None:
     if validation:
         chosen = max(args.scales, key=lambda s: np.mean([r["auc"][0] for r in validation[str(s)]]))
         print(f"chosen input_scale (highest mean validation AUC): {chosen:g}")
-    benchmark = bench(args.model, args.scales, args.data, set(args.seen)) if args.model else {}
+    benchmark = bench(args.model, args.scales, args.data, set(args.seen), args.cache) if args.model else {}
     text = render(validation, benchmark, args.scales, chosen) + f"\n\n{time.time() - start:.0f} s."
     print(text)
     if args.out:

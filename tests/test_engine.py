@@ -219,3 +219,16 @@ def test_difference_aware_loss_sees_only_twin_pairs():
     model.da_scale.copy_(scale)
     direct = da(model, real[twins], fake[twins], torch.Generator().manual_seed(1))
     torch.testing.assert_close(masked, direct)
+
+
+def test_training_crops_follow_the_model_crop_size_and_input_scale(train_env, tmp_path):
+    from nirnet.engine.train import build_dataset
+
+    config = _config(train_env, tmp_path, extra=["data.pairs.degrade.resize_prob=0.0"])
+    assert config.data.pairs.degrade.crop_size == 256  # the YAML default, which the model's crop size replaces
+    pair, _ = build_dataset(config, 64)[(0, 0)]
+    assert pair.shape == (2, 3, 64, 64)
+    # at input scale 2 the 64 px crop covers a 32 px patch: neighbouring pixels are far more alike
+    native = build_dataset(config, 64, 1.0)[(1, 0)][0].float()
+    doubled = build_dataset(config, 64, 2.0)[(1, 0)][0].float()
+    assert doubled.diff(dim=-1).abs().mean() < 0.7 * native.diff(dim=-1).abs().mean()

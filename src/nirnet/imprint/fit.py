@@ -87,7 +87,7 @@ def fit_bank(
             on_progress(f"residuals of {ae.name}")
         train, held = residual_set(ae, train_crops, cache_dir), residual_set(ae, held_crops, cache_dir)
         if on_progress:
-            on_progress(f"fitting {ae.name}")
+            on_progress(f"fitting {ae.name}" if laplace_from is None else f"fitting the colouring kernel of {ae.name}")
         if laplace_from is None:
             learned, entry = _fit_laplace(ae, train, held, config, n_train, len(train_crops))
         else:
