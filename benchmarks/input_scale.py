@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from nirnet.data.datasets import read_dataset
 from nirnet.data.split import is_validation
 from nirnet.detect import Detector
 from nirnet.eval.evaluate import crop_samples, score_samples
-from nirnet.eval.protocol import PROTOCOLS
+from nirnet.eval.protocol import PROTOCOLS, robustness_grid
 from nirnet.eval.stats import bootstrap_auc
 from nirnet.models.base import DetectorModel
 from unseen_generators import _cache_file, read_manifest, summarise
@@ -40,16 +41,32 @@ def detector_at(folder: str, scale: float) -> Detector:
     return Detector(DetectorModel.from_pretrained(folder, input_scale=scale))
 
 
-def score_at(folder: str, scale: float, samples, cropped, cache: str | None = None, data: str = "") -> np.ndarray:
-    """Probabilities of ``samples`` (NaN where unreadable) for the model in ``folder`` read at ``scale``; with
-    ``cache``, kept per weights, benchmark and scale (scale 1 shares unseen_generators.py's cache entries)."""
-    cached = _cache_file(cache, folder, data if scale == 1.0 else f"{data}@input_scale={scale:g}") if data else None
+def degradation(label: str | None):
+    """(protocol, transform) for a robustness-grid cell (``jpeg70``, ``resize0.5``, ...; None: the clean protocol),
+    applied to both classes after the protocol's crop, as ``nirnet eval --robustness`` does."""
+    protocol = PROTOCOLS["aligned"]
+    if label is None:
+        return protocol, None
+    for family, name, _, transform in robustness_grid():
+        if name == label:
+            return (replace(protocol, jpeg_quality=None) if family == "jpeg" else protocol), transform
+    raise SystemExit(f"--degrade: unknown cell {label!r}; one of {[c[1] for c in robustness_grid()]}")
+
+
+def score_at(
+    folder: str, scale: float, samples, cropped, cache: str | None = None, data: str = "", degrade: str | None = None
+) -> np.ndarray:
+    """Probabilities of ``samples`` (NaN where unreadable) for the model in ``folder`` read at ``scale``, after the
+    robustness cell ``degrade`` if given; with ``cache``, kept per weights, benchmark, scale and cell (scale 1
+    without a cell shares unseen_generators.py's cache entries)."""
+    key = data + ("" if scale == 1.0 else f"@input_scale={scale:g}") + (f"@{degrade}" if degrade else "")
+    cached = _cache_file(cache, folder, key) if data else None
     if cached is not None and cached.is_file():
         return np.array([np.nan if v is None else v for v in json.loads(cached.read_text())["scores"]])
     detector = detector_at(folder, scale)
-    protocol = PROTOCOLS["aligned"]
+    protocol, transform = degradation(degrade)
     scorer = lambda images: [p for p, _ in detector.predict_images(images)]  # noqa: E731
-    scores = score_samples(scorer, samples, protocol, cropped=cropped).scores
+    scores = score_samples(scorer, samples, protocol, transform, cropped=cropped).scores
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         values = [None if np.isnan(v) else float(v) for v in scores]
@@ -84,7 +101,9 @@ def validate(runs: list[Path], scales: list[float], max_real: int) -> dict:
     return rows
 
 
-def bench(models: list[str], scales: list[float], data: str, seen: set[str], cache: str | None) -> dict:
+def bench(
+    models: list[str], scales: list[float], data: str, seen: set[str], cache: str | None, degrade: str | None
+) -> dict:
     samples, sources = read_manifest(Path(data))
     cropped = crop_samples(samples, PROTOCOLS["aligned"])
     out: dict[str, dict[str, list]] = {}
@@ -92,7 +111,7 @@ def bench(models: list[str], scales: list[float], data: str, seen: set[str], cac
         name, _, folders = spec.partition("=")
         for scale in scales:
             for folder in folders.split(","):
-                scores = score_at(folder, scale, samples, cropped, cache, data)
+                scores = score_at(folder, scale, samples, cropped, cache, data, degrade)
                 threshold = detector_at(folder, scale).threshold
                 result = summarise(scores, samples, sources, seen, threshold)
                 result["scores"] = [None if np.isnan(v) else float(v) for v in scores]
@@ -208,6 +227,7 @@ def main() -> None:
     parser.add_argument("--seen", nargs="*", default=["sd1"])
     parser.add_argument("--out", default=None, help="folder for input_scale.md and input_scale.json")
     parser.add_argument("--cache", default=None, help="folder of bench-dev scores per model and scale (reused)")
+    parser.add_argument("--degrade", default=None, help="a robustness-grid cell applied to bench-dev (e.g. resize0.5)")
     args = parser.parse_args()
     start = time.time()
     runs = [Path(r) for r in args.val.split(",") if r]
@@ -216,9 +236,13 @@ def main() -> None:
     if validation:
         chosen = max(args.scales, key=lambda s: np.mean([r["auc"][0] for r in validation[str(s)]]))
         print(f"chosen input_scale (highest mean validation AUC): {chosen:g}")
-    benchmark = bench(args.model, args.scales, args.data, set(args.seen), args.cache) if args.model else {}
+    benchmark = (
+        bench(args.model, args.scales, args.data, set(args.seen), args.cache, args.degrade) if args.model else {}
+    )
     folds = crossfit(benchmark, args.scales, args.data, set(args.seen)) if benchmark and 1.0 in args.scales else {}
     text = render(validation, benchmark, args.scales, chosen, folds) + f"\n\n{time.time() - start:.0f} s."
+    if args.degrade:
+        text = f"bench-dev degraded by `{args.degrade}` (both classes, after the protocol's crop).\n\n" + text
     print(text)
     if args.out:
         out = Path(args.out)
