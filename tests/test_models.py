@@ -352,3 +352,16 @@ def test_input_scale_resizes_the_image_before_its_crops():
 
     prepared = prepare_image(model.config, image).crops.float() / 255
     assert torch.equal(prepared, doubled[: model.config.num_crops])
+
+
+def test_scaled_crops_match_the_crops_of_the_whole_resized_image():
+    from nirnet.data.degrade import resize
+    from nirnet.models.base import image_crops
+
+    rng = np.random.default_rng(1)
+    for height, width, scale in [(512, 512, 1.5), (375, 500, 2.0), (300, 700, 1.25), (120, 100, 1.5)]:
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        from_regions = image_crops(image, 128, 4, scale=scale)
+        from_whole = image_crops(resize(image, scale), 128, 4)
+        assert from_regions.shape == from_whole.shape
+        assert float((from_regions - from_whole).abs().max()) <= 2.5 / 255  # float rounding of the filter only

@@ -57,28 +57,50 @@ def load_trainable_state(model: nn.Module, weights: dict[str, torch.Tensor], whe
         raise ValueError(f"{where}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
 
 
-def image_crops(
-    image: Image.Image, size: int, num_crops: int, as_uint8: bool = False, scale: float = 1.0
-) -> torch.Tensor:
-    """Crops of an RGB image: ``K x 3 x size x size`` float in [0, 1] (or uint8 pixels with ``as_uint8``, a quarter
-    of the memory while they wait for the model), ``K <= num_crops``. The image is first resized by ``scale`` (a
-    model's ``input_scale``; 1.0 keeps native resolution).
-
-    Padding policy: an image smaller than the crop on either side is mirror-padded at the bottom/right to the crop
-    size (never resized). Crop offsets are multiples of 16 where the image allows; duplicate positions are dropped.
-    """
-    if scale != 1.0:
-        image = resize(image, scale)
-    image = pad_to(image, size)
-    arr = np.asarray(image)
-    height, width = arr.shape[:2]
+def crop_boxes(width: int, height: int, size: int, num_crops: int) -> list[tuple[int, int]]:
+    """Top-left corners of up to ``num_crops`` crops of ``size`` in a ``width`` x ``height`` image (at least
+    ``size`` on each side): offsets are multiples of 16 where the image allows, duplicate positions dropped."""
     boxes: list[tuple[int, int]] = []
     for u, v in CROP_POSITIONS[:num_crops]:
         left = int(u * (width - size)) // CROP_ALIGN * CROP_ALIGN
         top = int(v * (height - size)) // CROP_ALIGN * CROP_ALIGN
         if (left, top) not in boxes:
             boxes.append((left, top))
-    crops = torch.from_numpy(np.stack([arr[t : t + size, l : l + size] for l, t in boxes])).permute(0, 3, 1, 2)  # noqa: E741
+    return boxes
+
+
+def image_crops(
+    image: Image.Image, size: int, num_crops: int, as_uint8: bool = False, scale: float = 1.0
+) -> torch.Tensor:
+    """Crops of an RGB image: ``K x 3 x size x size`` float in [0, 1] (or uint8 pixels with ``as_uint8``, a quarter
+    of the memory while they wait for the model), ``K <= num_crops``, cut from the image resized by ``scale`` (a
+    model's ``input_scale``; 1.0 keeps native resolution).
+
+    Padding policy: an image smaller than the crop on either side (after the resize) is mirror-padded at the
+    bottom/right to the crop size. Crop offsets are multiples of 16 where the image allows (see :func:`crop_boxes`).
+    A resized crop is resampled from its own region of the original (Pillow's ``box``), which gives the pixels of
+    the crop of the whole resized image without ever holding that image: a 40 MP upload stays 40 MP.
+    """
+    width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+    if scale != 1.0 and width >= size and height >= size:
+        fx, fy = image.width / width, image.height / height
+        pieces = [
+            np.asarray(
+                image.resize(
+                    (size, size),
+                    Image.Resampling.BICUBIC,
+                    box=(left * fx, top * fy, (left + size) * fx, (top + size) * fy),
+                )
+            )
+            for left, top in crop_boxes(width, height, size, num_crops)
+        ]
+    else:
+        if scale != 1.0:
+            image = resize(image, scale)  # smaller than a crop once resized: cheap to resize whole, then pad
+        arr = np.asarray(pad_to(image, size))
+        boxes = crop_boxes(arr.shape[1], arr.shape[0], size, num_crops)
+        pieces = [arr[t : t + size, l : l + size] for l, t in boxes]  # noqa: E741
+    crops = torch.from_numpy(np.stack(pieces)).permute(0, 3, 1, 2)
     return crops.contiguous() if as_uint8 else crops.float() / 255
 
 
