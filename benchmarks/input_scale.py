@@ -239,7 +239,8 @@ def main() -> None:
     benchmark = (
         bench(args.model, args.scales, args.data, set(args.seen), args.cache, args.degrade) if args.model else {}
     )
-    folds = crossfit(benchmark, args.scales, args.data, set(args.seen)) if benchmark and 1.0 in args.scales else {}
+    several = len(args.scales) > 1 and 1.0 in args.scales
+    folds = crossfit(benchmark, args.scales, args.data, set(args.seen)) if benchmark and several else {}
     text = render(validation, benchmark, args.scales, chosen, folds) + f"\n\n{time.time() - start:.0f} s."
     if args.degrade:
         text = f"bench-dev degraded by `{args.degrade}` (both classes, after the protocol's crop).\n\n" + text
