@@ -8,12 +8,12 @@ then show what each scale does on bench-dev.
 Validation: each ``--val`` run folder holds a model trained without its ``validation/manifest.csv`` images (a
 quarter of real-train and of gen-train, split by file name). Those images, through the same aligned protocol as
 bench-dev (centre crop <= 512 px, JPEG 90, both classes), are scored at every scale: AUC with a bootstrap 95 %
-interval per run, and mean ± sd over runs. The chosen scale is the one with the highest mean validation AUC; it is
-picked without looking at bench-dev. The validation fakes come from the known generator (gen-train), so this checks
-the choice on unseen *images*, not on unseen generators; bench-dev (``--model``, several folders = seeds) shows the
-latter. Because a scale read off bench-dev is tuned on it, the bench-dev table comes with a two-fold cross-fit: the
-scale is chosen on half of the generators and real photos and scored on the other half (see :func:`crossfit`).
-With ``--cache`` every model's bench-dev scores are kept per scale (scale 1 shares unseen_generators.py's cache).
+interval per run, and mean ± sd over runs, without looking at bench-dev. The validation fakes come from the known
+generator (gen-train), so this checks a scale on unseen *images* of that generator (it should cost nothing there),
+not on unseen generators; bench-dev (``--model``, several folders = seeds) shows the latter. Because a scale read
+off bench-dev is tuned on it, the bench-dev table comes with a two-fold cross-fit: the scale is chosen on half of
+the generators and real photos and scored on the other half (see :func:`crossfit`). With ``--cache`` every score is
+kept per model, image set and scale (bench-dev at scale 1 shares unseen_generators.py's cache entries).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def validation_samples(run: Path, max_real: int, seed: int = 0):
     return real + fake
 
 
-def validate(runs: list[Path], scales: list[float], max_real: int) -> dict:
+def validate(runs: list[Path], scales: list[float], max_real: int, cache: str | None) -> dict:
     rows: dict[str, list] = {str(s): [] for s in scales}
     for run in runs:
         samples = validation_samples(run, max_real)
@@ -93,7 +93,8 @@ def validate(runs: list[Path], scales: list[float], max_real: int) -> dict:
         labels = np.array([s.label for s in samples])
         for scale in scales:
             start = time.time()
-            scores = score_at(str(run / "final"), scale, samples, cropped)
+            data = f"{run / 'validation'}:max_real={max_real}"
+            scores = score_at(str(run / "final"), scale, samples, cropped, cache, data)
             ok = ~np.isnan(scores)
             auc = bootstrap_auc(labels[ok], scores[ok])
             rows[str(scale)].append({"run": str(run), "auc": auc, "seconds": time.time() - start})
@@ -175,7 +176,7 @@ def render(validation: dict, benchmark: dict, scales: list[float], chosen: float
         for scale in scales:
             rows = validation[str(scale)]
             cells = [f"{r['auc'][0]:.3f} ({r['auc'][1]:.2f}-{r['auc'][2]:.2f})" for r in rows]
-            mark = " (chosen)" if scale == chosen else ""
+            mark = " (best)" if scale == chosen else ""
             lines.append(f"| {scale:g}{mark} | " + " | ".join(cells) + f" | {mean_sd([r['auc'][0] for r in rows])} |")
         lines.append("")
     if benchmark:
@@ -231,11 +232,11 @@ def main() -> None:
     args = parser.parse_args()
     start = time.time()
     runs = [Path(r) for r in args.val.split(",") if r]
-    validation = validate(runs, args.scales, args.max_real) if runs else {}
+    validation = validate(runs, args.scales, args.max_real, args.cache) if runs else {}
     chosen = None
     if validation:
         chosen = max(args.scales, key=lambda s: np.mean([r["auc"][0] for r in validation[str(s)]]))
-        print(f"chosen input_scale (highest mean validation AUC): {chosen:g}")
+        print(f"highest mean validation AUC at input_scale {chosen:g}")
     benchmark = (
         bench(args.model, args.scales, args.data, set(args.seen), args.cache, args.degrade) if args.model else {}
     )
@@ -249,7 +250,7 @@ def main() -> None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "input_scale.md").write_text(text + "\n", encoding="utf-8")
-        result = {"chosen": chosen, "validation": validation, "bench_dev": benchmark, "crossfit": folds}
+        result = {"best_on_validation": chosen, "validation": validation, "bench_dev": benchmark, "crossfit": folds}
         (out / "input_scale.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
 
 

@@ -103,7 +103,7 @@ def test_shipped_bank_has_colouring_kernels():
 
 
 # A known false positive of the shipped default, kept visible: the scanned film portrait that matplotlib ships scores
-# 0.73 (docs/MODEL_CARD.md). strict: the test fails once a model calls it real, so this line gets removed then.
+# 0.87 (docs/MODEL_CARD.md). strict: the test fails once a model calls it real, so this line gets removed then.
 KNOWN_FALSE_POSITIVES = {"grace_hopper.jpg"}
 
 
