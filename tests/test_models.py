@@ -365,3 +365,8 @@ def test_scaled_crops_match_the_crops_of_the_whole_resized_image():
         from_whole = image_crops(resize(image, scale), 128, 4)
         assert from_regions.shape == from_whole.shape
         assert float((from_regions - from_whole).abs().max()) <= 2.5 / 255  # float rounding of the filter only
+
+
+def test_input_scale_must_be_positive():
+    with pytest.raises(ValueError, match="input_scale must be > 0"):
+        get_config("nirnet_tiny", input_scale=0)

@@ -18,10 +18,10 @@ class DetectorConfig:
     name: str = "detector"
     arch: str = "nirnet"  # the model class (see nirnet.models.base.ARCHITECTURES): nirnet, npr, cnnspot
     # --- preprocessing (inference transforms come from here)
-    crop_size: int = 256  # native-resolution crops (never resized)
+    crop_size: int = 256  # crop side in pixels of the image as read (after input_scale)
     num_crops: int = 4  # crops per image at inference; logits are averaged
-    # Every image is resized by this factor (bicubic, antialiased) before its crops are taken, in training (after
-    # the JPEG step) and at inference; 1.0 reads native pixels. Chosen on a validation split (docs/RESULTS.md).
+    # Every image is resized by this factor (bicubic) before its crops are taken, in training (after the JPEG step)
+    # and at inference; 1.0 reads native pixels. The shipped default reads at 1.5 (docs/RESULTS.md section 6f).
     input_scale: float = 1.0
     label_smoothing: float = 0.1  # training targets pulled towards 0.5
     # --- decision
@@ -29,6 +29,10 @@ class DetectorConfig:
     extra: dict = field(default_factory=dict)
 
     ARCHS: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        if not self.input_scale > 0:
+            raise ValueError(f"input_scale must be > 0, got {self.input_scale}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
