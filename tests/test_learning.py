@@ -44,7 +44,7 @@ def test_a_few_steps_rank_simulated_twins_above_their_photos(tmp_path):
         "data.pairs.degrade.blur_prob=0",
         "data.pairs.degrade.resize_prob=0",
         "data.pairs.match_sharpness=false",
-        "model_overrides.crop_size=64",
+        "model_overrides.crop_size=96",  # whole 96 px photos: the most signal per step
         "model_overrides.lambda_da=0",
         "model_overrides.semantic=none",  # the noise and frequency branches are what must find the pattern
         "optim.steps=25",
