@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from nirnet._atomic import atomic_write_text
 from nirnet.data.datasets import read_dataset
 from nirnet.data.split import is_validation
 from nirnet.detect import Detector
@@ -70,7 +71,7 @@ def score_at(
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         values = [None if np.isnan(v) else float(v) for v in scores]
-        cached.write_text(json.dumps({"folder": folder, "scores": values, "threshold": detector.threshold}))
+        atomic_write_text(cached, json.dumps({"folder": folder, "scores": values, "threshold": detector.threshold}))
     return scores
 
 
