@@ -56,14 +56,15 @@ def degradation(label: str | None):
 
 def score_at(
     folder: str, scale: float, samples, cropped, cache: str | None = None, data: str = "", degrade: str | None = None
-) -> np.ndarray:
-    """Probabilities of ``samples`` (NaN where unreadable) for the model in ``folder`` read at ``scale``, after the
-    robustness cell ``degrade`` if given; with ``cache``, kept per weights, benchmark, scale and cell (scale 1
-    without a cell shares unseen_generators.py's cache entries)."""
+) -> tuple[np.ndarray, float]:
+    """(probabilities of ``samples``, NaN where unreadable; the model's threshold) for the model in ``folder`` read
+    at ``scale``, after the robustness cell ``degrade`` if given; with ``cache``, kept per weights, benchmark, scale
+    and cell (scale 1 without a cell shares unseen_generators.py's cache entries)."""
     key = data + ("" if scale == 1.0 else f"@input_scale={scale:g}") + (f"@{degrade}" if degrade else "")
     cached = _cache_file(cache, folder, key) if data else None
     if cached is not None and cached.is_file():
-        return np.array([np.nan if v is None else v for v in json.loads(cached.read_text())["scores"]])
+        stored = json.loads(cached.read_text())
+        return np.array([np.nan if v is None else v for v in stored["scores"]]), stored["threshold"]
     detector = detector_at(folder, scale)
     protocol, transform = degradation(degrade)
     scorer = lambda images: [p for p, _ in detector.predict_images(images)]  # noqa: E731
@@ -72,7 +73,7 @@ def score_at(
         cached.parent.mkdir(parents=True, exist_ok=True)
         values = [None if np.isnan(v) else float(v) for v in scores]
         atomic_write_text(cached, json.dumps({"folder": folder, "scores": values, "threshold": detector.threshold}))
-    return scores
+    return scores, detector.threshold
 
 
 def validation_samples(run: Path, max_real: int, seed: int = 0):
@@ -95,7 +96,7 @@ def validate(runs: list[Path], scales: list[float], max_real: int, cache: str | 
         for scale in scales:
             start = time.time()
             data = f"{run / 'validation'}:max_real={max_real}"
-            scores = score_at(str(run / "final"), scale, samples, cropped, cache, data)
+            scores, _ = score_at(str(run / "final"), scale, samples, cropped, cache, data)
             ok = ~np.isnan(scores)
             auc = bootstrap_auc(labels[ok], scores[ok])
             rows[str(scale)].append({"run": str(run), "auc": auc, "seconds": time.time() - start})
@@ -113,8 +114,7 @@ def bench(
         name, _, folders = spec.partition("=")
         for scale in scales:
             for folder in folders.split(","):
-                scores = score_at(folder, scale, samples, cropped, cache, data, degrade)
-                threshold = detector_at(folder, scale).threshold
+                scores, threshold = score_at(folder, scale, samples, cropped, cache, data, degrade)
                 result = summarise(scores, samples, sources, seen, threshold)
                 result["scores"] = [None if np.isnan(v) else float(v) for v in scores]
                 out.setdefault(name, {}).setdefault(str(scale), []).append(result)

@@ -175,3 +175,11 @@ def test_match_noise_floor_restores_lost_sensor_noise():
     matched = match_noise_floor(twin, photo, rng)
     assert abs(noise_floor(matched) - noise_floor(photo)) < 0.15 * noise_floor(photo)
     assert match_noise_floor(photo, twin, rng) is photo  # never removes noise
+
+
+def test_simulated_region_covers_the_crop_at_the_model_input_scale():
+    # a model reading at 0.5x needs twice the pixels simulated for its crop, at 2x half of them
+    native = PairConfig(crop_size=64, degrade=DegradeConfig(resize_prob=0.0, crop_size=64))
+    half = PairConfig(crop_size=64, degrade=DegradeConfig(resize_prob=0.0, crop_size=64, input_scale=0.5))
+    double = PairConfig(crop_size=64, degrade=DegradeConfig(resize_prob=0.0, crop_size=64, input_scale=2.0))
+    assert half.region == 2 * native.region and double.region == native.region // 2

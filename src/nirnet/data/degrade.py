@@ -95,6 +95,10 @@ class DegradeConfig:
     resize_prob: float = 0.2
     resize_scale: tuple[float, float] = (0.5, 1.5)
     crop_size: int | None = 256
+    # The model's input scale (its config's ``input_scale``), applied after the JPEG and before the crop, where
+    # inference applies it: to an image as it arrives, compression included. Training sets it and ``crop_size``
+    # from the model, so that training crops are what the model reads at inference.
+    input_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,7 @@ class DegradeParams:
     crop_size: int | None = None
     crop_u: float = 0.5
     crop_v: float = 0.5
-    # The model's own input scale (its config's ``input_scale``), applied after the JPEG and before the crop, where
-    # inference applies it: to an image as it arrives, compression included.
-    input_scale: float = 1.0
+    input_scale: float = 1.0  # see DegradeConfig.input_scale
 
 
 def sample_params(config: DegradeConfig, rng: np.random.Generator) -> DegradeParams:
@@ -124,6 +126,7 @@ def sample_params(config: DegradeConfig, rng: np.random.Generator) -> DegradePar
         crop_size=config.crop_size,
         crop_u=float(draws[6]),
         crop_v=float(draws[7]),
+        input_scale=config.input_scale,
     )
 
 

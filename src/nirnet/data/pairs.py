@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,6 @@ GRID = 16  # twins are cut at multiples of this offset, so a photo's JPEG grid (
 @dataclass(frozen=True)
 class PairConfig:
     crop_size: int = 256
-    input_scale: float = 1.0  # the model's input scale (set from its config; see degrade.DegradeParams)
     p_simulator: float = 0.5  # share of fakes made by the simulator (the rest: autoencoder twins, if cached)
     p_generated: float = 0.0  # share of fakes taken from real generated images (needs a labelled dataset)
     degrade: degrade.DegradeConfig = field(default_factory=degrade.DegradeConfig)
@@ -63,16 +62,16 @@ class PairConfig:
     def region(self) -> int:
         """The largest region :meth:`region_for` asks for (at the smallest resize scale)."""
         lo = min(self.degrade.resize_scale[0], 1.0) if self.degrade.resize_prob > 0 else 1.0
-        return self.region_for(degrade.DegradeParams(resize_scale=lo))
+        return self.region_for(degrade.DegradeParams(resize_scale=lo, input_scale=self.degrade.input_scale))
 
     def region_for(self, params: degrade.DegradeParams) -> int:
         """Side of the region that is simulated before this draw's degradation: the crop plus a margin of
-        :data:`CROP_MARGIN` px, at the drawn resize scale.
+        :data:`CROP_MARGIN` px, at the drawn resize scale times the model's input scale.
 
         Only the pixels that can reach the crop are simulated (the simulator's cost is per pixel); the margin lets
         the crop's position vary relative to the JPEG block grid, as it does in the wild.
         """
-        scale = params.resize_scale or 1.0
+        scale = (params.resize_scale or 1.0) * params.input_scale
         return int(math.ceil((self.crop_size + CROP_MARGIN) / scale))
 
 
@@ -185,7 +184,7 @@ class PairDataset(Dataset):
         step, slot = key
         rng = np.random.default_rng(item_seed(self.seed, step, slot))
         kind = self._kind(rng)
-        params = replace(degrade.sample_params(self.config.degrade, rng), input_scale=self.config.input_scale)
+        params = degrade.sample_params(self.config.degrade, rng)
         real, fake, history = getattr(self, f"_{kind}_pair")(rng, params)
         if self.config.match_sharpness and kind != "generated":  # a generated image is not its photo's twin
             fake = degrade.match_noise_floor(degrade.match_sharpness(fake, real), real, rng)

@@ -36,8 +36,9 @@ def validation_csv(real: Sequence[Path], generated: Sequence[Path], base: Path) 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["path", "label", "generator"])
+    base = Path(base).resolve()
     for label, paths in ((0, real), (1, generated)):
         for path in dict.fromkeys(Path(p).resolve() for p in paths):
-            relative = Path(os.path.relpath(path, Path(base).resolve())).as_posix()
+            relative = Path(os.path.relpath(path, base)).as_posix()
             writer.writerow([relative, label, "real" if label == 0 else "generated"])
     return out.getvalue()

@@ -193,8 +193,8 @@ def build_dataset(config: TrainConfig, crop_size: int, input_scale: float = 1.0)
         recon = restrict_recon_cache(recon, d.autoencoders)
     real, generated, _, _ = training_images(config)
     # The model's crop size and input scale decide the training crops, as they decide the inference crops.
-    degrade = replace(d.pairs.degrade, crop_size=crop_size)
-    pairs = replace(d.pairs, crop_size=crop_size, input_scale=input_scale, degrade=degrade)
+    degrade = replace(d.pairs.degrade, crop_size=crop_size, input_scale=input_scale)
+    pairs = replace(d.pairs, crop_size=crop_size, degrade=degrade)
     return PairDataset(real, pairs, simulator, recon, generated, seed=config.run.seed)
 
 
