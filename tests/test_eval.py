@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -68,11 +69,18 @@ def test_robustness_grid_output(tmp_path):
 
 
 @pytest.mark.shared
-def test_eval_cli_on_bench_dev(shared_data, tmp_path):
+def test_eval_cli_on_bench_dev(shared_data, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from nirnet.cli.main import app
+    from nirnet.detect import Detector
     from nirnet.models import create_model
+
+    scored = []
+    predict_images = Detector.predict_images
+    monkeypatch.setattr(
+        Detector, "predict_images", lambda self, images: scored.extend(images) or predict_images(self, images)
+    )
 
     create_model("test_nirnet", semantic="none").save_pretrained(tmp_path / "m")
     # a small copy of the manifest keeps this test quick
@@ -104,6 +112,10 @@ def test_eval_cli_on_bench_dev(shared_data, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "roc.png").is_file() and (tmp_path / "out" / "robustness.png").is_file()
     assert "sdxl-turbo" in (tmp_path / "out" / "report.md").read_text()
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    clean = report["robustness"][0]  # the evaluation itself, not a second scoring of the same images
+    assert len(scored) == len(robustness_grid()) * 12 + 12
+    assert clean["label"] == "clean" and {k: clean[k] for k in report["metrics"]["mean"]} == report["metrics"]["mean"]
 
 
 def test_eval_calibrate_stores_threshold(tmp_path):

@@ -27,6 +27,7 @@ from .data.io import ImageLoadError, load_image
 from .data.tensors import to_uint8_array
 from .models.base import DetectorModel, image_crops, semantic_view
 from .models.registry import SHIPPED_MODELS, create_model
+from .runtime import forward_for
 
 DEFAULT_MODEL = "nirnet_tiny_texture_dn"
 #: Below this side there is no imprint to read (a 1 x 1 image would be upscaled into pure interpolation); such
@@ -145,11 +146,15 @@ class Detector:
         threshold: float | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 32,
+        backend: str = "torch",
     ) -> None:
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but this machine has no usable CUDA GPU; use cpu")
         self.model = model.eval().to(device)
         self.device = torch.device(device)
+        # (crops, view) -> logits on the chosen backend (nirnet.runtime); self.model stays for noise maps and config.
+        self.backend = backend
+        self.forward = forward_for(self.model, backend, self.device)
         self.threshold = model.config.threshold if threshold is None else threshold
         self.batch_size = batch_size
         self.source: str | None = None  # where the weights came from (set by from_pretrained)
@@ -212,7 +217,7 @@ class Detector:
             view = None
             if views is not None:
                 view = views[owner[start : start + self.batch_size]].to(self.device).float().div_(255)
-            logits.append(self.model(crops, view).float().cpu())
+            logits.append(self.forward(crops, view).float().cpu())
         return _per_image(torch.cat(logits), owner, range(len(items)))
 
     def predict_images(self, images: Sequence[Image.Image]) -> list[tuple[float, list[float]]]:

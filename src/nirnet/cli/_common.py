@@ -10,6 +10,11 @@ from rich.markup import escape
 
 _err = Console(stderr=True)
 
+BACKEND_HELP = (
+    "Where the forward pass runs: torch, or onnx (ONNX Runtime on the CPU, several times faster on small CPUs; "
+    "needs nirnet[onnx]; the first run exports the model to the user cache, ~20 s)."
+)
+
 
 def printable(value: object) -> str:
     """Text that rich prints as is: undecodable bytes as escapes, markup characters not interpreted."""

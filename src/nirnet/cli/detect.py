@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from nirnet.cli._common import BACKEND_HELP
+
 console = Console(stderr=True)
 
 
@@ -73,6 +75,10 @@ def detect(
     workers: int = typer.Option(2, help="DataLoader workers that decode and crop images (0 = in the main process)."),
     num_crops: int = typer.Option(None, help="Crops per image (default: the model's config)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    backend: str = typer.Option(
+        "torch",
+        help=BACKEND_HELP,
+    ),
 ) -> None:
     """Score images: probability that each is AI-generated, and a verdict at the model's threshold."""
     from nirnet._atomic import atomic_write_text
@@ -86,7 +92,7 @@ def detect(
     if not files:
         console.print("[red]error:[/red] no images found")
         raise typer.Exit(2)
-    detector = load_detector(model, device=device, batch_size=batch_size)
+    detector = load_detector(model, device=device, batch_size=batch_size, backend=backend)
     if threshold is not None:
         detector.threshold = threshold
     results = []

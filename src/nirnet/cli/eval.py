@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.progress import Progress
 
+from nirnet.cli._common import BACKEND_HELP
+
 console = Console()
 
 
@@ -23,6 +25,10 @@ def eval_command(
     ),
     out: Path = typer.Option(Path("out/eval"), help="Folder for metrics.json, report.md and plots."),
     split: str = typer.Option(None, help="GenImage only: train or val."),
+    backend: str = typer.Option(
+        "torch",
+        help=BACKEND_HELP,
+    ),
 ) -> None:
     """Evaluate a detector per subset (generator): ACC@threshold, real-ACC, fake-ACC, AP, ROC-AUC, and means."""
     import dataclasses
@@ -40,7 +46,7 @@ def eval_command(
 
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(f"protocol must be one of {list(PROTOCOLS)}")
-    detector = load_detector(model)
+    detector = load_detector(model, backend=backend)
     scorer = lambda images: [p for p, _ in detector.predict_images(images)]  # noqa: E731
     proto = PROTOCOLS[protocol]
     out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +79,10 @@ def eval_command(
             log = RobustnessLog(out / "robustness.partial.json", {**key, "threshold": detector.threshold})
             if log.done:
                 console.print(f"resuming the robustness grid: {len(log.done)} cells already in {log.path}")
-            rows = evaluate_robustness(scorer, samples, proto, detector.threshold, progress, log.done, log.add)
+            # The grid's clean cell is the evaluation just made: taken from it rather than scored a second time.
+            clean = {"family": "none", "label": "clean", "value": 0.0, **metrics["mean"]}
+            done = {"clean": clean, **log.done}
+            rows = evaluate_robustness(scorer, samples, proto, detector.threshold, progress, done, log.add)
             report["robustness"] = rows
             markdown += "\n\n**Robustness (mean over subsets)**\n\n" + robustness_table(rows)
             plot_robustness(rows, out / "robustness.png")

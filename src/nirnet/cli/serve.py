@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from nirnet.cli._common import BACKEND_HELP
+
 
 def serve(
     model: str = typer.Option(None, help="Model folder or shipped model name (default: the embedded default)."),
@@ -27,6 +29,10 @@ def serve(
         None, min=0.0, max=1.0, help="Override the model's calibrated decision threshold (in [0, 1])."
     ),
     device: str = typer.Option("cpu", help="Device for the model: cpu, cuda, cuda:1, ..."),
+    backend: str = typer.Option(
+        "torch",
+        help=BACKEND_HELP,
+    ),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
 ) -> None:
     """Serve the detector over HTTP: a page at / (drop images, see the score, noise map and spectrum),
@@ -40,7 +46,7 @@ def serve(
         raise typer.Exit(2) from exc
     from nirnet.cli._common import load_detector
 
-    detector = load_detector(model, threshold=threshold, device=device)
+    detector = load_detector(model, threshold=threshold, device=device, backend=backend)
     config = ServeConfig(
         max_files=max_files,
         max_file_bytes=int(max_file_mb * 2**20),

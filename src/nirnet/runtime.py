@@ -1,0 +1,95 @@
+"""Where a detector's forward pass runs: PyTorch (``torch``, the default) or ONNX Runtime (``onnx``, CPU only).
+
+ONNX Runtime is several times faster than eager PyTorch on a small CPU for these models (fused conv + norm,
+better depthwise kernels; docs/RESULTS.md section 9). The model is exported once (about 20 s for the default) and
+kept in the user's cache folder under a fingerprint of its config and weights, so later runs start at once and a
+retrained model never reuses a stale graph. Preprocessing and crop averaging stay in :mod:`nirnet.detect`: both
+backends see the same crops and return the same logits (to float32 rounding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from .models.base import DetectorModel
+
+BACKENDS = ("torch", "onnx")
+ONNX_OPSET = 18
+
+
+def cache_dir() -> Path:
+    """``$NIRNET_CACHE``, else ``$XDG_CACHE_HOME/nirnet``, else ``~/.cache/nirnet`` (never inside the package)."""
+    if os.environ.get("NIRNET_CACHE"):
+        return Path(os.environ["NIRNET_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nirnet"
+
+
+def model_fingerprint(model: DetectorModel) -> str:
+    """SHA-256 of what the exported graph depends on: the config, every tensor of the state (the frozen backbone
+    too, since it is in the graph), the opset and the torch version that writes the graph."""
+    digest = hashlib.sha256()
+    digest.update(model.config.to_json().encode())
+    digest.update(f"opset={ONNX_OPSET};torch={torch.__version__}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class OnnxForward:
+    """``forward(crops, view=None) -> logits`` through ONNX Runtime on the CPU, for an exported copy of ``model``
+    kept in ``cache`` (default :func:`cache_dir`). ``threads``: intra-op threads (default: torch's)."""
+
+    def __init__(self, model: DetectorModel, threads: int | None = None, cache: Path | None = None) -> None:
+        try:
+            import onnxruntime as ort
+            import onnxscript  # noqa: F401  (the exporter needs it; fail here with the install line, not mid-export)
+        except ImportError as exc:
+            raise ValueError(
+                f"the onnx backend needs ONNX Runtime ({exc.name} is not installed): pip install 'nirnet[onnx]'"
+            ) from exc
+        self.path = (cache or cache_dir()) / "onnx" / f"{model.config.name}-{model_fingerprint(model)[:20]}.onnx"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        try:
+            self.session = self._session(ort, options, model, fresh=not self.path.is_file())
+        except Exception:  # a cached file that does not load (truncated by a full disk, another ORT version)
+            self.session = self._session(ort, options, model, fresh=True)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def _session(self, ort, options, model: DetectorModel, fresh: bool):
+        if fresh:
+            from .export import export_onnx
+
+            # The exporter prints its progress on stdout, which `nirnet detect --json` keeps for results.
+            with contextlib.redirect_stdout(sys.stderr):
+                export_onnx(model, self.path, opset=ONNX_OPSET)
+        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, crops: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+        feeds = {"crops": crops.detach().cpu().float().numpy()}
+        if "view" in self.input_names:
+            if view is None:
+                raise ValueError("this model reads a semantic view of the whole image; none was given")
+            feeds["view"] = view.detach().cpu().float().numpy()
+        (logits,) = self.session.run(["logits"], feeds)
+        return torch.from_numpy(logits)
+
+
+def forward_for(model: DetectorModel, backend: str, device: torch.device, threads: int | None = None):
+    """The callable that maps ``(crops, view)`` to logits for ``backend`` (see :data:`BACKENDS`)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "torch":
+        return model
+    if device.type != "cpu":
+        raise ValueError(f"the onnx backend runs on the CPU; use the torch backend for device {str(device)!r}")
+    return OnnxForward(model, threads)
