@@ -70,6 +70,15 @@ def test_backend_errors_say_what_to_do(cache, monkeypatch):
         Detector(model, backend="tensorrt")
     with pytest.raises(ValueError, match="runs on the CPU"):
         runtime.forward_for(model, "onnx", torch.device("cuda"))
+
+    def broken_exporter(*args, **kwargs):
+        raise TypeError("an operator the exporter does not know")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.onnx, "export", broken_exporter)
+        with pytest.raises(ValueError, match="does not know; score with the torch backend instead"):
+            Detector(model, backend="onnx")
+    assert not list(cache.rglob("*.tmp")) and not list(cache.rglob("*.onnx"))
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ValueError, match=r"pip install 'nirnet\[onnx\]'"):
         Detector(model, backend="onnx")

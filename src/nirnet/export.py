@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._atomic import atomic_write
 from .models.base import DetectorModel
 
 
@@ -45,13 +46,11 @@ def example_inputs(model: DetectorModel, batch: int = 2, seed: int = 0) -> tuple
 def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = 18) -> Path:
     """Write ``model`` as ONNX to ``path`` (atomically) with a dynamic batch dimension; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = _Exportable(model).eval()
     inputs = example_inputs(model)
     names = ["crops", "view"][: len(inputs)]
     batch = torch.export.Dim("batch", min=1)
     dynamic_shapes = {name: {0: batch} for name in names}
-    tmp = path.with_name(path.name + ".tmp")
     try:
         program = torch.onnx.export(
             wrapper,
@@ -66,9 +65,8 @@ def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = 18) 
         branch = " (the semantic backbone may not export; try a model without it)" if model.semantic else ""
         raise RuntimeError(f"ONNX export of {model.config.name} failed{branch}: {exc}") from exc
     program.model.metadata_props["nirnet"] = json.dumps(onnx_metadata(model))
-    program.save(str(tmp), external_data=False)
-    os.replace(tmp, path)
-    return path
+    # A unique temporary name: several processes (serve workers, Ray actors) may export the same model at once.
+    return atomic_write(path, lambda tmp: program.save(tmp, external_data=False))
 
 
 def onnx_metadata(model: DetectorModel) -> dict:

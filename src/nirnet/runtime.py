@@ -59,9 +59,13 @@ class OnnxForward:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
+        cached = self.path.is_file()
         try:
-            self.session = self._session(ort, options, model, fresh=not self.path.is_file())
-        except Exception:  # a cached file that does not load (truncated by a full disk, another ORT version)
+            self.session = self._session(ort, options, model, fresh=not cached)
+        except Exception:
+            if not cached:
+                raise
+            # A cached file that does not load (cut short by a full disk, written for another ONNX Runtime).
             self.session = self._session(ort, options, model, fresh=True)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
@@ -71,7 +75,10 @@ class OnnxForward:
 
             # The exporter prints its progress on stdout, which `nirnet detect --json` keeps for results.
             with contextlib.redirect_stdout(sys.stderr):
-                export_onnx(model, self.path, opset=ONNX_OPSET)
+                try:
+                    export_onnx(model, self.path, opset=ONNX_OPSET)
+                except RuntimeError as exc:
+                    raise ValueError(f"{exc}; score with the torch backend instead") from exc
         return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, crops: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
