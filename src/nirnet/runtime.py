@@ -48,13 +48,9 @@ class OnnxForward:
     kept in ``cache`` (default :func:`cache_dir`). ``threads``: intra-op threads (default: torch's)."""
 
     def __init__(self, model: DetectorModel, threads: int | None = None, cache: Path | None = None) -> None:
-        try:
-            import onnxruntime as ort
-            import onnxscript  # noqa: F401  (the exporter needs it; fail here with the install line, not mid-export)
-        except ImportError as exc:
-            raise ValueError(
-                f"the onnx backend needs ONNX Runtime ({exc.name} is not installed): pip install 'nirnet[onnx]'"
-            ) from exc
+        check_backend("onnx")
+        import onnxruntime as ort
+
         self.path = (cache or cache_dir()) / "onnx" / f"{model.config.name}-{model_fingerprint(model)[:20]}.onnx"
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -91,10 +87,24 @@ class OnnxForward:
         return torch.from_numpy(logits)
 
 
-def forward_for(model: DetectorModel, backend: str, device: torch.device, threads: int | None = None):
-    """The callable that maps ``(crops, view)`` to logits for ``backend`` (see :data:`BACKENDS`)."""
+def check_backend(backend: str) -> None:
+    """A ``ValueError`` that says what to do when ``backend`` is unknown or its packages are missing (callers that
+    start workers check first, so the error is one line rather than a failure inside every worker)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "onnx":
+        try:
+            import onnxruntime  # noqa: F401
+            import onnxscript  # noqa: F401  (the exporter needs it; fail here with the install line, not mid-export)
+        except ImportError as exc:
+            raise ValueError(
+                f"the onnx backend needs ONNX Runtime ({exc.name} is not installed): pip install 'nirnet[onnx]'"
+            ) from exc
+
+
+def forward_for(model: DetectorModel, backend: str, device: torch.device, threads: int | None = None):
+    """The callable that maps ``(crops, view)`` to logits for ``backend`` (see :data:`BACKENDS`)."""
+    check_backend(backend)
     if backend == "torch":
         return model
     if device.type != "cpu":

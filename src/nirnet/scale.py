@@ -91,13 +91,15 @@ def tar_members(shard: str) -> Iterator[tuple[str, bytes | None, str | None]]:
 class ChunkScorer:
     """A Ray actor: one detector, scores whole chunks and writes one Parquet file per chunk."""
 
-    def __init__(self, model: str | None, out_dir: str, threshold: float | None, batch_size: int) -> None:
+    def __init__(
+        self, model: str | None, out_dir: str, threshold: float | None, batch_size: int, backend: str = "torch"
+    ) -> None:
         import torch
 
         from .detect import Detector
 
         torch.set_num_threads(1)  # one actor per core
-        self.detector = Detector.from_pretrained(model, threshold=threshold, batch_size=batch_size)
+        self.detector = Detector.from_pretrained(model, threshold=threshold, batch_size=batch_size, backend=backend)
         self.out_dir = Path(out_dir)
 
     def __call__(self, batch: dict) -> dict:
@@ -167,13 +169,18 @@ def score_at_scale(
     chunk_size: int = 256,
     batch_size: int = 32,
     jsonl: bool = False,
+    backend: str = "torch",
 ) -> ScaleReport:
     """Score every input image on Ray (a local Ray in this process without ``address`` / ``RAY_ADDRESS``); writes
-    ``out_dir/part-*.parquet`` (and ``out_dir/results.jsonl`` with ``jsonl``); returns counts."""
+    ``out_dir/part-*.parquet`` (and ``out_dir/results.jsonl`` with ``jsonl``); returns counts. ``backend``: where
+    each actor runs the forward pass (``torch`` or ``onnx``, see :mod:`nirnet.runtime`)."""
     try:
         import ray
     except ImportError as exc:
         raise ImportError("scoring at scale needs the ray extra: pip install 'nirnet[ray]'") from exc
+    from .runtime import check_backend
+
+    check_backend(backend)  # one line here rather than a failure inside every actor
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     chunks = plan_chunks(inputs, chunk_size)
@@ -186,7 +193,7 @@ def score_at_scale(
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds.map_batches(
             ChunkScorer,
-            fn_constructor_args=(model, str(out), threshold, batch_size),
+            fn_constructor_args=(model, str(out), threshold, batch_size, backend),
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(pool, len(items))),
             num_cpus=1,

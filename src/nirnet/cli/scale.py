@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from nirnet.cli._common import BACKEND_HELP
+
 console = Console(stderr=True)
 
 
@@ -25,6 +27,7 @@ def scale(
     chunk_size: int = typer.Option(256, help="Paths per chunk (the unit of work and of resume); a tar shard is one."),
     batch_size: int = typer.Option(32, help="Crops per forward pass inside an actor."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write all rows to OUT/results.jsonl."),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
 ) -> None:
     """Score images at scale with Ray Data: one detector per actor, one row per image (path, probability, verdict,
     error, model, threshold) in Parquet. A rerun into the same folder skips the chunks already written; a bad file
@@ -36,7 +39,7 @@ def scale(
 
         report = score_at_scale(
             inputs, out, model, threshold, address or os.environ.get("RAY_ADDRESS"), actors, chunk_size, batch_size,
-            jsonl,
+            jsonl, backend,
         )  # fmt: skip
     except ImportError as exc:
         fail(exc)
