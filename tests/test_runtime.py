@@ -29,10 +29,13 @@ def _images(n: int = 3) -> list[Image.Image]:
 
 
 def test_onnx_backend_scores_like_torch_and_exports_once(cache, monkeypatch):
-    # test_nirnet has every branch, the semantic backbone included, so the view input is exercised too.
-    model = create_model("test_nirnet").eval()
+    # Every branch, with a semantic backbone that reads the whole image: the graph's second input (view) is fed too.
+    model = create_model("test_nirnet", semantic_view="image").eval()
+    assert model.config.uses_image_view
     torch_scores = Detector(model).predict_images(_images())
-    onnx_scores = Detector(model, backend="onnx").predict_images(_images())
+    onnx_detector = Detector(model, backend="onnx")
+    assert onnx_detector.forward.input_names == ["crops", "view"]
+    onnx_scores = onnx_detector.predict_images(_images())
     for (p_torch, logits_torch), (p_onnx, logits_onnx) in zip(torch_scores, onnx_scores):
         assert abs(p_torch - p_onnx) < 1e-4
         assert max(abs(a - b) for a, b in zip(logits_torch, logits_onnx)) < 1e-3
