@@ -82,6 +82,11 @@ def test_backend_errors_say_what_to_do(cache, monkeypatch):
         with pytest.raises(ValueError, match="does not know; score with the torch backend instead"):
             Detector(model, backend="onnx")
     assert not list(cache.rglob("*.tmp")) and not list(cache.rglob("*.onnx"))
+    blocker = cache.parent / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("NIRNET_CACHE", str(blocker / "cache"))  # a folder that cannot be made
+    with pytest.raises(ValueError, match="set NIRNET_CACHE to a writable folder"):
+        Detector(model, backend="onnx")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ValueError, match=r"pip install 'nirnet\[onnx\]'"):
         Detector(model, backend="onnx")

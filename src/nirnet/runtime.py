@@ -75,6 +75,11 @@ class OnnxForward:
                     export_onnx(model, self.path, opset=ONNX_OPSET)
                 except RuntimeError as exc:
                     raise ValueError(f"{exc}; score with the torch backend instead") from exc
+                except OSError as exc:  # a read-only home, a full disk
+                    raise ValueError(
+                        f"cannot write the exported model to {self.path.parent} ({exc.strerror or exc}); "
+                        "set NIRNET_CACHE to a writable folder"
+                    ) from exc
         return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, crops: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:

@@ -75,10 +75,7 @@ def detect(
     workers: int = typer.Option(2, help="DataLoader workers that decode and crop images (0 = in the main process)."),
     num_crops: int = typer.Option(None, help="Crops per image (default: the model's config)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    backend: str = typer.Option(
-        "torch",
-        help=BACKEND_HELP,
-    ),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
 ) -> None:
     """Score images: probability that each is AI-generated, and a verdict at the model's threshold."""
     from nirnet._atomic import atomic_write_text
