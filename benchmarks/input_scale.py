@@ -250,9 +250,9 @@ def main() -> None:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "input_scale.md").write_text(text + "\n", encoding="utf-8")
+        atomic_write_text(out / "input_scale.md", text + "\n")
         result = {"best_on_validation": chosen, "validation": validation, "bench_dev": benchmark, "crossfit": folds}
-        (out / "input_scale.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+        atomic_write_text(out / "input_scale.json", json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

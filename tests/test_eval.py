@@ -115,6 +115,7 @@ def test_eval_cli_on_bench_dev(shared_data, tmp_path, monkeypatch):
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     clean = report["robustness"][0]  # the evaluation itself, not a second scoring of the same images
     assert len(scored) == len(robustness_grid()) * 12 + 12
+    assert report["backend"] == "torch"
     assert clean["label"] == "clean" and {k: clean[k] for k in report["metrics"]["mean"]} == report["metrics"]["mean"]
 
 

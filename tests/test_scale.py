@@ -18,23 +18,18 @@ from nirnet.testing import synthetic_photo  # noqa: E402
 
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
-    import os
-
     import ray
 
-    # Actors inherit the environment Ray starts with: ONNX exports go to a temporary cache, not the user's.
-    before = os.environ.get("NIRNET_CACHE")
-    os.environ["NIRNET_CACHE"] = str(tmp_path_factory.mktemp("nirnet_cache"))
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    except Exception as exc:  # noqa: BLE001 - e.g. a sandbox without shared memory: say so, do not fail the suite
-        pytest.skip(f"a local Ray cannot start on this machine: {type(exc).__name__}: {exc}")
-    yield
-    ray.shutdown()
-    if before is None:
-        os.environ.pop("NIRNET_CACHE")
-    else:
-        os.environ["NIRNET_CACHE"] = before
+    # Actors inherit the environment Ray starts with: ONNX exports go to a temporary cache, not the user's. The
+    # context restores the variable however the fixture ends, a skip included.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NIRNET_CACHE", str(tmp_path_factory.mktemp("nirnet_cache")))
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        except Exception as exc:  # noqa: BLE001 - e.g. a sandbox without shared memory: say so, do not fail
+            pytest.skip(f"a local Ray cannot start on this machine: {type(exc).__name__}: {exc}")
+        yield
+        ray.shutdown()
 
 
 def _png(seed: int) -> bytes:

@@ -107,11 +107,11 @@ def check_backend(backend: str) -> None:
             ) from exc
 
 
-def forward_for(model: DetectorModel, backend: str, device: torch.device, threads: int | None = None):
+def forward_for(model: DetectorModel, backend: str, device: torch.device):
     """The callable that maps ``(crops, view)`` to logits for ``backend`` (see :data:`BACKENDS`)."""
     check_backend(backend)
     if backend == "torch":
         return model
     if device.type != "cpu":
         raise ValueError(f"the onnx backend runs on the CPU; use the torch backend for device {str(device)!r}")
-    return OnnxForward(model, threads)
+    return OnnxForward(model)

@@ -50,6 +50,7 @@ def eval_command(
     report: dict = {
         "model": detector.name,
         **detector.provenance(),  # which checkpoint was evaluated
+        "backend": detector.backend,
         "data": str(data),
         "protocol": dataclasses.asdict(proto),
     }
@@ -76,10 +77,8 @@ def eval_command(
             log = RobustnessLog(out / "robustness.partial.json", {**key, "threshold": detector.threshold})
             if log.done:
                 console.print(f"resuming the robustness grid: {len(log.done)} cells already in {log.path}")
-            # The grid's clean cell is the evaluation just made: taken from it rather than scored a second time.
-            clean = {"family": "none", "label": "clean", "value": 0.0, **metrics["mean"]}
-            done = {"clean": clean, **log.done}
-            rows = evaluate_robustness(scorer, samples, proto, detector.threshold, progress, done, log.add)
+            # The grid's clean cell is the evaluation just made, not a second scoring of the same images.
+            rows = evaluate_robustness(scorer, samples, proto, detector.threshold, progress, log.done, log.add, scored)
             report["robustness"] = rows
             markdown += "\n\n**Robustness (mean over subsets)**\n\n" + robustness_table(rows)
             plot_robustness(rows, out / "robustness.png")

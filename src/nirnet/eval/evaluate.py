@@ -91,25 +91,32 @@ def evaluate_robustness(
     progress: Progress | None = None,
     done: dict[str, dict] | None = None,
     on_row: Callable[[dict], None] | None = None,
+    clean: ScoredSet | None = None,
 ) -> list[dict]:
     """Mean metrics over subsets for every cell of the robustness grid (plus the undegraded protocol).
 
     Every image is decoded and cropped once for all cells. Cells whose label is in ``done`` are taken from it
     (a resumed run); ``on_row`` sees each new row as soon as it is measured, so an interrupted grid loses at most
-    the cell in progress."""
+    the cell in progress. ``clean``: ``samples`` already scored under ``protocol`` (an evaluation that came first),
+    used for the undegraded cell instead of scoring the same images again."""
     done = done or {}
     cells = [("none", "clean", 0.0, None)] + robustness_grid()
-    cropped = crop_samples(samples, protocol, progress) if any(c[1] not in done for c in cells) else None
+    todo = [c for c in cells if c[1] not in done and not (c[1] == "clean" and clean is not None)]
+    cropped = crop_samples(samples, protocol, progress) if todo else None
     rows = []
     for family, label, value, transform in cells:
         if label in done:
             rows.append(done[label])
             continue
-        # The JPEG cells are the compression: the protocol's own JPEG step is not applied on top of them.
-        proto = replace(protocol, jpeg_quality=None) if family == "jpeg" else protocol
-        scored = score_samples(scorer, samples, proto, transform, progress=progress, description=label, cropped=cropped)
-        mean = scored.metrics(threshold)["mean"]
-        rows.append({"family": family, "label": label, "value": value, **mean})
+        if label == "clean" and clean is not None:
+            scored = clean
+        else:
+            # The JPEG cells are the compression: the protocol's own JPEG step is not applied on top of them.
+            proto = replace(protocol, jpeg_quality=None) if family == "jpeg" else protocol
+            scored = score_samples(
+                scorer, samples, proto, transform, progress=progress, description=label, cropped=cropped
+            )
+        rows.append({"family": family, "label": label, "value": value, **scored.metrics(threshold)["mean"]})
         if on_row is not None:
             on_row(rows[-1])
     return rows
