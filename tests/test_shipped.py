@@ -121,3 +121,18 @@ def test_default_detector_calls_the_demo_photos_real(request, name):
         request.applymarker(pytest.mark.xfail(strict=True, reason="known false positive of the default model"))
     (result,) = Detector.from_pretrained().predict(paths)
     assert result.ok and result.verdict == "real", (result.source, result.probability)
+
+
+def test_demo_verb_runs_end_to_end(tmp_path):
+    """`make demo` runs this verb: it must reach the scoring table (a wiring bug once passed typer's option objects
+    into detect and failed before scoring)."""
+    from nirnet.cli.main import app
+    from nirnet.demo import sample_photo_paths
+
+    if not sample_photo_paths():
+        pytest.skip("no sample photos shipped by matplotlib / scikit-learn")
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "error" not in result.output
+    for path in sample_photo_paths():
+        assert path.stem in result.output

@@ -78,6 +78,35 @@ def detect(
     backend: str = typer.Option("torch", help=BACKEND_HELP),
 ) -> None:
     """Score images: probability that each is AI-generated, and a verdict at the model's threshold."""
+    run_detect(
+        paths,
+        model=model,
+        as_json=as_json,
+        csv_out=csv_out,
+        threshold=threshold,
+        batch_size=batch_size,
+        workers=workers,
+        num_crops=num_crops,
+        device=device,
+        backend=backend,
+    )
+
+
+def run_detect(
+    paths: list[str],
+    *,
+    model: str | None = None,
+    as_json: bool = False,
+    csv_out: Path | None = None,
+    threshold: float | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    num_crops: int | None = None,
+    device: str = "cpu",
+    backend: str = "torch",
+) -> None:
+    """What `nirnet detect` does, callable from other verbs with plain Python defaults (a typer verb function
+    called directly receives typer's option objects for every argument it is not given)."""
     from nirnet._atomic import atomic_write_text
     from nirnet.cli._common import load_detector, output_console, printable
 

@@ -63,17 +63,7 @@ def demo(
 
     folder = make_demo_folder(out)
     typer.echo(f"demo images in {folder}/real and {folder}/simulated")
-    detect_cli.detect(
-        [str(folder)],
-        model=None,
-        as_json=False,
-        csv_out=None,
-        threshold=None,
-        batch_size=32,
-        workers=workers,
-        num_crops=None,
-        device="cpu",
-    )
+    detect_cli.run_detect([str(folder)], workers=workers)
 
 
 def _print_version(value: bool) -> None:
