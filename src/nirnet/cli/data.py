@@ -77,3 +77,51 @@ def check(
     console.print(f"{len(samples) - len(failures)} of {len(samples)} images load")
     if failures:
         raise typer.Exit(1)
+
+
+@app.command("build-corpus")
+def build_corpus_command(
+    sources: Path = typer.Argument(
+        ..., help="Source list CSV (repo,commit,path,box,generator,label,license,sha256,kind,note)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the images, manifest.csv and LICENSES.md."),
+    mirror_root: Path = typer.Option(
+        None,
+        "--mirror-root",
+        help="Read repositories from local bare snapshots ROOT/<owner>+<name>/repo (and Debian packages from "
+        "ROOT/debian/) instead of downloading them from GitHub (or with apt-get).",
+    ),
+) -> None:
+    """Fetch every image of a pinned source list, check its sha256, and write a dataset with `manifest.csv`.
+
+    A row that cannot be fetched or whose hash does not match is reported in one line and left out. A rerun keeps
+    what is already there and verified. Exit status: 0 = every row built, 1 = some rows missing, 2 = usage error."""
+    from rich.progress import Progress
+
+    from nirnet.cli._common import fail, printable
+    from nirnet.data.blobs import BlobSource
+    from nirnet.data.corpus import SourceListError, build_corpus, read_sources
+
+    err = Console(stderr=True)  # stdout stays free for scripts; messages and progress go to stderr
+    try:
+        rows = read_sources(sources)
+    except SourceListError as exc:
+        fail(exc)
+    if mirror_root is not None and not mirror_root.is_dir():
+        fail(f"--mirror-root {mirror_root} is not a folder")
+    blobs = BlobSource(mirror_root, cache_dir=out / ".cache" / "debs")
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("building", total=len(rows))
+        report = build_corpus(
+            rows,
+            out,
+            blobs,
+            warn=lambda message: err.print(f"[yellow]warning:[/yellow] {printable(message)}", highlight=False),
+            advance=lambda: progress.advance(task),
+        )
+    err.print(
+        f"{report.built} built, {report.present} already present, {len(report.missing)} missing of {len(rows)} rows"
+        f" -> {printable(out / 'manifest.csv')}"
+    )
+    if not report.ok:
+        raise typer.Exit(1)

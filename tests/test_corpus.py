@@ -1,0 +1,196 @@
+"""The corpus builder: pinned rows fetched from a local bare git snapshot (and a Debian package), hashes checked,
+formats sniffed, tiles cut losslessly, manifest and licence summary written, reruns a no-op."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nirnet.cli.main import app
+from nirnet.data.blobs import BlobMissing, BlobSource
+from nirnet.data.corpus import COLUMNS, SourceListError, build_corpus, read_sources
+from nirnet.data.datasets import read_dataset
+from nirnet.testing import synthetic_photo
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+
+def _encode(arr: np.ndarray, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(arr).save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def _git(*args: str, cwd) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    import os
+
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env={**os.environ, **env}
+    ).stdout.strip()
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A mirror root holding one bare snapshot ``acme/gallery`` with a JPEG, a PNG named .jpg and a PNG grid."""
+    work = tmp_path / "work"
+    work.mkdir()
+    photo = synthetic_photo(64, 96, seed=1)
+    grid = synthetic_photo(64, 128, seed=2)
+    files = {
+        "img/photo.jpg": _encode(photo, "JPEG", quality=90),
+        "img/fake_ext.jpg": _encode(photo, "PNG"),  # PNG bytes behind a .jpg name
+        "img/grid.png": _encode(grid, "PNG"),
+    }
+    for name, data in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_bytes(data)
+    _git("init", "-q", cwd=work)
+    _git("add", ".", cwd=work)
+    _git("commit", "-q", "-m", "images", cwd=work)
+    commit = _git("rev-parse", "HEAD", cwd=work)
+    root = tmp_path / "mirror"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(root / "acme+gallery" / "repo")], check=True)
+    tile = hashlib.sha256(np.ascontiguousarray(grid[0:64, 64:128]).tobytes()).hexdigest()
+    return {"root": root, "commit": commit, "files": files, "grid": grid, "tile_sha": tile}
+
+
+def _write_list(path, rows: list[dict]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in COLUMNS})
+
+
+def _row(mirror, path, generator="gan", label=1, kind="file", box="", sha=None) -> dict:
+    sha = sha or hashlib.sha256(mirror["files"][path]).hexdigest()
+    return dict(
+        repo="acme/gallery", commit=mirror["commit"], path=path, box=box, generator=generator, label=label,
+        license="MIT", sha256=sha, kind=kind, note="test",
+    )  # fmt: skip
+
+
+def test_builds_file_and_tile_rows_and_reruns_as_a_no_op(mirror, tmp_path):
+    sources = tmp_path / "sources.csv"
+    _write_list(
+        sources,
+        [
+            _row(mirror, "img/photo.jpg", generator="real", label=0),
+            _row(mirror, "img/fake_ext.jpg"),
+            _row(mirror, "img/grid.png", kind="tile_rgb", box="64 0 128 64", sha=mirror["tile_sha"]),
+        ],
+    )
+    out = tmp_path / "corpus"
+    report = build_corpus(read_sources(sources), out, BlobSource(mirror["root"]))
+    assert report.ok and report.built == 3 and report.present == 0
+
+    samples = {s.path.name: s for s in read_dataset(out)}
+    assert {s.label for s in samples.values()} == {0, 1}
+    photo = next(p for p in samples if p.endswith("photo.jpg"))
+    assert (out / "real" / "real" / photo).read_bytes() == mirror["files"]["img/photo.jpg"]  # bytes kept as they are
+    sniffed = [p for p in samples if "fake_ext" in p]
+    assert sniffed and sniffed[0].endswith(".png")  # the real format, not the name's
+    tile = next(s.path for s in samples.values() if "grid" in s.path.name)
+    np.testing.assert_array_equal(np.asarray(Image.open(tile)), mirror["grid"][0:64, 64:128])  # lossless tile
+
+    manifest = list(csv.DictReader((out / "manifest.csv").open()))
+    assert set(manifest[0]) >= {"path", "label", "generator", "source", "license", "family"}
+    assert all(mirror["commit"] in r["source"] for r in manifest)
+    assert "MIT" in (out / "LICENSES.md").read_text()
+
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".json"}
+    again = build_corpus(read_sources(sources), out, BlobSource(mirror["root"]))
+    assert again.ok and again.built == 0 and again.present == 3
+    assert all(p.stat().st_mtime_ns == t for p, t in stamp.items() if p.parent.name != "corpus")
+
+
+def test_hash_mismatch_and_missing_blob_are_reported_and_left_out(mirror, tmp_path):
+    sources = tmp_path / "sources.csv"
+    _write_list(
+        sources,
+        [
+            _row(mirror, "img/photo.jpg", sha="0" * 64),
+            _row(mirror, "img/grid.png", kind="tile_rgb", box="0 0 64 64", sha=mirror["tile_sha"]),  # wrong tile
+            {**_row(mirror, "img/photo.jpg"), "path": "img/gone.jpg"},
+            {**_row(mirror, "img/photo.jpg"), "repo": "acme/absent"},
+            _row(mirror, "img/fake_ext.jpg"),
+        ],
+    )
+    warnings: list[str] = []
+    out = tmp_path / "corpus"
+    report = build_corpus(read_sources(sources), out, BlobSource(mirror["root"]), warn=warnings.append)
+    assert not report.ok and report.built == 1 and len(report.missing) == 4
+    assert len(warnings) == 4 and all("\n" not in w for w in warnings)
+    assert any("sha256" in w and "line 2" in w for w in warnings)
+    assert any("not in the snapshot" in w for w in warnings)
+    assert any("no snapshot of acme/absent" in w for w in warnings)
+    assert len(read_dataset(out)) == 1  # nothing unverified is kept
+    assert json.loads((out / "build-report.json").read_text())["ok"] is False
+
+
+def test_cli_exit_status_says_whether_rows_were_missing(mirror, tmp_path):
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    _write_list(good, [_row(mirror, "img/photo.jpg")])
+    _write_list(bad, [_row(mirror, "img/photo.jpg"), {**_row(mirror, "img/photo.jpg"), "path": "nope.png"}])
+    runner = CliRunner()
+    args = ["--out", str(tmp_path / "c"), "--mirror-root", str(mirror["root"])]
+    result = runner.invoke(app, ["data", "build-corpus", str(good), *args])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["data", "build-corpus", str(bad), *args])
+    assert result.exit_code == 1 and "left out line 3" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["data", "build-corpus", str(tmp_path / "none.csv"), *args])
+    assert result.exit_code == 2 and "error" in result.output
+
+
+def test_malformed_lists_name_the_line(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("repo,commit,path\n", encoding="utf-8")
+    with pytest.raises(SourceListError, match="missing columns"):
+        read_sources(path)
+    base = dict(repo="a/b", commit="c" * 40, path="x.png", generator="g", label="1", sha256="a" * 64, kind="tile_rgb")
+    _write_list(path, [base])
+    with pytest.raises(SourceListError, match=r"s\.csv:2: a tile_rgb row needs a box"):
+        read_sources(path)
+    _write_list(path, [{**base, "box": "5 5 1 1"}])
+    with pytest.raises(SourceListError, match="empty"):
+        read_sources(path)
+
+
+def _deb(files: dict[str, bytes]) -> bytes:
+    """A minimal Debian package: an ar archive with debian-binary, control and data tarballs."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:xz") as archive:
+        for name, body in files.items():
+            info = tarfile.TarInfo("./" + name)
+            info.size = len(body)
+            archive.addfile(info, io.BytesIO(body))
+    members = [("debian-binary", b"2.0\n"), ("control.tar.xz", b""), ("data.tar.xz", data.getvalue())]
+    out = b"!<arch>\n"
+    for name, body in members:
+        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(body):<10}`\n".encode() + body
+        out += b"\n" if len(body) % 2 else b""
+    return out
+
+
+def test_debian_rows_read_from_a_local_package(tmp_path):
+    photo = _encode(synthetic_photo(48, 48, seed=3), "JPEG", quality=92)
+    (tmp_path / "mirror" / "debian").mkdir(parents=True)
+    deb = tmp_path / "mirror" / "debian" / "nice-wallpapers_1%3a2.0-1_all.deb"
+    deb.write_bytes(_deb({"usr/share/backgrounds/lake.jpg": photo}))
+    blobs = BlobSource(tmp_path / "mirror")
+    assert blobs.get("debian:nice-wallpapers", "1:2.0-1", "usr/share/backgrounds/lake.jpg") == photo
+    with pytest.raises(BlobMissing, match="has no file"):
+        blobs.get("debian:nice-wallpapers", "1:2.0-1", "usr/share/backgrounds/none.jpg")
+    with pytest.raises(BlobMissing, match="unsupported source"):
+        blobs.get("gitlab.com/a/b", "x", "y")
