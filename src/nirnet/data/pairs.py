@@ -95,6 +95,8 @@ class PairDataset(Dataset):
         recon_cache: dict[str, ReconEntry] | None = None,
         generated_paths: Sequence[str | Path] = (),
         seed: int = 0,
+        real_weights: Sequence[float] | None = None,
+        generated_weights: Sequence[float] | None = None,
     ) -> None:
         self.real_paths = [Path(p) for p in real_paths]
         self.config = config
@@ -102,6 +104,9 @@ class PairDataset(Dataset):
         self.recon = list((recon_cache or {}).values())
         self.generated = [Path(p) for p in generated_paths]
         self.seed = seed
+        # Sampling weights per path (balance by family or source); None draws uniformly, as before they existed.
+        self.real_weights = _probabilities(real_weights, len(self.real_paths), "real_weights")
+        self.generated_weights = _probabilities(generated_weights, len(self.generated), "generated_weights")
         self._histories: dict[Path, degrade.JpegHistory | None] = {}
         if not self.real_paths and not self.recon:
             raise ValueError("no real images to train on")
@@ -118,6 +123,9 @@ class PairDataset(Dataset):
         if self.simulator is not None and (not self.recon or u < self.config.p_generated + self.config.p_simulator):
             return "simulator"
         return "autoencoder"
+
+    def _draw_real(self, rng: np.random.Generator) -> Path:
+        return _draw(self.real_paths, self.real_weights, rng)
 
     def _load_with_path(
         self, path: Path, rng: np.random.Generator, pool: Sequence[Path] | None = None
@@ -146,7 +154,7 @@ class PairDataset(Dataset):
     def _simulator_pair(
         self, rng: np.random.Generator, params: degrade.DegradeParams
     ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None]:
-        img, path = self._load_with_path(self.real_paths[int(rng.integers(len(self.real_paths)))], rng)
+        img, path = self._load_with_path(self._draw_real(rng), rng)
         region = self.config.region_for(params)
         w, h = min(img.width, region), min(img.height, region)
         left = int(rng.integers(0, (img.width - w) // GRID + 1)) * GRID
@@ -175,8 +183,8 @@ class PairDataset(Dataset):
     def _generated_pair(
         self, rng: np.random.Generator, params: degrade.DegradeParams
     ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None]:
-        real, path = self._load_with_path(self.real_paths[int(rng.integers(len(self.real_paths)))], rng)
-        fake = self._load_with_path(self.generated[int(rng.integers(len(self.generated)))], rng, self.generated)[0]
+        real, path = self._load_with_path(self._draw_real(rng), rng)
+        fake = self._load_with_path(_draw(self.generated, self.generated_weights, rng), rng, self.generated)[0]
         # A generated PNG has no compression history; it gets the history of the photo it is paired with.
         return real, fake, self._history(path)
 
@@ -196,6 +204,22 @@ class PairDataset(Dataset):
         else:  # an unpaired generated image: same draw, each at its own size
             real, fake = degrade.apply(real, params), degrade.apply(fake, params)
         return torch.stack([to_uint8_tensor(real), to_uint8_tensor(fake)]), self.KINDS.index(kind)
+
+
+def _probabilities(weights: Sequence[float] | None, count: int, name: str) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if len(w) != count or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"{name}: need {count} non-negative weights with a positive sum")
+    return np.cumsum(w / w.sum())
+
+
+def _draw(paths: Sequence[Path], cumulative: np.ndarray | None, rng: np.random.Generator) -> Path:
+    """One path: uniform without weights (the draw older recipes made), else by inverse CDF of the weights."""
+    if cumulative is None:
+        return paths[int(rng.integers(len(paths)))]
+    return paths[min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(paths) - 1)]
 
 
 class StepSampler(torch.utils.data.Sampler):

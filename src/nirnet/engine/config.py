@@ -19,7 +19,14 @@ from ..imprint.fusion import SimulatorConfig
 class DataConfig:
     real: list[str] = field(default_factory=list)  # folders of real photos (recursive) or datasets (label 0 used)
     recon_cache: str | None = None  # autoencoder twins (`nirnet imprint reconstruct`)
-    generated: str | None = None  # optional dataset whose label-1 images are real generated images
+    # optional datasets (one or a list) whose label-1 images are real generated images
+    generated: str | list[str] | None = None
+    # Draw generated images with each family the same weight (nirnet.data.families) and real photos with each
+    # source folder the same weight, instead of uniformly over files.
+    balance: bool = False
+    min_family_images: int = 8  # a smaller family gets a proportionally smaller weight when balancing
+    # Generator families left out of training (the leave-family-out protocol trains without them).
+    exclude_families: list[str] = field(default_factory=list)
     bank: str | None = None  # imprint bank (default: the shipped one); "none" disables the simulator
     limit: int | None = None  # use at most this many real images
     # Only these autoencoders, both as bank entries and as cached twins (None: all); for single-source ablations.

@@ -26,7 +26,9 @@ from torch.utils.data import DataLoader
 
 from .._atomic import atomic_write_text
 from .._malloc import keep_freed_memory
+from ..data.balance import family_weights, source_weights
 from ..data.datasets import read_dataset, real_image_paths
+from ..data.families import family_of
 from ..data.pairs import PairDataset, StepSampler, collate_pairs
 from ..data.recon_cache import read_recon_cache, restrict_recon_cache
 from ..data.split import split_paths, validation_csv
@@ -120,8 +122,9 @@ def check_inputs(config: TrainConfig) -> None:
             raise SetupError(f"data.real: {folder} does not exist")
     if not 0 <= d.validation < 1:
         raise SetupError(f"data.validation must be in [0, 1) (a share of the images), got {d.validation}")
-    if d.generated and not Path(d.generated).exists():
-        raise SetupError(f"data.generated: {d.generated} does not exist")
+    for folder in generated_sources(d):
+        if not Path(folder).exists():
+            raise SetupError(f"data.generated: {folder} does not exist")
     if d.recon_cache and not (Path(d.recon_cache) / "index.json").is_file():
         raise SetupError(
             f"data.recon_cache: no autoencoder-twin cache at {d.recon_cache}; build it first with\n"
@@ -161,13 +164,38 @@ def _worker_init(_: int) -> None:
     keep_freed_memory()  # the simulator reallocates the same buffers for every pair
 
 
+def generated_sources(d) -> list[str]:
+    """``data.generated`` as a list (it may name one dataset or several)."""
+    if not d.generated:
+        return []
+    return [d.generated] if isinstance(d.generated, str) else list(d.generated)
+
+
+def generated_samples(config: TrainConfig) -> list:
+    """The label-1 samples of every ``data.generated`` dataset, without the families in ``data.exclude_families``."""
+    d = config.data
+    excluded = set(d.exclude_families)
+    samples = [s for source in generated_sources(d) for s in read_dataset(source) if s.label == 1]
+    return [s for s in samples if family_of(s.subset) not in excluded]
+
+
 def training_images(config: TrainConfig) -> tuple[list[Path], list[Path], list[Path], list[Path]]:
     """(real, generated) training paths, then (real, generated) validation paths (``data.validation``)."""
     d = config.data
-    generated = [s.path for s in read_dataset(d.generated) if s.label == 1] if d.generated else []
+    generated = [s.path for s in generated_samples(config)]
     real_train, real_held = split_paths(real_image_paths(d.real, d.limit), d.validation)
     gen_train, gen_held = split_paths(generated, d.validation)
     return real_train, gen_train, real_held, gen_held
+
+
+def sampling_weights(config: TrainConfig, real: list[Path], generated: list[Path]):
+    """(real weights, generated weights) for ``data.balance``; (None, None) draws uniformly."""
+    d = config.data
+    if not d.balance:
+        return None, None
+    generator_of = {s.path: s.subset for s in generated_samples(config)}
+    gen_weights = family_weights([generator_of[p] for p in generated], d.min_family_images) if generated else None
+    return source_weights(real), gen_weights
 
 
 def write_validation_manifest(config: TrainConfig, out_dir: Path) -> None:
@@ -195,7 +223,17 @@ def build_dataset(config: TrainConfig, crop_size: int, input_scale: float = 1.0)
     # The model's crop size and input scale decide the training crops, as they decide the inference crops.
     degrade = replace(d.pairs.degrade, crop_size=crop_size, input_scale=input_scale)
     pairs = replace(d.pairs, crop_size=crop_size, degrade=degrade)
-    return PairDataset(real, pairs, simulator, recon, generated, seed=config.run.seed)
+    real_weights, generated_weights = sampling_weights(config, real, generated)
+    return PairDataset(
+        real,
+        pairs,
+        simulator,
+        recon,
+        generated,
+        seed=config.run.seed,
+        real_weights=real_weights,
+        generated_weights=generated_weights,
+    )
 
 
 @dataclass
