@@ -108,6 +108,7 @@ class PairDataset(Dataset):
         self.real_weights = _probabilities(real_weights, len(self.real_paths), "real_weights")
         self.generated_weights = _probabilities(generated_weights, len(self.generated), "generated_weights")
         self._histories: dict[Path, degrade.JpegHistory | None] = {}
+        self._last_generated: Path | None = None  # set by _generated_pair, read back by pair()
         if not self.real_paths and not self.recon:
             raise ValueError("no real images to train on")
         if simulator is None and not self.recon:
@@ -184,15 +185,24 @@ class PairDataset(Dataset):
         self, rng: np.random.Generator, params: degrade.DegradeParams
     ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None]:
         real, path = self._load_with_path(self._draw_real(rng), rng)
-        fake = self._load_with_path(_draw(self.generated, self.generated_weights, rng), rng, self.generated)[0]
+        fake, self._last_generated = self._load_with_path(
+            _draw(self.generated, self.generated_weights, rng), rng, self.generated
+        )
         # A generated PNG has no compression history; it gets the history of the photo it is paired with.
         return real, fake, self._history(path)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        real, fake, kind, _ = self.pair(key)
+        return torch.stack([to_uint8_tensor(real), to_uint8_tensor(fake)]), self.KINDS.index(kind)
+
+    def pair(self, key: tuple[int, int]) -> tuple[Image.Image, Image.Image, str, Path | None]:
+        """(real crop, fake crop, kind, the generated file the fake came from or None) of one training key; what
+        the probes of ``benchmarks/`` read to report shortcuts per generator family."""
         step, slot = key
         rng = np.random.default_rng(item_seed(self.seed, step, slot))
         kind = self._kind(rng)
         params = degrade.sample_params(self.config.degrade, rng)
+        self._last_generated = None
         real, fake, history = getattr(self, f"_{kind}_pair")(rng, params)
         if self.config.match_sharpness and kind != "generated":  # a generated image is not its photo's twin
             fake = degrade.match_noise_floor(degrade.match_sharpness(fake, real), real, rng)
@@ -203,7 +213,7 @@ class PairDataset(Dataset):
             real, fake = degrade.apply_paired(real, fake, params)
         else:  # an unpaired generated image: same draw, each at its own size
             real, fake = degrade.apply(real, params), degrade.apply(fake, params)
-        return torch.stack([to_uint8_tensor(real), to_uint8_tensor(fake)]), self.KINDS.index(kind)
+        return real, fake, kind, self._last_generated
 
 
 def _probabilities(weights: Sequence[float] | None, count: int, name: str) -> np.ndarray | None:
