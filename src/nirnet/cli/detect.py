@@ -7,10 +7,14 @@ scored), 2 = nothing to score or a usage error.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import glob
 import io
 import json
+import os
+import stat
 from pathlib import Path
 
 import typer
@@ -37,7 +41,9 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[Path, str]]]
     for item in items:
         path = Path(item)
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            found, left_out = _folder_files(path)
+            skipped += left_out
+            for file in found:
                 # An image extension is taken at its word (a corrupt .jpg is an error to report); anything else
                 # is scored when its header is an image's and listed as skipped otherwise.
                 reason = None if is_image_path(file) else sniff_image(file)
@@ -55,12 +61,68 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[Path, str]]]
     return [p for p in paths if not (str(p) in seen or seen.add(str(p)))], skipped
 
 
+def _folder_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The regular files under ``folder`` (recursive; links to folders are not followed, so no loop), and what
+    else is there with the reason it is left out. FIFOs, sockets and devices are never opened (reading a FIFO
+    blocks until someone writes to it); broken links and link loops are named, not dropped."""
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            skipped.append((current, f"cannot list the folder ({exc.strerror or exc})"))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(path)
+            elif (reason := _not_a_regular_file(path)) is None:
+                files.append(path)
+            else:
+                skipped.append((path, reason))
+    return sorted(files), sorted(skipped)
+
+
+def _not_a_regular_file(path: Path) -> str | None:
+    """``None`` for a regular file (or a link to one), else what it is, from its metadata alone."""
+    try:
+        mode = path.stat().st_mode  # follows a link to its target
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            return "broken symbolic link (its target does not exist)"
+        return f"cannot read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "link to a folder (not followed)"
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"not a regular file ({kind}; never opened)"
+
+
 def _read_path_list(path: Path) -> list[Path]:
-    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        rows = list(csv.DictReader(handle))
+    text = _decode_list(path)
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     if rows and "path" not in rows[0]:
         raise typer.BadParameter(f"{path}: a CSV list needs a 'path' column")
     return [Path(r["path"]) if Path(r["path"]).is_absolute() else path.parent / r["path"] for r in rows]
+
+
+def _decode_list(path: Path) -> str:
+    """The text of a CSV list: UTF-8 (spreadsheets often start it with a byte-order mark) or UTF-16 with its
+    byte-order mark; undecodable bytes in UTF-8 names are kept (surrogateescape) so such files are found."""
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise typer.BadParameter(f"{path}: not valid UTF-16 ({exc.reason})") from None
+    return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="surrogateescape")
 
 
 def detect(
