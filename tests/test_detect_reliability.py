@@ -3,14 +3,19 @@ targets that cannot be written, full or closed stdout, streamed results, interru
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+import nirnet
 from nirnet.cli.main import app
 from nirnet.testing import synthetic_photo
 
@@ -58,3 +63,115 @@ def test_file_lists_saved_by_spreadsheets_are_read(model_dir, tmp_path, encoding
     result = _detect(model_dir, tmp_path / "list.csv", "--json")
     assert result.exit_code == 0, result.output
     assert [Path(r["path"]).name for r in _payload(result)["results"]] == ["a.png"]
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _one_line_error(result, code: int, *words: str) -> None:
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and all(w in lines[0] for w in words), result.stderr
+
+
+def _unwritable_target(tmp_path: Path, kind: str) -> Path:
+    if kind == "under a file":
+        return _photo(tmp_path / "file.png") / "out.csv"
+    if kind == "folder":
+        (tmp_path / "out.csv").mkdir()
+    elif kind == "symlink":
+        (tmp_path / "kept.csv").write_text("precious\n")
+        (tmp_path / "out.csv").symlink_to(tmp_path / "kept.csv")
+    elif kind == "fifo":
+        os.mkfifo(tmp_path / "out.csv")
+    elif kind == "device":
+        try:  # a twin of /dev/null, so the test never goes near the real device nodes
+            os.mknod(tmp_path / "out.csv", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs root")
+    return tmp_path / "out.csv"
+
+
+@pytest.mark.parametrize("kind", ["under a file", "folder", "symlink", "fifo", "device"])
+def test_csv_target_that_cannot_be_written_is_refused_before_scoring(model_dir, tmp_path, kind, monkeypatch):
+    images = tmp_path / "images"
+    images.mkdir()
+    _photo(images / "a.png")
+    out = _unwritable_target(tmp_path, kind)
+    before = out.lstat().st_mode if os.path.lexists(out) else None
+    monkeypatch.setattr("nirnet.detect.Detector.predict_paths", lambda *a, **k: pytest.fail("scored"))
+    result = _detect(model_dir, images, "--csv", out, "--json")
+    _one_line_error(result, 2, "--csv")
+    assert result.stdout == ""
+    if before is not None:  # never replaced by a plain file
+        assert out.lstat().st_mode == before
+    if kind == "symlink":
+        assert (tmp_path / "kept.csv").read_text() == "precious\n"
+
+
+def test_a_failed_csv_write_comes_after_complete_results(model_dir, tmp_path, monkeypatch):
+    """The file system fails the write itself (read-only, full): the JSON is on stdout, then one error line."""
+    _photo(tmp_path / "a.png")
+    _photo(tmp_path / "b.png", seed=1)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("nirnet._atomic.atomic_write_text", read_only)
+    result = _detect(model_dir, tmp_path, "--json", "--csv", tmp_path / "out.csv")
+    _one_line_error(result, 1, "--csv", "Read-only file system")
+    assert [Path(r["path"]).name for r in _payload(result)["results"]] == ["a.png", "b.png"]
+
+
+def _strict_json(text: str) -> object:
+    """json.loads, refusing the lone surrogates that Python's parser lets through and strict parsers do not."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str):
+            value.encode("utf-8")
+        elif isinstance(value, dict):
+            [check(k) or check(v) for k, v in value.items()]
+        elif isinstance(value, list):
+            [check(v) for v in value]
+        return value
+
+    return check(json.loads(text))
+
+
+def test_json_output_names_non_utf8_files_without_lone_surrogates(model_dir, tmp_path):
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes: not valid UTF-8
+    try:
+        _photo(tmp_path / name)
+    except (UnicodeEncodeError, OSError):
+        pytest.skip("the file system refuses non-UTF-8 names")
+    result = _detect(model_dir, tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    payload = _strict_json(result.stdout)
+    assert Path(payload["results"][0]["path"]).name == "caf\\xe9.png"
+
+
+def _cli_process(*args: object, **popen) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(Path(nirnet.__file__).parents[1])}
+    cmd = [sys.executable, "-m", "nirnet.cli.main", "detect", *map(str, args)]
+    return subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.mark.parametrize("stdout", ["full", "closed"])
+def test_a_full_or_closed_stdout_is_one_line_and_the_csv_is_written(model_dir, tmp_path, stdout):
+    _photo(tmp_path / "a.png")
+    out = tmp_path / "out.csv"
+    args = (tmp_path / "a.png", "--model", model_dir, "--workers", "0", "--csv", out)
+    if stdout == "full":
+        with open("/dev/full", "w") as full:
+            proc = _cli_process(*args, "--json", stdout=full)
+    else:
+        proc = _cli_process(*args, stdout=subprocess.PIPE)
+        proc.stdout.close()  # a reader that went away, like `| head -1` after its line
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    reason = "No space left on device" if stdout == "full" else "Broken pipe"
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"error: could not write the results to stdout: {reason}"]
+    assert out.read_text().count("a.png") == 1

@@ -168,18 +168,20 @@ def run_detect(
     backend: str = "torch",
 ) -> None:
     """What `nirnet detect` does, callable from other verbs with plain Python defaults (a typer verb function
-    called directly receives typer's option objects for every argument it is not given)."""
-    from nirnet._atomic import atomic_write_text
-    from nirnet.cli._common import load_detector, output_console, printable
+    called directly receives typer's option objects for every argument it is not given).
+
+    No scored result is lost: output files are checked before scoring, stdout gets the results before any file is
+    written, and a file or stdout that cannot be written is a one-line error after the rest is delivered."""
+    from nirnet.cli._common import fail, load_detector
+    from nirnet.cli._outputs import check_output, to_stdout
 
     files, skipped = expand_inputs(paths)
-    for path, reason in skipped[:20]:
-        console.print(f"skipped {printable(path)}: {reason}")
-    if len(skipped) > 20:
-        console.print(f"... and {len(skipped) - 20} more files skipped (not images)")
+    _report_skipped(skipped)
     if not files:
         console.print("[red]error:[/red] no images found")
         raise typer.Exit(2)
+    if csv_out is not None:
+        check_output(csv_out, "--csv")
     detector = load_detector(model, device=device, batch_size=batch_size, backend=backend)
     if threshold is not None:
         detector.threshold = threshold
@@ -190,35 +192,72 @@ def run_detect(
             results.append(result)
             progress.advance(task)
     failed = [r for r in results if not r.ok]
-    rows = [r.to_dict() for r in results]
-    if csv_out:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["path", "probability", "verdict", "error"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        # File names that are not valid UTF-8 are written back byte for byte (surrogateescape), never a crash.
-        atomic_write_text(csv_out, buffer.getvalue(), errors="surrogateescape")
+    problems = []
+    if (reason := to_stdout(lambda: _print_results(detector, results, skipped, as_json))) is not None:
+        problems.append(f"could not write the results to stdout: {reason}")
+    if csv_out is not None and (reason := _write_csv(csv_out, results)) is not None:
+        problems.append(reason)
+    if failed:
+        console.print(f"{len(failed)} of {len(results)} files could not be read")
+    if problems:
+        fail("; ".join(problems), code=1)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
+    from nirnet.cli._common import printable
+
+    for path, reason in skipped[:20]:
+        console.print(f"skipped {printable(path)}: {reason}")
+    if len(skipped) > 20:
+        console.print(f"... and {len(skipped) - 20} more files skipped")
+
+
+def _print_results(detector, results: list, skipped: list[tuple[Path, str]], as_json: bool) -> None:
+    """The results on stdout: JSON (strings made valid for strict parsers) or a table."""
+    from nirnet.cli._common import output_console, printable
+    from nirnet.cli._outputs import PipeConsole, json_safe
+
     if as_json:
+        failed = sum(1 for r in results if not r.ok)
         payload = {
             "model": detector.name,
             "threshold": detector.threshold,
-            "results": rows,
-            "scored": len(results) - len(failed),
-            "failed": len(failed),
+            "results": [r.to_dict() for r in results],
+            "scored": len(results) - failed,
+            "failed": failed,
             "skipped": [{"path": str(p), "reason": r} for p, r in skipped],
         }
-        typer.echo(json.dumps(payload, indent=1))
-    else:
-        table = Table(title=f"{detector.name} (threshold {detector.threshold:.3f})")
-        for column in ("path", "P(generated)", "verdict"):
-            table.add_column(column, justify="right" if column == "P(generated)" else "left")
-        for r in results:
-            if r.ok:
-                colour = "red" if r.verdict == "generated" else "green"
-                table.add_row(printable(r.source), f"{r.probability:.3f}", f"[{colour}]{r.verdict}[/{colour}]")
-            else:
-                table.add_row(printable(r.source), "–", f"[yellow]error: {r.error}[/yellow]")
-        output_console().print(table)
-    if failed:
-        console.print(f"{len(failed)} of {len(results)} files could not be read")
-        raise typer.Exit(1)
+        typer.echo(json.dumps(json_safe(payload), indent=1))
+        return
+    table = Table(title=f"{detector.name} (threshold {detector.threshold:.3f})")
+    for column in ("path", "P(generated)", "verdict"):
+        table.add_column(column, justify="right" if column == "P(generated)" else "left")
+    for r in results:
+        if r.ok:
+            colour = "red" if r.verdict == "generated" else "green"
+            table.add_row(printable(r.source), f"{r.probability:.3f}", f"[{colour}]{r.verdict}[/{colour}]")
+        else:
+            table.add_row(printable(r.source), "–", f"[yellow]error: {printable(r.error)}[/yellow]")
+    output_console(PipeConsole).print(table)
+
+
+def _write_csv(path: Path, results: list) -> str | None:
+    """Write the CSV atomically: ``None``, or why it could not be written (the target is checked again, so a link
+    or device put there during scoring is not replaced either)."""
+    from nirnet._atomic import atomic_write_text
+    from nirnet.cli._outputs import output_problem
+
+    if (reason := output_problem(path)) is not None:
+        return f"could not write --csv {path}: {reason}"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["path", "probability", "verdict", "error"], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(r.to_dict() for r in results)
+    try:
+        # File names that are not valid UTF-8 are written back byte for byte (surrogateescape), never a crash.
+        atomic_write_text(path, buffer.getvalue(), errors="surrogateescape")
+    except OSError as exc:
+        return f"could not write --csv {path}: {exc.strerror or exc}"
+    return None
