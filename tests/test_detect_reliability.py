@@ -6,9 +6,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from typer.testing import CliRunner
 
 import nirnet
 from nirnet.cli.main import app
+from nirnet.detect import Detector
 from nirnet.testing import synthetic_photo
 
 runner = CliRunner()
@@ -175,3 +178,120 @@ def test_a_full_or_closed_stdout_is_one_line_and_the_csv_is_written(model_dir, t
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == [f"error: could not write the results to stdout: {reason}"]
     assert out.read_text().count("a.png") == 1
+
+
+# ---------------------------------------------------------------- streamed results, interrupts
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_jsonl_keeps_what_was_scored_through_ctrl_c_and_resume_scores_the_rest(model_dir, tmp_path, monkeypatch):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        _photo(images / f"{i}.png", seed=i)
+    out = tmp_path / "scores.jsonl"
+    real = Detector.predict_paths
+    asked: list[list[str]] = []
+
+    def interrupted_after_two(self, paths, **kwargs):
+        asked.append([Path(p).name for p in paths])
+        for i, result in enumerate(real(self, paths, **kwargs)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(Detector, "predict_paths", interrupted_after_two)
+    result = _detect(model_dir, images, "--jsonl", out)
+    assert result.exit_code == 130, result.output
+    assert "interrupted after 2 of 4 images: 2 results kept in" in " ".join(result.stderr.split())
+    kept = _lines(out)
+    assert [Path(r["path"]).name for r in kept] == ["0.png", "1.png"] and kept[0]["probability"] is not None
+    with out.open("a") as handle:
+        handle.write('{"path": "2.p')  # a line torn by a kill -9 while it was written
+
+    def recorded(self, paths, **kwargs):
+        asked.append([Path(p).name for p in paths])
+        return real(self, paths, **kwargs)
+
+    monkeypatch.setattr(Detector, "predict_paths", recorded)
+    result = _detect(model_dir, images, "--jsonl", out, "--resume", "--json")
+    assert result.exit_code == 0, result.output
+    assert asked[-1] == ["2.png", "3.png"]  # the first two were not scored again
+    payload = _payload(result)
+    assert [Path(r["path"]).name for r in payload["results"]] == ["0.png", "1.png", "2.png", "3.png"]
+    assert payload["results"][0]["probability"] == kept[0]["probability"]
+    assert [Path(r["path"]).name for r in _lines(out)] == ["0.png", "1.png", "2.png", "3.png"]
+
+
+def test_jsonl_misuse_is_one_line_before_scoring(model_dir, tmp_path, monkeypatch):
+    _photo(tmp_path / "a.png")
+    out = tmp_path / "scores.jsonl"
+    line = json.dumps({"path": "elsewhere.png", "probability": 0.5, "error": None, "model": "another_model"})
+    out.write_text(line + "\n")
+    monkeypatch.setattr(Detector, "predict_paths", lambda *a, **k: pytest.fail("scored"))
+    _one_line_error(_detect(model_dir, tmp_path / "a.png", "--jsonl", out), 2, "--resume")  # would mix two runs
+    _one_line_error(_detect(model_dir, tmp_path / "a.png", "--jsonl", out, "--resume"), 2, "another_model")
+    _one_line_error(_detect(model_dir, tmp_path / "a.png", "--resume"), 2, "--jsonl")
+    (tmp_path / "link.jsonl").symlink_to(out)
+    _one_line_error(_detect(model_dir, tmp_path / "a.png", "--jsonl", tmp_path / "link.jsonl"), 2, "symbolic link")
+    assert out.read_text() == line + "\n"
+
+
+SLOW_MODEL = """
+import sys, time
+from nirnet.detect import Detector
+score = Detector.score_prepared
+def slow(self, items):  # a slow model: the loader's workers sit waiting for work, as behind a big model
+    time.sleep(0.4)
+    return score(self, items)
+Detector.score_prepared = slow
+from nirnet.cli.main import app
+from nirnet.detect import Detector
+app(sys.argv[1:])
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_sigterm_stops_detect_and_its_loader_workers_at_once(model_dir, tmp_path):
+    for i in range(6):
+        _photo(tmp_path / f"{i}.png", seed=i)
+    env = {**os.environ, "PYTHONPATH": str(Path(nirnet.__file__).parents[1])}
+    args = ["detect", tmp_path, "--model", model_dir, "--workers", "2", "--batch-size", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_MODEL, *map(str, args)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while len(workers := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(workers) == 2, "the loader's workers did not start"
+    time.sleep(0.8)  # scoring under way, the workers waiting for the model
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    while any(_running(w) for w in workers) and time.monotonic() - sent < 10:
+        time.sleep(0.02)
+    gone = time.monotonic() - sent
+    err = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode == 143, err
+    assert gone < 2, f"the loader's workers lived {gone:.1f} s after SIGTERM"
+    assert "interrupted after" in err and "Traceback" not in err

@@ -1,16 +1,17 @@
 """Where `nirnet detect` puts its results without losing any: output files checked before scoring, JSON text that
-strict parsers accept, and a full or closed stdout reported in one line."""
+strict parsers accept, a results stream written line by line, and a full or closed stdout reported in one line."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 
@@ -111,3 +112,78 @@ def _silence_stdout() -> None:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, fd)
     os.close(null)
+
+
+class ResultStream:
+    """``--jsonl``: one JSON line per scored image, flushed at once, so what was scored survives an interrupt or
+    a crash. With ``resume``, the results already in the file are read back (``previous``, by path) and new lines
+    are appended; a line torn by a crash is cut off first."""
+
+    def __init__(self, path: Path, resume: bool) -> None:
+        self.path = path
+        self.previous: dict[str, dict] = {}
+        self.written = 0
+        self.error: str | None = None
+        check_output(path, "--jsonl")
+        if path.exists() and path.stat().st_size:
+            if not resume:
+                fail(f"--jsonl {path} already holds results: pass --resume to skip the images in it, or remove it")
+            self.previous = _read_results(path)
+        # O_NOFOLLOW: a link put there since the check is refused, not written through.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666)
+        self._handle: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8", newline="\n")
+
+    def __enter__(self) -> ResultStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check_model(self, name: str) -> None:
+        """One-line error when the file holds another model's results (mixing them would mislead)."""
+        others = {r.get("model") for r in self.previous.values()} - {None, name}
+        if others:
+            fail(f"--jsonl {self.path} holds results of {', '.join(sorted(others))}, not {name}: use another file")
+
+    def write(self, row: dict) -> None:
+        """Append one result line; a write that fails stops the stream (reported by :attr:`error`), not the run."""
+        if self._handle is None:
+            return
+        try:
+            self._handle.write(json.dumps(json_safe(row)) + "\n")
+            self._handle.flush()
+            self.written += 1
+        except OSError as exc:
+            self.error = f"could not write --jsonl {self.path}: {exc.strerror or exc}"
+            self.close()
+
+    @property
+    def kept(self) -> int:
+        return len(self.previous) + self.written
+
+    def close(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            try:
+                handle.close()
+            except OSError as exc:
+                self.error = self.error or f"could not write --jsonl {self.path}: {exc.strerror or exc}"
+
+
+def _read_results(path: Path) -> dict[str, dict]:
+    """The result lines of a ``--jsonl`` file by path. A last line without its newline (torn by a crash) is cut
+    off the file; any other line that is not a result is a one-line error."""
+    raw = path.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]
+    if len(complete) < len(raw):
+        os.truncate(path, len(complete))
+    results: dict[str, dict] = {}
+    for number, line in enumerate(complete.decode("utf-8", "replace").splitlines(), 1):
+        try:
+            row = json.loads(line)
+            if not isinstance(row["probability"], (int, float)) and not row["error"]:
+                raise ValueError("neither a probability nor an error")
+            results[row["path"]] = row
+        except (ValueError, KeyError, TypeError):
+            fail(f"--jsonl {path}: line {number} is not a result line; is this a results file of nirnet detect?")
+    return results

@@ -14,8 +14,12 @@ import glob
 import io
 import json
 import os
+import signal
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -23,6 +27,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from nirnet.cli._common import BACKEND_HELP
+
+if TYPE_CHECKING:
+    from nirnet.cli._outputs import ResultStream
+    from nirnet.detect import Detector, Prediction
 
 console = Console(stderr=True)
 
@@ -130,6 +138,18 @@ def detect(
     model: str = typer.Option(None, "--model", "-m", help="Model folder or shipped model name (default: embedded)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout instead of a table."),
     csv_out: Path = typer.Option(None, "--csv", help="Also write results to this CSV file (atomically)."),
+    jsonl_out: Path = typer.Option(
+        None,
+        "--jsonl",
+        help="Also append one JSON line per image to this file as soon as it is scored, so an interrupted run keeps "
+        "what it scored. A file that already holds results needs --resume.",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="With --jsonl: skip the images already in that file (scored or failed), score the rest, and print "
+        "all of them.",
+    ),
     threshold: float = typer.Option(
         None, min=0.0, max=1.0, help="Override the model's calibrated decision threshold (a probability in [0, 1])."
     ),
@@ -145,6 +165,8 @@ def detect(
         model=model,
         as_json=as_json,
         csv_out=csv_out,
+        jsonl_out=jsonl_out,
+        resume=resume,
         threshold=threshold,
         batch_size=batch_size,
         workers=workers,
@@ -160,6 +182,8 @@ def run_detect(
     model: str | None = None,
     as_json: bool = False,
     csv_out: Path | None = None,
+    jsonl_out: Path | None = None,
+    resume: bool = False,
     threshold: float | None = None,
     batch_size: int = 32,
     workers: int = 2,
@@ -170,39 +194,144 @@ def run_detect(
     """What `nirnet detect` does, callable from other verbs with plain Python defaults (a typer verb function
     called directly receives typer's option objects for every argument it is not given).
 
-    No scored result is lost: output files are checked before scoring, stdout gets the results before any file is
-    written, and a file or stdout that cannot be written is a one-line error after the rest is delivered."""
+    No scored result is lost: output files are checked before scoring, ``jsonl_out`` gets each result as it is
+    scored, stdout gets the results before any file is written, and a file or stdout that cannot be written is a
+    one-line error after the rest is delivered."""
     from nirnet.cli._common import fail, load_detector
-    from nirnet.cli._outputs import check_output, to_stdout
+    from nirnet.cli._outputs import ResultStream, check_output, safe_text
 
     files, skipped = expand_inputs(paths)
     _report_skipped(skipped)
     if not files:
         console.print("[red]error:[/red] no images found")
         raise typer.Exit(2)
+    if resume and jsonl_out is None:
+        fail("--resume needs --jsonl FILE (the file whose images are skipped)")
     if csv_out is not None:
         check_output(csv_out, "--csv")
-    detector = load_detector(model, device=device, batch_size=batch_size, backend=backend)
-    if threshold is not None:
-        detector.threshold = threshold
-    results = []
-    with Progress(console=console, transient=True, disable=len(files) < 20) as progress:
-        task = progress.add_task("scoring", total=len(files))
-        for result in detector.predict_paths(files, workers=workers, num_crops=num_crops):
-            results.append(result)
-            progress.advance(task)
+    with ResultStream(jsonl_out, resume) if jsonl_out is not None else nullcontext() as stream:
+        detector = load_detector(model, device=device, batch_size=batch_size, backend=backend)
+        if threshold is not None:
+            detector.threshold = threshold
+        done: dict[str, dict] = {}
+        if stream is not None:
+            stream.check_model(detector.name)
+            done = stream.previous
+        todo = [f for f in files if safe_text(str(f)) not in done]
+        scored = _score(detector, todo, stream, workers=workers, num_crops=num_crops)
+        _deliver(detector, _in_input_order(files, scored, done, detector), skipped, as_json, csv_out, stream)
+
+
+def _deliver(
+    detector: Detector,
+    results: list[Prediction],
+    skipped: list[tuple[Path, str]],
+    as_json: bool,
+    csv_out: Path | None,
+    stream: ResultStream | None,
+) -> None:
+    """Stdout first, then the CSV; every output that failed is named in one error line (exit 1) after the others
+    were delivered."""
+    from nirnet.cli._common import fail
+    from nirnet.cli._outputs import to_stdout
+
     failed = [r for r in results if not r.ok]
     problems = []
     if (reason := to_stdout(lambda: _print_results(detector, results, skipped, as_json))) is not None:
         problems.append(f"could not write the results to stdout: {reason}")
     if csv_out is not None and (reason := _write_csv(csv_out, results)) is not None:
         problems.append(reason)
+    if stream is not None:
+        stream.close()
+        if stream.error is not None:
+            problems.append(stream.error)
     if failed:
         console.print(f"{len(failed)} of {len(results)} files could not be read")
     if problems:
         fail("; ".join(problems), code=1)
     if failed:
         raise typer.Exit(1)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so scoring unwinds as on Ctrl-C: the loader's workers are stopped at
+    once (a parent killed outright leaves them waiting for work for seconds before they notice) and the note of
+    what was kept is printed."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _score(
+    detector: Detector, files: list[Path], stream: ResultStream | None, *, workers: int, num_crops: int | None
+) -> list[Prediction]:
+    """Score ``files`` in order, each result appended to ``stream`` as it comes. Ctrl-C or SIGTERM ends the run
+    with a one-line note of how many results were kept (exit 130 or 143)."""
+    results: list[Prediction] = []
+    if not files:
+        return results
+    predictions = detector.predict_paths(files, workers=workers, num_crops=num_crops)
+    try:
+        with _sigterm_raises(), Progress(console=console, transient=True, disable=len(files) < 20) as progress:
+            task = progress.add_task("scoring", total=len(files))
+            for result in predictions:
+                results.append(result)
+                if stream is not None:
+                    stream.write({**result.to_dict(), "model": detector.name})
+                progress.advance(task)
+    except (KeyboardInterrupt, Terminated) as exc:
+        predictions.close()  # stops the loader's workers now
+        _stopped(len(results), len(files), stream, 143 if isinstance(exc, Terminated) else 130)
+    finally:
+        predictions.close()
+    return results
+
+
+def _stopped(scored: int, total: int, stream: ResultStream | None, code: int) -> NoReturn:
+    from nirnet.cli._common import printable
+
+    if stream is not None:
+        stream.close()
+        count = f"{stream.kept} result{'' if stream.kept == 1 else 's'}"
+        kept = f"{count} kept in {printable(stream.path)} (--resume skips them)"
+    else:
+        kept = "none kept (--jsonl FILE keeps each result as it is scored)"
+    console.print(f"interrupted after {scored} of {total} images: {kept}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _in_input_order(
+    files: list[Path], scored: list[Prediction], done: dict[str, dict], detector: Detector
+) -> list[Prediction]:
+    """The results of all ``files`` in order: those read back from the ``--jsonl`` file (verdicts at the current
+    threshold) and the ones scored now."""
+    from nirnet.cli._outputs import safe_text
+    from nirnet.detect import Prediction
+
+    fresh = iter(scored)
+    results = []
+    for file in files:
+        row = done.get(safe_text(str(file)))
+        if row is None:
+            results.append(next(fresh))
+            continue
+        probability = row.get("probability")
+        verdict = None if probability is None else detector.verdict(probability)
+        results.append(Prediction(str(file), probability, verdict, row.get("crop_logits") or [], row.get("error")))
+    return results
 
 
 def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
@@ -214,7 +343,9 @@ def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
         console.print(f"... and {len(skipped) - 20} more files skipped")
 
 
-def _print_results(detector, results: list, skipped: list[tuple[Path, str]], as_json: bool) -> None:
+def _print_results(
+    detector: Detector, results: list[Prediction], skipped: list[tuple[Path, str]], as_json: bool
+) -> None:
     """The results on stdout: JSON (strings made valid for strict parsers) or a table."""
     from nirnet.cli._common import output_console, printable
     from nirnet.cli._outputs import PipeConsole, json_safe
@@ -243,7 +374,7 @@ def _print_results(detector, results: list, skipped: list[tuple[Path, str]], as_
     output_console(PipeConsole).print(table)
 
 
-def _write_csv(path: Path, results: list) -> str | None:
+def _write_csv(path: Path, results: list[Prediction]) -> str | None:
     """Write the CSV atomically: ``None``, or why it could not be written (the target is checked again, so a link
     or device put there during scoring is not replaced either)."""
     from nirnet._atomic import atomic_write_text
