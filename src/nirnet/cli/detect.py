@@ -2,7 +2,8 @@
 
 Decoding and cropping run in DataLoader workers, overlapped with the model. A bad file never stops the run: it is
 listed with its reason. Exit status: 0 = every image scored, 1 = some files could not be read (the rest are
-scored), 2 = nothing to score or a usage error.
+scored) or an output could not be written (the others are), 2 = nothing to score or a usage error, 130 / 143 =
+stopped by Ctrl-C / SIGTERM (what ``--jsonl`` received is kept).
 """
 
 from __future__ import annotations
