@@ -120,6 +120,22 @@ def test_resume_equals_uninterrupted(train_env, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+def test_resume_logs_each_step_once(tmp_path):
+    """A run killed after logging steps beyond its last complete checkpoint runs those steps again on resume:
+    metrics.jsonl keeps one line per step (and loses a line torn by the kill)."""
+    from nirnet.engine.logging import MetricLogger
+
+    lines = [json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in range(1, 5)]
+    (tmp_path / "metrics.jsonl").write_text("".join(lines) + '{"step": 5, "lo')
+    logger = MetricLogger(tmp_path, enabled=True, show_progress=False, total=6, start=2)  # resumed at step 2
+    for step in (3, 4):
+        logger.step(step, {"loss": 0.5}, log=True)
+    logger.close()
+    logged = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in logged] == [1, 2, 3, 4]
+    assert logged[:2] == [line.strip() for line in lines[:2]]
+
+
 SCRIPT = """
 import sys
 from nirnet.engine.config import load_config

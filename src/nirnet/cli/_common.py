@@ -21,17 +21,18 @@ def printable(value: object) -> str:
     return escape(str(value).encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
-def output_console() -> Console:
-    """A console for tables on stdout that never truncates when stdout is not a terminal (piped to a file or a
-    program, a table is as wide as its content)."""
+def output_console(kind: type[Console] = Console) -> Console:
+    """A console (of class ``kind``) for tables on stdout that never truncates when stdout is not a terminal
+    (piped to a file or a program, a table is as wide as its content)."""
     import sys
 
-    return Console(width=None if sys.stdout.isatty() else 100_000)
+    return kind(width=None if sys.stdout.isatty() else 100_000)
 
 
 def fail(message: object, code: int = 2) -> NoReturn:
-    """One red line on stderr and exit ``code`` (2: a usage error), never a traceback."""
-    _err.print(f"[red]error:[/red] {printable(message)}", highlight=False)
+    """One red line on stderr and exit ``code`` (2: a usage error), never a traceback (nor a line wrapped at 80
+    columns when stderr is not a terminal)."""
+    _err.print(f"[red]error:[/red] {printable(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

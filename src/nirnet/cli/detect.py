@@ -2,16 +2,25 @@
 
 Decoding and cropping run in DataLoader workers, overlapped with the model. A bad file never stops the run: it is
 listed with its reason. Exit status: 0 = every image scored, 1 = some files could not be read (the rest are
-scored), 2 = nothing to score or a usage error.
+scored) or an output could not be written (the others are), 2 = nothing to score or a usage error, 130 / 143 =
+stopped by Ctrl-C / SIGTERM (what ``--jsonl`` received is kept).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import glob
 import io
 import json
+import os
+import signal
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,6 +28,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from nirnet.cli._common import BACKEND_HELP
+
+if TYPE_CHECKING:
+    from nirnet.cli._outputs import ResultStream
+    from nirnet.detect import Detector, Prediction
 
 console = Console(stderr=True)
 
@@ -37,7 +50,9 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[Path, str]]]
     for item in items:
         path = Path(item)
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            found, left_out = _folder_files(path)
+            skipped += left_out
+            for file in found:
                 # An image extension is taken at its word (a corrupt .jpg is an error to report); anything else
                 # is scored when its header is an image's and listed as skipped otherwise.
                 reason = None if is_image_path(file) else sniff_image(file)
@@ -55,12 +70,68 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[Path, str]]]
     return [p for p in paths if not (str(p) in seen or seen.add(str(p)))], skipped
 
 
+def _folder_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The regular files under ``folder`` (recursive; links to folders are not followed, so no loop), and what
+    else is there with the reason it is left out. FIFOs, sockets and devices are never opened (reading a FIFO
+    blocks until someone writes to it); broken links and link loops are named, not dropped."""
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            skipped.append((current, f"cannot list the folder ({exc.strerror or exc})"))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(path)
+            elif (reason := _not_a_regular_file(path)) is None:
+                files.append(path)
+            else:
+                skipped.append((path, reason))
+    return sorted(files), sorted(skipped)
+
+
+def _not_a_regular_file(path: Path) -> str | None:
+    """``None`` for a regular file (or a link to one), else what it is, from its metadata alone."""
+    try:
+        mode = path.stat().st_mode  # follows a link to its target
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            return "broken symbolic link (its target does not exist)"
+        return f"cannot read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "link to a folder (not followed)"
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"not a regular file ({kind}; never opened)"
+
+
 def _read_path_list(path: Path) -> list[Path]:
-    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        rows = list(csv.DictReader(handle))
+    text = _decode_list(path)
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     if rows and "path" not in rows[0]:
         raise typer.BadParameter(f"{path}: a CSV list needs a 'path' column")
     return [Path(r["path"]) if Path(r["path"]).is_absolute() else path.parent / r["path"] for r in rows]
+
+
+def _decode_list(path: Path) -> str:
+    """The text of a CSV list: UTF-8 (spreadsheets often start it with a byte-order mark) or UTF-16 with its
+    byte-order mark; undecodable bytes in UTF-8 names are kept (surrogateescape) so such files are found."""
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise typer.BadParameter(f"{path}: not valid UTF-16 ({exc.reason})") from None
+    return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="surrogateescape")
 
 
 def detect(
@@ -68,6 +139,18 @@ def detect(
     model: str = typer.Option(None, "--model", "-m", help="Model folder or shipped model name (default: embedded)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout instead of a table."),
     csv_out: Path = typer.Option(None, "--csv", help="Also write results to this CSV file (atomically)."),
+    jsonl_out: Path = typer.Option(
+        None,
+        "--jsonl",
+        help="Also append one JSON line per image to this file as soon as it is scored, so an interrupted run keeps "
+        "what it scored. A file that already holds results needs --resume.",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="With --jsonl: skip the images already in that file (scored or failed), score the rest, and print "
+        "all of them.",
+    ),
     threshold: float = typer.Option(
         None, min=0.0, max=1.0, help="Override the model's calibrated decision threshold (a probability in [0, 1])."
     ),
@@ -83,6 +166,8 @@ def detect(
         model=model,
         as_json=as_json,
         csv_out=csv_out,
+        jsonl_out=jsonl_out,
+        resume=resume,
         threshold=threshold,
         batch_size=batch_size,
         workers=workers,
@@ -98,6 +183,8 @@ def run_detect(
     model: str | None = None,
     as_json: bool = False,
     csv_out: Path | None = None,
+    jsonl_out: Path | None = None,
+    resume: bool = False,
     threshold: float | None = None,
     batch_size: int = 32,
     workers: int = 2,
@@ -106,57 +193,203 @@ def run_detect(
     backend: str = "torch",
 ) -> None:
     """What `nirnet detect` does, callable from other verbs with plain Python defaults (a typer verb function
-    called directly receives typer's option objects for every argument it is not given)."""
-    from nirnet._atomic import atomic_write_text
-    from nirnet.cli._common import load_detector, output_console, printable
+    called directly receives typer's option objects for every argument it is not given).
+
+    No scored result is lost: output files are checked before scoring, ``jsonl_out`` gets each result as it is
+    scored, stdout gets the results before any file is written, and a file or stdout that cannot be written is a
+    one-line error after the rest is delivered."""
+    from nirnet.cli._common import fail, load_detector
+    from nirnet.cli._outputs import ResultStream, check_output, safe_text
 
     files, skipped = expand_inputs(paths)
-    for path, reason in skipped[:20]:
-        console.print(f"skipped {printable(path)}: {reason}")
-    if len(skipped) > 20:
-        console.print(f"... and {len(skipped) - 20} more files skipped (not images)")
+    _report_skipped(skipped)
     if not files:
         console.print("[red]error:[/red] no images found")
         raise typer.Exit(2)
-    detector = load_detector(model, device=device, batch_size=batch_size, backend=backend)
-    if threshold is not None:
-        detector.threshold = threshold
-    results = []
-    with Progress(console=console, transient=True, disable=len(files) < 20) as progress:
-        task = progress.add_task("scoring", total=len(files))
-        for result in detector.predict_paths(files, workers=workers, num_crops=num_crops):
-            results.append(result)
-            progress.advance(task)
+    if resume and jsonl_out is None:
+        fail("--resume needs --jsonl FILE (the file whose images are skipped)")
+    if csv_out is not None:
+        check_output(csv_out, "--csv")
+    with ResultStream(jsonl_out, resume) if jsonl_out is not None else nullcontext() as stream:
+        detector = load_detector(model, device=device, batch_size=batch_size, backend=backend)
+        if threshold is not None:
+            detector.threshold = threshold
+        done: dict[str, dict] = {}
+        if stream is not None:
+            stream.check_model(detector.name)
+            done = stream.previous
+        todo = [f for f in files if safe_text(str(f)) not in done]
+        scored = _score(detector, todo, stream, workers=workers, num_crops=num_crops)
+        _deliver(detector, _in_input_order(files, scored, done, detector), skipped, as_json, csv_out, stream)
+
+
+def _deliver(
+    detector: Detector,
+    results: list[Prediction],
+    skipped: list[tuple[Path, str]],
+    as_json: bool,
+    csv_out: Path | None,
+    stream: ResultStream | None,
+) -> None:
+    """Stdout first, then the CSV; every output that failed is named in one error line (exit 1) after the others
+    were delivered."""
+    from nirnet.cli._common import fail
+    from nirnet.cli._outputs import to_stdout
+
     failed = [r for r in results if not r.ok]
-    rows = [r.to_dict() for r in results]
-    if csv_out:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["path", "probability", "verdict", "error"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        # File names that are not valid UTF-8 are written back byte for byte (surrogateescape), never a crash.
-        atomic_write_text(csv_out, buffer.getvalue(), errors="surrogateescape")
+    problems = []
+    if (reason := to_stdout(lambda: _print_results(detector, results, skipped, as_json))) is not None:
+        problems.append(f"could not write the results to stdout: {reason}")
+    if csv_out is not None and (reason := _write_csv(csv_out, results)) is not None:
+        problems.append(reason)
+    if stream is not None:
+        stream.close()
+        if stream.error is not None:
+            problems.append(stream.error)
+    if failed:
+        console.print(f"{len(failed)} of {len(results)} files could not be read")
+    if problems:
+        fail("; ".join(problems), code=1)
+    if failed:
+        raise typer.Exit(1)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so scoring unwinds as on Ctrl-C: the loader's workers are stopped at
+    once (a parent killed outright leaves them waiting for work for seconds before they notice) and the note of
+    what was kept is printed."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _score(
+    detector: Detector, files: list[Path], stream: ResultStream | None, *, workers: int, num_crops: int | None
+) -> list[Prediction]:
+    """Score ``files`` in order, each result appended to ``stream`` as it comes. Ctrl-C or SIGTERM ends the run
+    with a one-line note of how many results were kept (exit 130 or 143)."""
+    results: list[Prediction] = []
+    if not files:
+        return results
+    predictions = detector.predict_paths(files, workers=workers, num_crops=num_crops)
+    try:
+        with _sigterm_raises(), Progress(console=console, transient=True, disable=len(files) < 20) as progress:
+            task = progress.add_task("scoring", total=len(files))
+            for result in predictions:
+                results.append(result)
+                if stream is not None:
+                    stream.write({**result.to_dict(), "model": detector.name})
+                progress.advance(task)
+    except (KeyboardInterrupt, Terminated) as exc:
+        predictions.close()  # stops the loader's workers now
+        _stopped(len(results), len(files), stream, 143 if isinstance(exc, Terminated) else 130)
+    finally:
+        predictions.close()
+    return results
+
+
+def _stopped(scored: int, total: int, stream: ResultStream | None, code: int) -> NoReturn:
+    from nirnet.cli._common import printable
+
+    if stream is not None:
+        stream.close()
+        count = f"{stream.kept} result{'' if stream.kept == 1 else 's'}"
+        kept = f"{count} kept in {printable(stream.path)} (--resume skips them)"
+    else:
+        kept = "none kept (--jsonl FILE keeps each result as it is scored)"
+    console.print(f"interrupted after {scored} of {total} images: {kept}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _in_input_order(
+    files: list[Path], scored: list[Prediction], done: dict[str, dict], detector: Detector
+) -> list[Prediction]:
+    """The results of all ``files`` in order: those read back from the ``--jsonl`` file (verdicts at the current
+    threshold) and the ones scored now."""
+    from nirnet.cli._outputs import safe_text
+    from nirnet.detect import Prediction
+
+    fresh = iter(scored)
+    results = []
+    for file in files:
+        row = done.get(safe_text(str(file)))
+        if row is None:
+            results.append(next(fresh))
+            continue
+        probability = row.get("probability")
+        verdict = None if probability is None else detector.verdict(probability)
+        results.append(Prediction(str(file), probability, verdict, row.get("crop_logits") or [], row.get("error")))
+    return results
+
+
+def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
+    from nirnet.cli._common import printable
+
+    for path, reason in skipped[:20]:
+        console.print(f"skipped {printable(path)}: {reason}")
+    if len(skipped) > 20:
+        console.print(f"... and {len(skipped) - 20} more files skipped")
+
+
+def _print_results(
+    detector: Detector, results: list[Prediction], skipped: list[tuple[Path, str]], as_json: bool
+) -> None:
+    """The results on stdout: JSON (strings made valid for strict parsers) or a table."""
+    from nirnet.cli._common import output_console, printable
+    from nirnet.cli._outputs import PipeConsole, json_safe
+
     if as_json:
+        failed = sum(1 for r in results if not r.ok)
         payload = {
             "model": detector.name,
             "threshold": detector.threshold,
-            "results": rows,
-            "scored": len(results) - len(failed),
-            "failed": len(failed),
+            "results": [r.to_dict() for r in results],
+            "scored": len(results) - failed,
+            "failed": failed,
             "skipped": [{"path": str(p), "reason": r} for p, r in skipped],
         }
-        typer.echo(json.dumps(payload, indent=1))
-    else:
-        table = Table(title=f"{detector.name} (threshold {detector.threshold:.3f})")
-        for column in ("path", "P(generated)", "verdict"):
-            table.add_column(column, justify="right" if column == "P(generated)" else "left")
-        for r in results:
-            if r.ok:
-                colour = "red" if r.verdict == "generated" else "green"
-                table.add_row(printable(r.source), f"{r.probability:.3f}", f"[{colour}]{r.verdict}[/{colour}]")
-            else:
-                table.add_row(printable(r.source), "–", f"[yellow]error: {r.error}[/yellow]")
-        output_console().print(table)
-    if failed:
-        console.print(f"{len(failed)} of {len(results)} files could not be read")
-        raise typer.Exit(1)
+        typer.echo(json.dumps(json_safe(payload), indent=1))
+        return
+    table = Table(title=f"{detector.name} (threshold {detector.threshold:.3f})")
+    for column in ("path", "P(generated)", "verdict"):
+        table.add_column(column, justify="right" if column == "P(generated)" else "left")
+    for r in results:
+        if r.ok:
+            colour = "red" if r.verdict == "generated" else "green"
+            table.add_row(printable(r.source), f"{r.probability:.3f}", f"[{colour}]{r.verdict}[/{colour}]")
+        else:
+            table.add_row(printable(r.source), "–", f"[yellow]error: {printable(r.error)}[/yellow]")
+    output_console(PipeConsole).print(table)
+
+
+def _write_csv(path: Path, results: list[Prediction]) -> str | None:
+    """Write the CSV atomically: ``None``, or why it could not be written (the target is checked again, so a link
+    or device put there during scoring is not replaced either)."""
+    from nirnet._atomic import atomic_write_text
+    from nirnet.cli._outputs import output_problem
+
+    if (reason := output_problem(path)) is not None:
+        return f"could not write --csv {path}: {reason}"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["path", "probability", "verdict", "error"], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(r.to_dict() for r in results)
+    try:
+        # File names that are not valid UTF-8 are written back byte for byte (surrogateescape), never a crash.
+        atomic_write_text(path, buffer.getvalue(), errors="surrogateescape")
+    except OSError as exc:
+        return f"could not write --csv {path}: {exc.strerror or exc}"
+    return None

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .._atomic import atomic_write_text
+
 
 class MetricLogger:
     def __init__(self, out_dir: Path, enabled: bool, show_progress: bool, total: int, start: int = 0) -> None:
@@ -18,6 +20,7 @@ class MetricLogger:
         if not enabled:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
+        _drop_lines_after(out_dir / "metrics.jsonl", start)
         self._jsonl = (out_dir / "metrics.jsonl").open("a", encoding="utf-8")
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -57,3 +60,22 @@ class MetricLogger:
             self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _drop_lines_after(path: Path, step: int) -> None:
+    """Keep the lines of steps up to ``step`` (where a resumed run starts): the steps after its checkpoint are
+    run and logged again, so their old lines would appear twice. A line torn by a crash goes too."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    kept = [line for line in lines if line.endswith("\n") and _step_of(line) <= step]
+    if len(kept) < len(lines):
+        atomic_write_text(path, "".join(kept))
+
+
+def _step_of(line: str) -> float:
+    """The step a metrics line logs (infinity for a line that is not one)."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
