@@ -158,13 +158,15 @@ def _cache_file(cache: str | None, folder: str | None, data: str) -> Path | None
     return Path(cache) / f"{digest.hexdigest()[:24]}-scores.json"
 
 
-def model_scores(name: str, folder: str | None, samples, protocol, cache: str | None, data: str):
+def model_scores(
+    name: str, folder: str | None, samples, protocol, cache: str | None, data: str, backend: str = "torch"
+):
     """(probability per sample, NaN where unreadable; the model's stored threshold), from the cache when there."""
     cached = _cache_file(cache, folder, data)
     if cached is not None and cached.is_file():
         stored = json.loads(cached.read_text())
         return np.array([np.nan if v is None else v for v in stored["scores"]]), stored["threshold"]
-    detector = Detector.from_pretrained(folder if folder else (None if name == "default" else name))
+    detector = Detector.from_pretrained(folder if folder else (None if name == "default" else name), backend=backend)
     scored = score_samples(lambda ims, d=detector: [p for p, _ in d.predict_images(ims)], samples, protocol)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +181,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=None, help="NAME=FOLDER[,FOLDER...] or 'default'")
     parser.add_argument("--seen", nargs="*", default=["sd1"], help="generators seen in training")
     parser.add_argument("--no-jpeg-trace", action="store_true")
+    parser.add_argument("--backend", default="torch", help="torch, or onnx (ONNX Runtime: same scores, faster on CPUs)")
     parser.add_argument("--out", default=None, help="folder for unseen.md and unseen.json")
     parser.add_argument(
         "--cache", default=None, help="folder of per-model results keyed by the weights' SHA-256 (score once, merge)"
@@ -193,7 +196,9 @@ def main() -> None:
         name, _, folders = spec.partition("=")
         for folder in folders.split(",") if folders else [None]:
             parts = folder.split("+") if folder else [None]
-            scored = [model_scores(name, part, samples, protocol, args.cache, args.data) for part in parts]
+            scored = [
+                model_scores(name, part, samples, protocol, args.cache, args.data, args.backend) for part in parts
+            ]
             # "A+B": an ensemble, the mean of the members' probabilities (and of their thresholds).
             scores = np.mean([sc for sc, _ in scored], axis=0)
             threshold = float(np.mean([t for _, t in scored]))
