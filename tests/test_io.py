@@ -1,12 +1,13 @@
 import io
 import subprocess
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from nirnet.data.io import ImageLoadError, load_image, load_image_array
+from nirnet.data.io import ImageLoadError, load_image, load_image_array, to_rgb_in_strips
 from nirnet.testing import write_input_corpus
 
 
@@ -102,6 +103,23 @@ def test_accepts_bytes_stream_and_pil():
     buf.seek(0)
     assert load_image(buf).mode == "RGB"
     assert load_image(img).getpixel((0, 0)) == (7, 7, 7)
+
+
+def test_strip_conversion_gives_the_same_pixels(corpus):
+    """to_rgb_in_strips (the service's conversion: no full-size copies beyond the result) equals to_rgb for every
+    mode of the corpus, with bands of one row (64 pixels) so every case crosses many bands."""
+    in_strips = partial(to_rgb_in_strips, strip_pixels=100)
+    for case in (c for c in corpus if c.loads):
+        expected = np.asarray(load_image(case.path))
+        assert np.array_equal(np.asarray(load_image(case.path, convert=in_strips)), expected), case.name
+    rgba = Image.fromarray(np.random.default_rng(1).integers(0, 256, (37, 29, 4), dtype=np.uint8), "RGBA")
+    assert np.array_equal(np.asarray(to_rgb_in_strips(rgba, strip_pixels=60)), np.asarray(load_image(rgba)))
+
+
+def test_a_callers_rotated_image_is_not_altered(corpus):
+    path = next(c.path for c in corpus if c.name == "rotated_exif.jpg")
+    img = Image.open(path)
+    assert load_image(img).size == (48, 64) and img.size == (64, 48)
 
 
 def test_bomb_is_refused_quickly(corpus):

@@ -60,6 +60,23 @@ def test_detect_agrees_with_the_python_api(client):
     assert served["probability"] == pytest.approx(local.probability, abs=1e-6)
 
 
+def test_scores_of_alpha_and_16_bit_images_are_those_of_the_library(client):
+    """The service converts alpha and 16-bit images to RGB a band of rows at a time (to spare memory); 700 x 500
+    crosses bands, and the scores must equal the library's, which converts the whole image at once."""
+    detector = client.app.state.detector
+    service = TestClient(create_app(detector, ServeConfig(decoding_bytes=2**28)))
+    photo = synthetic_photo(500, 700, seed=5)
+    alpha = np.linspace(40, 255, 700, dtype=np.uint8)[None, :, None].repeat(500, axis=0)
+    grey16 = (photo[..., 0].astype(np.uint16) * 257) ^ np.uint16(0x5A)  # uses the low byte too
+    for img in (Image.fromarray(np.concatenate([photo, alpha], axis=2), "RGBA"), Image.fromarray(grey16)):
+        buffer = io.BytesIO()
+        img.save(buffer, format="PNG")
+        response = service.post("/v1/detect", files=[("files", ("x.png", buffer.getvalue(), "image/png"))])
+        served = response.json()["results"][0]
+        local = detector.predict(Image.open(io.BytesIO(buffer.getvalue())))[0]
+        assert served["probability"] == pytest.approx(local.probability, abs=1e-6), img.mode
+
+
 def test_explain_returns_pictures(client):
     response = client.post("/v1/detect?explain=true", files=[("files", ("x.jpg", _jpeg(4), "image/jpeg"))])
     result = response.json()["results"][0]

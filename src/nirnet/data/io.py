@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -183,15 +184,27 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(
+    source: ImageSource,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    *,
+    reduce: int = 1,
+    convert: Callable[[Image.Image], Image.Image] = to_rgb,
+) -> Image.Image:
     """Load ``source`` (path, bytes, binary stream or PIL image) as an 8-bit RGB PIL image.
 
     Raises :class:`ImageLoadError` for every failure: missing or empty file, directory, unknown format,
     truncated or corrupt data, an image over ``max_pixels`` pixels (``None`` disables the limit).
+    ``reduce`` (2, 4 or 8) decodes a JPEG at that fraction of its size with libjpeg's DCT scaling, so the
+    full-size pixels are never allocated (other formats ignore it); ``max_pixels`` applies to the reduced size.
+    ``convert`` turns the decoded image into RGB (:func:`to_rgb`, or :func:`to_rgb_in_strips` for the same pixels
+    in less memory).
     """
     name = _describe(source)
     img = source if isinstance(source, Image.Image) else _open(source, name)
     try:
+        if reduce > 1 and img.format == "JPEG":
+            img.draft("RGB", (max(1, img.width // reduce), max(1, img.height // reduce)))
         width, height = img.size
         if width <= 0 or height <= 0:
             raise ImageLoadError(name, f"image has no pixels ({width}x{height})")
@@ -206,8 +219,11 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             # Our own pixel limit replaces Pillow's bomb warning; Pillow's hard limit still applies.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return to_rgb(img)
+            if img is source:
+                img = ImageOps.exif_transpose(img) or img  # a copy: the caller's image is never altered
+            else:
+                ImageOps.exif_transpose(img, in_place=True)  # upright without a full-size copy when already so
+            return convert(img)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -230,6 +246,32 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         raise ImageLoadError(name, f"cannot decode image: {reason}") from None
     except Exception as exc:  # noqa: BLE001 - a decoder bug must become a clear error, not a crash
         raise ImageLoadError(name, f"cannot decode image: {type(exc).__name__}: {exc}") from None
+
+
+def read_header(source: ImageSource) -> Image.Image:
+    """``source`` opened but not decoded: its size, mode and format come from the header alone (a bomb costs
+    nothing here). Raises :class:`ImageLoadError` as :func:`load_image` does for an unreadable header."""
+    return source if isinstance(source, Image.Image) else _open(source, _describe(source))
+
+
+#: Pixels converted at a time by :func:`to_rgb_in_strips` (a band of rows of a quarter megapixel).
+STRIP_PIXELS = 2**18
+
+
+def to_rgb_in_strips(img: Image.Image, strip_pixels: int = STRIP_PIXELS) -> Image.Image:
+    """The pixels of :func:`to_rgb`, converted a band of rows at a time into the result, so an image with alpha or
+    16 bits is never held as several full-size copies (compositing alone makes three). Every rule of
+    :func:`to_rgb` maps each pixel on its own, except the range of ``I`` and ``F`` images, which depends on the
+    whole image: those are converted whole."""
+    if img.mode in ("RGB", "I", "F"):
+        return to_rgb(img)
+    width, height = img.size
+    rows = max(1, strip_pixels // max(1, width))
+    out = Image.new("RGB", (width, height))
+    for top in range(0, height, rows):
+        box = (0, top, width, min(top + rows, height))
+        out.paste(to_rgb(img.crop(box)), box[:2])
+    return out
 
 
 def load_image_array(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:

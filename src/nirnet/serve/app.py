@@ -1,35 +1,39 @@
 """FastAPI application: ``POST /v1/detect``, ``GET /healthz``, OpenAPI at ``/docs``, and the web page at ``/``.
 
-Uploads are checked before any model work (:mod:`nirnet.serve.guard`): at most ``max_pending`` scoring requests in
-progress, up to ``max_waiting`` more waiting in line (body unread) for at most ``wait_timeout_s``, and 503 with
-``Retry-After`` beyond; the body capped at ``max_request_bytes`` while it streams (413), each
-body chunk due within ``read_timeout_s`` (408). Then at most ``max_files`` files per request, each at most
-``max_file_bytes`` (413), and each must decode as an image (see :func:`nirnet.data.io.load_image`; a file that does
-not gets a per-file ``error``). A request where no file could be scored is answered 422. Every error, including
-running out of memory, is JSON ``{"detail": ...}``.
+Uploads are checked before any model work (:mod:`nirnet.serve.guard`): the whole body is read first, within
+``body_timeout_s``, at no less than ``min_body_rate`` bytes/s after ``body_grace_s``, each chunk within
+``read_timeout_s`` (408), capped at ``max_request_bytes`` (413); only then may a request take one of
+``max_pending`` scoring slots, or wait for one (at most ``max_waiting`` requests, ``wait_timeout_s``), else 503
+with ``Retry-After``. Then at most ``max_files`` files per request, each at most ``max_file_bytes`` (413), and
+each must decode as an image (a file that does not gets a per-file ``error``). A request where no file could be
+scored is answered 422. Every error the application answers, including running out of memory, is JSON
+``{"detail": ...}`` (:mod:`nirnet.serve.errors`).
 
-Memory is bounded by construction: at most ``decode_slots`` images are decoded at once; a JPEG over
-``max_pixels`` is decoded at a reduced scale (draft mode), any other image over it is refused from its header; and
-each decoded image is reduced at once to what the model reads (uint8 crops and view, :class:`PreparedImage`) and
-freed. The model runs under one lock (PyTorch already uses every core for one batch), with the files of one
-request batched together. ``/healthz`` runs on the event loop and never waits for the model or the thread pool.
+Memory is bounded by what is decoded: each image's cost is read from its header (:mod:`nirnet.serve.decode`) and
+images are decoded only while the sum of their costs fits the decoding budget (:mod:`nirnet.serve.budget`), the
+part of ``max_memory_bytes`` the model leaves (:mod:`nirnet.serve.memory`). A JPEG that does not fit (or is over
+``max_pixels``) is decoded at 1/2, 1/4 or 1/8 scale; any other image that does not is refused from its header.
+Each decoded image is reduced at once to what the model reads (uint8 crops and view, ``PreparedImage``) and freed;
+at most ``decode_slots`` images are decoded at once (CPU). The model runs under one lock (PyTorch already uses every
+core for one batch), with the files of one request batched together. ``/healthz`` runs on the event loop and never
+waits for the model or the thread pool.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from PIL import Image
-
-from ..data.io import ImageLoadError, load_image
-from ..detect import Detector, PreparedImage, prepare_source
+from ..detect import Detector
 from ..render import data_url, noise_map_png, spectrum_png
+from .budget import MemoryBudget
+from .decode import plan_upload, prepare_upload
+from .errors import JsonErrorBodies
 from .guard import RequestGuard
+from .memory import IdleTrim, MemoryPlan, plan_memory
 
 try:
     from fastapi import FastAPI, File, HTTPException, Query, UploadFile
@@ -48,8 +52,13 @@ class ServeConfig:
     decode_slots: int = 2  # images decoded at the same time
     max_pixels: int = 40_000_000  # per image; larger JPEGs are decoded at 1/2, 1/4 or 1/8 scale, others refused
     read_timeout_s: float = 20.0  # longest wait for the next chunk of a request body
-    max_waiting: int = 64  # requests waiting (body unread) for a slot beyond max_pending; more get 503 at once
+    max_waiting: int = 64  # requests (bodies complete) waiting for a slot beyond max_pending; more get 503 at once
     wait_timeout_s: float = 10.0  # longest wait in that line before a 503
+    body_timeout_s: float = 120.0  # the whole body must arrive within this
+    min_body_rate: float = 8192.0  # bytes/s on average since the request began, checked after body_grace_s
+    body_grace_s: float = 5.0
+    max_memory_bytes: int = 2300 * 2**20  # the process's target; decoding gets what the model leaves
+    decoding_bytes: int | None = None  # the decoding budget itself, instead of measuring the model (tests)
 
 
 def _page() -> str:
@@ -71,8 +80,29 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
     if swagger_assets:
         _mount_offline_docs(app, swagger_assets)
     app.state.detector = detector
+    app.add_middleware(JsonErrorBodies)
     page = _page()
     decode_slots = asyncio.Semaphore(config.decode_slots)
+    if config.decoding_bytes is None:
+        memory = plan_memory(detector, config.max_memory_bytes)
+    else:
+        memory = MemoryPlan(config.max_memory_bytes, 0, config.decoding_bytes)
+    app.state.memory = memory
+    budget = MemoryBudget(memory.decoding)
+    idle_trim = IdleTrim()
+    crop_copy = detector.model.config.input_scale == 1.0  # crops cut from a full-size array (models.base)
+
+    async def prepare(upload: UploadFile) -> tuple:
+        """(name, prepared image or None, error): planned from the header, decoded within the budget."""
+        name = upload.filename or "upload"
+        plan, error = await run_in_threadpool(plan_upload, upload.file, config.max_pixels, budget.total, crop_copy)
+        if plan is None:
+            return name, None, error
+        async with budget.hold(plan.cost), decode_slots:
+            item, error = await run_in_threadpool(
+                prepare_upload, detector.model.config, upload.file, name, plan, config.max_pixels
+            )
+        return name, item, error
 
     @app.exception_handler(MemoryError)
     async def out_of_memory(_request, _exc) -> JSONResponse:
@@ -97,21 +127,21 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
     ) -> dict:
         if len(files) > config.max_files:
             raise HTTPException(413, f"too many files: {len(files)} > {config.max_files} per request")
-        uploads = []
         for upload in files:
-            data = await upload.read(config.max_file_bytes + 1)
-            await upload.close()
-            if len(data) > config.max_file_bytes:
+            if _size(upload) > config.max_file_bytes:
                 raise HTTPException(
                     413, f"{upload.filename}: file larger than the limit of {config.max_file_bytes} bytes"
                 )
-            uploads.append((upload.filename or "upload", data))
-        prepared = []
-        for name, data in uploads:
-            async with decode_slots:
-                prepared.append(await run_in_threadpool(_prepare, detector, name, data, config.max_pixels))
-        del uploads
-        results = await run_in_threadpool(_score, detector, model_lock, prepared, explain)
+        idle_trim.enter()
+        try:
+            prepared = []
+            for upload in files:
+                prepared.append(await prepare(upload))
+                await upload.close()  # its temporary file goes now, not with the request
+            results = await run_in_threadpool(_score, detector, model_lock, prepared, explain)
+            del prepared
+        finally:
+            idle_trim.leave()
         if not any(r["error"] is None for r in results):
             raise HTTPException(422, {"message": "no file could be read as an image", "results": results})
         return {"model": detector.name, "threshold": detector.threshold, "results": results}
@@ -124,36 +154,17 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
         config.read_timeout_s,
         max_waiting=config.max_waiting,
         wait_timeout_s=config.wait_timeout_s,
+        body_timeout_s=config.body_timeout_s,
+        min_body_rate=config.min_body_rate,
+        body_grace_s=config.body_grace_s,
     )
 
 
-def open_limited(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode an upload as RGB. A JPEG over ``max_pixels`` is decoded at the smallest of 1/2, 1/4, 1/8 scale that
-    fits (libjpeg's DCT scaling: the full-size pixels are never allocated); any other format over it is refused
-    from its header."""
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-            is_jpeg = probe.format == "JPEG"
-    except Exception:  # noqa: BLE001 - load_image gives the precise reason below
-        return load_image(data)
-    if width * height <= max_pixels:
-        return load_image(data)
-    if not is_jpeg:
-        raise ImageLoadError("upload", f"image is {width}x{height}, over the service's limit of {max_pixels:,} pixels")
-    img = Image.open(io.BytesIO(data))
-    for scale in (2, 4, 8):
-        if (width // scale) * (height // scale) <= max_pixels:
-            break
-    img.draft("RGB", (width // scale, height // scale))
-    return load_image(img, max_pixels=None)
-
-
-def _prepare(
-    detector: Detector, name: str, data: bytes, max_pixels: int
-) -> tuple[str, PreparedImage | None, str | None]:
-    """(name, prepared image, error): the decoded image lives only inside this call."""
-    return (name, *prepare_source(detector.model.config, data, name, decode=lambda d: open_limited(d, max_pixels)))
+def _size(upload: UploadFile) -> int:
+    if upload.size is not None:
+        return upload.size
+    upload.file.seek(0, 2)
+    return upload.file.tell()
 
 
 def _score(detector: Detector, lock: threading.Lock, prepared: list, explain: bool) -> list[dict]:
