@@ -13,20 +13,18 @@ Rows: ``path`` (file path, or ``shard.tar::key.ext`` for a tar member), ``probab
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
-import tarfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._atomic import atomic_write
+from .data.sources import expand_sources, shard_members
+from .data.sources import write_shard as tar_shard  # noqa: F401 - kept under its former name
 
 ROW_FIELDS = ("path", "probability", "verdict", "error", "model", "threshold")
-TAR_SUFFIXES = (".tar",)
 
 
 @dataclass(frozen=True)
@@ -43,49 +41,16 @@ class Chunk:
 
 
 def plan_chunks(inputs: Iterable[str | os.PathLike], chunk_size: int = 256) -> list[Chunk]:
-    """Folders (recursive), files, CSV / Parquet lists (a ``path`` column, relative to the list) and tar shards ->
-    chunks, in input order."""
-    from .data.datasets import images_under
+    """Inputs (as :func:`~nirnet.data.sources.expand_sources` reads them) -> chunks, in input order."""
+    return plan(inputs, chunk_size)[0]
 
-    paths: list[str] = []
-    shards: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            shards += [str(p) for p in sorted(path.rglob("*.tar"))]
-            paths += [str(p) for p in images_under(path)]
-        elif path.suffix in TAR_SUFFIXES:
-            shards.append(str(path))
-        elif path.suffix.lower() in (".csv", ".parquet"):
-            paths += _path_list(path)
-        else:
-            paths.append(str(path))
+
+def plan(inputs: Iterable[str | os.PathLike], chunk_size: int = 256) -> tuple[list[Chunk], list[tuple[Path, str]]]:
+    """(chunks, files left out with the reason): ``chunk_size`` image paths per chunk, then one chunk per shard."""
+    sources = expand_sources(inputs)
+    paths = [str(p) for p in sources.files]
     chunks = [Chunk(paths=tuple(paths[i : i + chunk_size])) for i in range(0, len(paths), chunk_size)]
-    return chunks + [Chunk(shard=s) for s in shards]
-
-
-def _path_list(path: Path) -> list[str]:
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        column = pq.read_table(path, columns=["path"]).column("path").to_pylist()
-    else:
-        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-            column = [row["path"] for row in csv.DictReader(handle)]
-    return [p if Path(p).is_absolute() else str(path.parent / p) for p in column]
-
-
-def tar_members(shard: str) -> Iterator[tuple[str, bytes | None, str | None]]:
-    """(name, bytes, error) of every regular member of a tar shard; a damaged shard yields one error row."""
-    try:
-        with tarfile.open(shard) as archive:
-            for member in archive:
-                if not member.isfile() or member.name.endswith((".json", ".txt", ".cls", ".cls2")):
-                    continue  # WebDataset side files (labels, captions) are not images
-                handle = archive.extractfile(member)
-                yield f"{shard}::{member.name}", handle.read() if handle else None, None
-    except (tarfile.TarError, OSError) as exc:
-        yield shard, None, f"cannot read tar shard: {exc}"
+    return chunks + [Chunk(shard=str(s)) for s in sources.shards], sources.skipped
 
 
 class ChunkScorer:
@@ -118,7 +83,7 @@ class ChunkScorer:
             yield from self._rows(self.detector.predict_paths(list(chunk.paths), workers=0))
             return
         items = []  # (name, prepared or None, error)
-        for name, data, error in tar_members(chunk.shard):
+        for name, data, error in shard_members(chunk.shard):
             items.append(
                 (name, None, error) if error else (name, *prepare_source(self.detector.model.config, data, name))
             )
@@ -157,6 +122,7 @@ class ScaleReport:
     rows: int
     failed: int
     output: Path
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # files left out of the inputs, with why
 
 
 def score_at_scale(
@@ -183,7 +149,7 @@ def score_at_scale(
     check_backend(backend)  # one line here rather than a failure inside every actor
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    chunks = plan_chunks(inputs, chunk_size)
+    chunks, skipped = plan(inputs, chunk_size)
     todo = [c for c in chunks if not (out / c.name).is_file()]
     if todo:
         if not ray.is_initialized():
@@ -203,7 +169,7 @@ def score_at_scale(
         text = "".join(json.dumps(row) + "\n" for row in rows)
         atomic_write(out / "results.jsonl", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     failed = sum(1 for r in rows if r["error"])
-    return ScaleReport(len(chunks), len(chunks) - len(todo), len(rows), failed, out)
+    return ScaleReport(len(chunks), len(chunks) - len(todo), len(rows), failed, out, skipped)
 
 
 def read_rows(out_dir: str | os.PathLike, chunks: list[Chunk] | None = None) -> list[dict]:
@@ -216,14 +182,3 @@ def read_rows(out_dir: str | os.PathLike, chunks: list[Chunk] | None = None) -> 
     for file in files:
         rows += pq.read_table(file).to_pylist()
     return rows
-
-
-def tar_shard(path: str | os.PathLike, members: dict[str, bytes]) -> Path:
-    """Write a WebDataset-style tar shard (``{name: bytes}``); for tests and for packing folders into shards."""
-    path = Path(path)
-    with tarfile.open(path, "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path

@@ -8,15 +8,10 @@ stopped by Ctrl-C / SIGTERM (what ``--jsonl`` received is kept).
 
 from __future__ import annotations
 
-import codecs
 import csv
-import errno
-import glob
 import io
 import json
-import os
 import signal
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -37,101 +32,18 @@ console = Console(stderr=True)
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files, folders (recursive), glob patterns, and CSV lists (a ``path`` column, paths relative to the CSV) ->
-    (de-duplicated paths in the given order, files in folders that were skipped with the reason).
+    """Inputs -> (image files in order, what was left out with the reason), by the library's input layer
+    (:mod:`nirnet.data.sources`), so `detect` accepts the files `scale` and `eval` accept. Tar shards are scored
+    by `nirnet scale` and listed here as skipped."""
+    from nirnet.cli._common import fail
+    from nirnet.data.sources import SourceError, expand_sources
 
-    A name that exists is always taken literally, so ``photo[1].jpg`` is that file and not a pattern. In folders,
-    files without an image extension are recognised by content: an extension-less JPEG is scored; a PDF, an SVG or
-    a text file is listed as skipped."""
-    from nirnet.data.io import is_image_path, sniff_image
-
-    paths: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found, left_out = _folder_files(path)
-            skipped += left_out
-            for file in found:
-                # An image extension is taken at its word (a corrupt .jpg is an error to report); anything else
-                # is scored when its header is an image's and listed as skipped otherwise.
-                reason = None if is_image_path(file) else sniff_image(file)
-                if reason is None:
-                    paths.append(file)
-                else:
-                    skipped.append((file, reason))
-        elif path.suffix.lower() == ".csv" and path.is_file():
-            paths += _read_path_list(path)
-        elif not path.exists() and any(ch in item for ch in "*?["):
-            paths += sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
-        else:
-            paths.append(path)  # a missing file is reported by the loader, like any other bad input
-    seen: set[str] = set()
-    return [p for p in paths if not (str(p) in seen or seen.add(str(p)))], skipped
-
-
-def _folder_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """The regular files under ``folder`` (recursive; links to folders are not followed, so no loop), and what
-    else is there with the reason it is left out. FIFOs, sockets and devices are never opened (reading a FIFO
-    blocks until someone writes to it); broken links and link loops are named, not dropped."""
-    files: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    pending = [folder]
-    while pending:
-        current = pending.pop()
-        try:
-            with os.scandir(current) as listing:
-                entries = list(listing)
-        except OSError as exc:
-            skipped.append((current, f"cannot list the folder ({exc.strerror or exc})"))
-            continue
-        for entry in entries:
-            path = Path(entry.path)
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(path)
-            elif (reason := _not_a_regular_file(path)) is None:
-                files.append(path)
-            else:
-                skipped.append((path, reason))
-    return sorted(files), sorted(skipped)
-
-
-def _not_a_regular_file(path: Path) -> str | None:
-    """``None`` for a regular file (or a link to one), else what it is, from its metadata alone."""
     try:
-        mode = path.stat().st_mode  # follows a link to its target
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "symbolic link loop"
-        if exc.errno == errno.ENOENT and path.is_symlink():
-            return "broken symbolic link (its target does not exist)"
-        return f"cannot read ({exc.strerror or exc})"
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "link to a folder (not followed)"
-    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-    return f"not a regular file ({kind}; never opened)"
-
-
-def _read_path_list(path: Path) -> list[Path]:
-    text = _decode_list(path)
-    rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    if rows and "path" not in rows[0]:
-        raise typer.BadParameter(f"{path}: a CSV list needs a 'path' column")
-    return [Path(r["path"]) if Path(r["path"]).is_absolute() else path.parent / r["path"] for r in rows]
-
-
-def _decode_list(path: Path) -> str:
-    """The text of a CSV list: UTF-8 (spreadsheets often start it with a byte-order mark) or UTF-16 with its
-    byte-order mark; undecodable bytes in UTF-8 names are kept (surrogateescape) so such files are found."""
-    raw = path.read_bytes()
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise typer.BadParameter(f"{path}: not valid UTF-16 ({exc.reason})") from None
-    return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="surrogateescape")
+        sources = expand_sources(items)
+    except SourceError as exc:
+        fail(exc)
+    shards = [(shard, "tar shard (scored by nirnet scale)") for shard in sources.shards]
+    return sources.files, sources.skipped + shards
 
 
 def detect(
