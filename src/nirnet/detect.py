@@ -106,6 +106,19 @@ def _one_thread(_: int) -> None:
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 
 
+#: The result schema, one row per image: JSON, CSV, Parquet (`scale`) and HTTP all write these fields, with these
+#: names and types (:meth:`Prediction.to_row`); a front end may add detail after them (crop logits, image size).
+ROW_SCHEMA: dict[str, type] = {
+    "path": str,
+    "probability": float,
+    "verdict": str,
+    "error": str,
+    "model": str,
+    "threshold": float,
+}
+ROW_FIELDS = tuple(ROW_SCHEMA)
+
+
 @dataclass
 class Prediction:
     source: str
@@ -113,19 +126,27 @@ class Prediction:
     verdict: str | None = None  # "generated" or "real" at the model's threshold
     crop_logits: list[float] = field(default_factory=list)
     error: str | None = None  # why the image could not be scored
+    model: str | None = None  # the model that scored it
+    threshold: float | None = None  # the threshold the verdict was made at
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
-    def to_dict(self) -> dict:
+    def to_row(self) -> dict:
+        """The result as a row of :data:`ROW_FIELDS`, the same for every output."""
         return {
             "path": self.source,
             "probability": self.probability,
             "verdict": self.verdict,
-            "crop_logits": self.crop_logits,
             "error": self.error,
+            "model": self.model,
+            "threshold": self.threshold,
         }
+
+    def to_dict(self) -> dict:
+        """:meth:`to_row` plus the crop logits (JSON outputs)."""
+        return {**self.to_row(), "crop_logits": self.crop_logits}
 
 
 def _as_image(item: ImageInput) -> tuple[str, Image.Image]:
@@ -199,6 +220,16 @@ class Detector:
         """``"generated"`` at or above the threshold, else ``"real"``."""
         return "generated" if probability >= self.threshold else "real"
 
+    def result(
+        self, source: str, scored: tuple[float, list[float]] | None = None, error: str | None = None
+    ) -> Prediction:
+        """The :class:`Prediction` of one input: from its (probability, crop logits), or its error; every front
+        end makes its results here, so verdict, model and threshold are filled in one way."""
+        if scored is None:
+            return Prediction(source, error=error, model=self.name, threshold=self.threshold)
+        probability, logits = scored
+        return Prediction(source, probability, self.verdict(probability), logits, None, self.name, self.threshold)
+
     def prepare(self, img: Image.Image, num_crops: int | None = None) -> PreparedImage:
         return prepare_image(self.model.config, img, num_crops)
 
@@ -233,16 +264,14 @@ class Detector:
         for item in inputs:
             try:
                 source, img = _as_image(item)
-                results.append(Prediction(source))
+                results.append(Prediction(source))  # replaced once scored
                 pending.append((len(results) - 1, img))
             except ImageLoadError as exc:
-                results.append(Prediction(exc.source, error=exc.reason))
+                results.append(self.result(exc.source, error=exc.reason))
         for start in range(0, len(pending), self.batch_size):
             chunk = pending[start : start + self.batch_size]
-            for (index, _), (prob, logits) in zip(chunk, self.predict_images([img for _, img in chunk])):
-                results[index].probability = prob
-                results[index].verdict = self.verdict(prob)
-                results[index].crop_logits = logits
+            for (index, _), scored in zip(chunk, self.predict_images([img for _, img in chunk])):
+                results[index] = self.result(results[index].source, scored)
         return results
 
     def predict_paths(
@@ -261,11 +290,7 @@ class Detector:
         for batch in loader:
             scores = iter(self.score_prepared([item for _, item, _ in batch if item is not None]))
             for source, item, error in batch:
-                if item is None:
-                    yield Prediction(source, error=error)
-                else:
-                    prob, logits = next(scores)
-                    yield Prediction(source, prob, self.verdict(prob), logits)
+                yield self.result(source, error=error) if item is None else self.result(source, next(scores))
 
     @torch.inference_mode()
     def explain(self, image: ImageInput) -> dict[str, np.ndarray | float]:

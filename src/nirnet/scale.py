@@ -7,8 +7,8 @@ chunk and writes it as one Parquet file, atomically, named after the chunk's con
 folder skips the chunks whose file exists, so an interrupted job resumes where it stopped. A file that cannot be
 read is a row with ``error`` set, never a failed job.
 
-Rows: ``path`` (file path, or ``shard.tar::key.ext`` for a tar member), ``probability``, ``verdict``, ``error``,
-``model``, ``threshold``.
+Rows: the result schema of :data:`nirnet.detect.ROW_FIELDS` (``path`` is the file path, or
+``shard.tar::key.ext`` for a tar member).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from pathlib import Path
 from ._atomic import atomic_write
 from .data.sources import expand_sources, shard_members
 from .data.sources import write_shard as tar_shard  # noqa: F401 - kept under its former name
-
-ROW_FIELDS = ("path", "probability", "verdict", "error", "model", "threshold")
 
 
 @dataclass(frozen=True)
@@ -89,17 +87,14 @@ class ChunkScorer:
             )
         scores = iter(self.detector.score_prepared([item for _, item, _ in items if item is not None]))
         for name, item, error in items:
-            yield self._row(name, None if item is None else next(scores)[0], error)
+            yield self._row(name, None if item is None else next(scores), error)
 
     def _rows(self, predictions) -> Iterator[dict]:
         for p in predictions:
-            yield self._row(p.source, p.probability, p.error)
+            yield p.to_row()
 
-    def _row(self, path: str, probability: float | None, error: str | None) -> dict:
-        d = self.detector
-        verdict = None if probability is None else d.verdict(probability)
-        return {"path": path, "probability": probability, "verdict": verdict, "error": error,
-                "model": d.name, "threshold": d.threshold}  # fmt: skip
+    def _row(self, path: str, scored: tuple[float, list[float]] | None, error: str | None) -> dict:
+        return self.detector.result(path, scored, error).to_row()
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
@@ -107,10 +102,10 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema(
-        [("path", pa.string()), ("probability", pa.float64()), ("verdict", pa.string()), ("error", pa.string()),
-         ("model", pa.string()), ("threshold", pa.float64())]
-    )  # fmt: skip
+    from .detect import ROW_SCHEMA
+
+    arrow = {str: pa.string(), float: pa.float64()}
+    schema = pa.schema([(name, arrow[kind]) for name, kind in ROW_SCHEMA.items()])
     table = pa.Table.from_pylist(rows, schema=schema)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 

@@ -203,7 +203,7 @@ def _score(
             for result in predictions:
                 results.append(result)
                 if stream is not None:
-                    stream.write({**result.to_dict(), "model": detector.name})
+                    stream.write(result.to_dict())
                 progress.advance(task)
     except (KeyboardInterrupt, Terminated) as exc:
         predictions.close()  # stops the loader's workers now
@@ -232,7 +232,6 @@ def _in_input_order(
     """The results of all ``files`` in order: those read back from the ``--jsonl`` file (verdicts at the current
     threshold) and the ones scored now."""
     from nirnet.cli._outputs import safe_text
-    from nirnet.detect import Prediction
 
     fresh = iter(scored)
     results = []
@@ -242,8 +241,8 @@ def _in_input_order(
             results.append(next(fresh))
             continue
         probability = row.get("probability")
-        verdict = None if probability is None else detector.verdict(probability)
-        results.append(Prediction(str(file), probability, verdict, row.get("crop_logits") or [], row.get("error")))
+        scored = None if probability is None else (probability, row.get("crop_logits") or [])
+        results.append(detector.result(str(file), scored, row.get("error")))
     return results
 
 
@@ -292,13 +291,14 @@ def _write_csv(path: Path, results: list[Prediction]) -> str | None:
     or device put there during scoring is not replaced either)."""
     from nirnet._atomic import atomic_write_text
     from nirnet.cli._outputs import output_problem
+    from nirnet.detect import ROW_FIELDS
 
     if (reason := output_problem(path)) is not None:
         return f"could not write --csv {path}: {reason}"
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["path", "probability", "verdict", "error"], extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS)
     writer.writeheader()
-    writer.writerows(r.to_dict() for r in results)
+    writer.writerows(r.to_row() for r in results)
     try:
         # File names that are not valid UTF-8 are written back byte for byte (surrogateescape), never a crash.
         atomic_write_text(path, buffer.getvalue(), errors="surrogateescape")
