@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data.io import ImageLoadError, load_image
 from .data.tensors import to_uint8_array
+from .decision import DecisionRule
 from .models.base import DetectorModel, image_crops, semantic_view
 from .models.registry import SHIPPED_MODELS, create_model
 from .runtime import forward_for
@@ -164,7 +165,7 @@ class Detector:
     def __init__(
         self,
         model: DetectorModel,
-        threshold: float | None = None,
+        threshold: float | DecisionRule | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 32,
         backend: str = "torch",
@@ -176,7 +177,8 @@ class Detector:
         # (crops, view) -> logits on the chosen backend (nirnet.runtime); self.model stays for noise maps and config.
         self.backend = backend
         self.forward = forward_for(self.model, backend, self.device)
-        self.threshold = model.config.threshold if threshold is None else threshold
+        # The decision rule: an override (a threshold or a rule), else the model's calibrated threshold.
+        self.rule = DecisionRule.of(threshold, model.config.threshold)
         self.batch_size = batch_size
         self.source: str | None = None  # where the weights came from (set by from_pretrained)
 
@@ -216,9 +218,17 @@ class Detector:
         digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
         return {"source": self.source, "weights_sha256": digest}
 
+    @property
+    def threshold(self) -> float:
+        return self.rule.threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self.rule = DecisionRule(value)  # validated as at construction
+
     def verdict(self, probability: float) -> str:
-        """``"generated"`` at or above the threshold, else ``"real"``."""
-        return "generated" if probability >= self.threshold else "real"
+        """``"generated"`` at or above the threshold, else ``"real"`` (:class:`~nirnet.decision.DecisionRule`)."""
+        return self.rule.verdict(probability)
 
     def result(
         self, source: str, scored: tuple[float, list[float]] | None = None, error: str | None = None

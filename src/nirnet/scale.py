@@ -23,6 +23,7 @@ from pathlib import Path
 from ._atomic import atomic_write
 from .data.sources import expand_sources, shard_members
 from .data.sources import write_shard as tar_shard  # noqa: F401 - kept under its former name
+from .decision import DecisionRule
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ def score_at_scale(
     from .runtime import check_backend
 
     check_backend(backend)  # one line here rather than a failure inside every actor
+    if threshold is not None:
+        threshold = DecisionRule(threshold).threshold  # likewise: an invalid threshold is refused before Ray starts
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     chunks, skipped = plan(inputs, chunk_size)

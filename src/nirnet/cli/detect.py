@@ -123,9 +123,7 @@ def run_detect(
     if csv_out is not None:
         check_output(csv_out, "--csv")
     with ResultStream(jsonl_out, resume) if jsonl_out is not None else nullcontext() as stream:
-        detector = load_detector(model, device=device, batch_size=batch_size, backend=backend)
-        if threshold is not None:
-            detector.threshold = threshold
+        detector = load_detector(model, threshold=threshold, device=device, batch_size=batch_size, backend=backend)
         done: dict[str, dict] = {}
         if stream is not None:
             stream.check_model(detector.name)
