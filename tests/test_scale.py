@@ -3,6 +3,7 @@
 import importlib.util
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,67 @@ def test_path_lists_and_missing_files(tmp_path, corpus):
     (tmp_path / "list.csv").write_text("path\n" + str(corpus / "folder" / "0.png") + "\nmissing.png\n")
     chunks = plan_chunks([tmp_path / "list.csv"], 10)
     assert chunks[0].paths == (str(corpus / "folder" / "0.png"), str(tmp_path / "missing.png"))
+
+
+def _encoded(fmt: str, seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_photo(70, 90, seed=seed)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_detect_scale_and_serve_accept_the_same_files_and_write_one_schema(local_ray, model_dir, tmp_path):
+    """An extension-less JPEG and a PNG named .jpg are scored by `detect` and `scale` alike, and the JSON, CSV,
+    Parquet and HTTP rows of the same three files have the same fields and values."""
+    import csv
+
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+    pytest.importorskip("httpx", reason="fastapi's test client needs httpx")
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from nirnet.cli.main import app
+    from nirnet.detect import ROW_FIELDS
+    from nirnet.serve import ServeConfig, create_app
+
+    files = {"photo": _encoded("JPEG", 1), "png_named.jpg": _encoded("PNG", 2), "c.png": _encoded("PNG", 3)}
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "notes.txt").write_text("not an image")
+
+    args = ["detect", str(folder), "--json", "--csv", str(tmp_path / "out.csv"), "--model", str(model_dir)]
+    result = CliRunner().invoke(app, [*args, "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    as_json = json.loads(result.stdout[result.stdout.index("{") :])["results"]
+    with (tmp_path / "out.csv").open(newline="") as handle:
+        as_csv = list(csv.DictReader(handle))
+    report = score_at_scale([folder], tmp_path / "scaled", model=str(model_dir), actors=1)
+    assert [path.name for path, _ in report.skipped] == ["notes.txt"]
+    as_parquet = read_rows(tmp_path / "scaled")
+    client = TestClient(create_app(Detector.from_pretrained(str(model_dir)), ServeConfig(decoding_bytes=2**28)))
+    upload = [("files", (name, data, "application/octet-stream")) for name, data in files.items()]
+    as_http = client.post("/v1/detect", files=upload).json()["results"]
+
+    def by_name(rows: list[dict], from_text: bool = False) -> dict[str, dict]:
+        out = {}
+        for row in rows:
+            common = {k: row[k] for k in ROW_FIELDS}
+            if from_text:  # CSV cells are text: empty for none, numbers as written
+                common = {k: None if v == "" else v for k, v in common.items()}
+                common.update({k: float(common[k]) for k in ("probability", "threshold") if common[k] is not None})
+            out[Path(common.pop("path")).name] = common
+        return out
+
+    assert [list(r) for r in as_csv] == [list(r) for r in as_parquet] == [list(ROW_FIELDS)] * 3
+    assert all(tuple(r)[: len(ROW_FIELDS)] == ROW_FIELDS for r in as_json + as_http)  # JSON adds crop logits
+    outputs = [by_name(as_json), by_name(as_csv, from_text=True), by_name(as_parquet), by_name(as_http)]
+    reference = outputs[0]
+    assert set(reference) == set(files) and all(r["error"] is None for r in reference.values())
+    for output in outputs[1:]:
+        assert set(output) == set(reference)
+        for name, row in output.items():
+            assert row["probability"] == pytest.approx(reference[name]["probability"], abs=1e-6)
+            assert {k: v for k, v in row.items() if k != "probability"} == {
+                k: v for k, v in reference[name].items() if k != "probability"
+            }

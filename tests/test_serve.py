@@ -46,7 +46,7 @@ def test_detect_scores_each_file_and_reports_bad_ones(client):
     response = client.post("/v1/detect", files=files)
     assert response.status_code == 200
     results = response.json()["results"]
-    assert [r["filename"] for r in results] == ["a.jpg", "notes.txt", "b.jpg"]
+    assert [r["path"] for r in results] == ["a.jpg", "notes.txt", "b.jpg"]
     for r in (results[0], results[2]):
         assert r["error"] is None and len(r["crop_logits"]) >= 1
         assert (r["verdict"] == "generated") == (r["probability"] >= response.json()["threshold"])

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data.io import ImageLoadError, load_image
 from .data.tensors import to_uint8_array
+from .decision import DecisionRule
 from .models.base import DetectorModel, image_crops, semantic_view
 from .models.registry import SHIPPED_MODELS, create_model
 from .runtime import forward_for
@@ -106,6 +107,19 @@ def _one_thread(_: int) -> None:
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 
 
+#: The result schema, one row per image: JSON, CSV, Parquet (`scale`) and HTTP all write these fields, with these
+#: names and types (:meth:`Prediction.to_row`); a front end may add detail after them (crop logits, image size).
+ROW_SCHEMA: dict[str, type] = {
+    "path": str,
+    "probability": float,
+    "verdict": str,
+    "error": str,
+    "model": str,
+    "threshold": float,
+}
+ROW_FIELDS = tuple(ROW_SCHEMA)
+
+
 @dataclass
 class Prediction:
     source: str
@@ -113,19 +127,27 @@ class Prediction:
     verdict: str | None = None  # "generated" or "real" at the model's threshold
     crop_logits: list[float] = field(default_factory=list)
     error: str | None = None  # why the image could not be scored
+    model: str | None = None  # the model that scored it
+    threshold: float | None = None  # the threshold the verdict was made at
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
-    def to_dict(self) -> dict:
+    def to_row(self) -> dict:
+        """The result as a row of :data:`ROW_FIELDS`, the same for every output."""
         return {
             "path": self.source,
             "probability": self.probability,
             "verdict": self.verdict,
-            "crop_logits": self.crop_logits,
             "error": self.error,
+            "model": self.model,
+            "threshold": self.threshold,
         }
+
+    def to_dict(self) -> dict:
+        """:meth:`to_row` plus the crop logits (JSON outputs)."""
+        return {**self.to_row(), "crop_logits": self.crop_logits}
 
 
 def _as_image(item: ImageInput) -> tuple[str, Image.Image]:
@@ -143,7 +165,7 @@ class Detector:
     def __init__(
         self,
         model: DetectorModel,
-        threshold: float | None = None,
+        threshold: float | DecisionRule | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 32,
         backend: str = "torch",
@@ -155,7 +177,8 @@ class Detector:
         # (crops, view) -> logits on the chosen backend (nirnet.runtime); self.model stays for noise maps and config.
         self.backend = backend
         self.forward = forward_for(self.model, backend, self.device)
-        self.threshold = model.config.threshold if threshold is None else threshold
+        # The decision rule: an override (a threshold or a rule), else the model's calibrated threshold.
+        self.rule = DecisionRule.of(threshold, model.config.threshold)
         self.batch_size = batch_size
         self.source: str | None = None  # where the weights came from (set by from_pretrained)
 
@@ -195,9 +218,27 @@ class Detector:
         digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
         return {"source": self.source, "weights_sha256": digest}
 
+    @property
+    def threshold(self) -> float:
+        return self.rule.threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self.rule = DecisionRule(value)  # validated as at construction
+
     def verdict(self, probability: float) -> str:
-        """``"generated"`` at or above the threshold, else ``"real"``."""
-        return "generated" if probability >= self.threshold else "real"
+        """``"generated"`` at or above the threshold, else ``"real"`` (:class:`~nirnet.decision.DecisionRule`)."""
+        return self.rule.verdict(probability)
+
+    def result(
+        self, source: str, scored: tuple[float, list[float]] | None = None, error: str | None = None
+    ) -> Prediction:
+        """The :class:`Prediction` of one input: from its (probability, crop logits), or its error; every front
+        end makes its results here, so verdict, model and threshold are filled in one way."""
+        if scored is None:
+            return Prediction(source, error=error, model=self.name, threshold=self.threshold)
+        probability, logits = scored
+        return Prediction(source, probability, self.verdict(probability), logits, None, self.name, self.threshold)
 
     def prepare(self, img: Image.Image, num_crops: int | None = None) -> PreparedImage:
         return prepare_image(self.model.config, img, num_crops)
@@ -233,16 +274,14 @@ class Detector:
         for item in inputs:
             try:
                 source, img = _as_image(item)
-                results.append(Prediction(source))
+                results.append(Prediction(source))  # replaced once scored
                 pending.append((len(results) - 1, img))
             except ImageLoadError as exc:
-                results.append(Prediction(exc.source, error=exc.reason))
+                results.append(self.result(exc.source, error=exc.reason))
         for start in range(0, len(pending), self.batch_size):
             chunk = pending[start : start + self.batch_size]
-            for (index, _), (prob, logits) in zip(chunk, self.predict_images([img for _, img in chunk])):
-                results[index].probability = prob
-                results[index].verdict = self.verdict(prob)
-                results[index].crop_logits = logits
+            for (index, _), scored in zip(chunk, self.predict_images([img for _, img in chunk])):
+                results[index] = self.result(results[index].source, scored)
         return results
 
     def predict_paths(
@@ -261,11 +300,7 @@ class Detector:
         for batch in loader:
             scores = iter(self.score_prepared([item for _, item, _ in batch if item is not None]))
             for source, item, error in batch:
-                if item is None:
-                    yield Prediction(source, error=error)
-                else:
-                    prob, logits = next(scores)
-                    yield Prediction(source, prob, self.verdict(prob), logits)
+                yield self.result(source, error=error) if item is None else self.result(source, next(scores))
 
     @torch.inference_mode()
     def explain(self, image: ImageInput) -> dict[str, np.ndarray | float]:

@@ -7,26 +7,23 @@ chunk and writes it as one Parquet file, atomically, named after the chunk's con
 folder skips the chunks whose file exists, so an interrupted job resumes where it stopped. A file that cannot be
 read is a row with ``error`` set, never a failed job.
 
-Rows: ``path`` (file path, or ``shard.tar::key.ext`` for a tar member), ``probability``, ``verdict``, ``error``,
-``model``, ``threshold``.
+Rows: the result schema of :data:`nirnet.detect.ROW_FIELDS` (``path`` is the file path, or
+``shard.tar::key.ext`` for a tar member).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
-import tarfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._atomic import atomic_write
-
-ROW_FIELDS = ("path", "probability", "verdict", "error", "model", "threshold")
-TAR_SUFFIXES = (".tar",)
+from .data.sources import expand_sources, shard_members
+from .data.sources import write_shard as tar_shard  # noqa: F401 - kept under its former name
+from .decision import DecisionRule
 
 
 @dataclass(frozen=True)
@@ -43,49 +40,16 @@ class Chunk:
 
 
 def plan_chunks(inputs: Iterable[str | os.PathLike], chunk_size: int = 256) -> list[Chunk]:
-    """Folders (recursive), files, CSV / Parquet lists (a ``path`` column, relative to the list) and tar shards ->
-    chunks, in input order."""
-    from .data.datasets import images_under
+    """Inputs (as :func:`~nirnet.data.sources.expand_sources` reads them) -> chunks, in input order."""
+    return plan(inputs, chunk_size)[0]
 
-    paths: list[str] = []
-    shards: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            shards += [str(p) for p in sorted(path.rglob("*.tar"))]
-            paths += [str(p) for p in images_under(path)]
-        elif path.suffix in TAR_SUFFIXES:
-            shards.append(str(path))
-        elif path.suffix.lower() in (".csv", ".parquet"):
-            paths += _path_list(path)
-        else:
-            paths.append(str(path))
+
+def plan(inputs: Iterable[str | os.PathLike], chunk_size: int = 256) -> tuple[list[Chunk], list[tuple[Path, str]]]:
+    """(chunks, files left out with the reason): ``chunk_size`` image paths per chunk, then one chunk per shard."""
+    sources = expand_sources(inputs)
+    paths = [str(p) for p in sources.files]
     chunks = [Chunk(paths=tuple(paths[i : i + chunk_size])) for i in range(0, len(paths), chunk_size)]
-    return chunks + [Chunk(shard=s) for s in shards]
-
-
-def _path_list(path: Path) -> list[str]:
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        column = pq.read_table(path, columns=["path"]).column("path").to_pylist()
-    else:
-        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-            column = [row["path"] for row in csv.DictReader(handle)]
-    return [p if Path(p).is_absolute() else str(path.parent / p) for p in column]
-
-
-def tar_members(shard: str) -> Iterator[tuple[str, bytes | None, str | None]]:
-    """(name, bytes, error) of every regular member of a tar shard; a damaged shard yields one error row."""
-    try:
-        with tarfile.open(shard) as archive:
-            for member in archive:
-                if not member.isfile() or member.name.endswith((".json", ".txt", ".cls", ".cls2")):
-                    continue  # WebDataset side files (labels, captions) are not images
-                handle = archive.extractfile(member)
-                yield f"{shard}::{member.name}", handle.read() if handle else None, None
-    except (tarfile.TarError, OSError) as exc:
-        yield shard, None, f"cannot read tar shard: {exc}"
+    return chunks + [Chunk(shard=str(s)) for s in sources.shards], sources.skipped
 
 
 class ChunkScorer:
@@ -118,23 +82,20 @@ class ChunkScorer:
             yield from self._rows(self.detector.predict_paths(list(chunk.paths), workers=0))
             return
         items = []  # (name, prepared or None, error)
-        for name, data, error in tar_members(chunk.shard):
+        for name, data, error in shard_members(chunk.shard):
             items.append(
                 (name, None, error) if error else (name, *prepare_source(self.detector.model.config, data, name))
             )
         scores = iter(self.detector.score_prepared([item for _, item, _ in items if item is not None]))
         for name, item, error in items:
-            yield self._row(name, None if item is None else next(scores)[0], error)
+            yield self._row(name, None if item is None else next(scores), error)
 
     def _rows(self, predictions) -> Iterator[dict]:
         for p in predictions:
-            yield self._row(p.source, p.probability, p.error)
+            yield p.to_row()
 
-    def _row(self, path: str, probability: float | None, error: str | None) -> dict:
-        d = self.detector
-        verdict = None if probability is None else d.verdict(probability)
-        return {"path": path, "probability": probability, "verdict": verdict, "error": error,
-                "model": d.name, "threshold": d.threshold}  # fmt: skip
+    def _row(self, path: str, scored: tuple[float, list[float]] | None, error: str | None) -> dict:
+        return self.detector.result(path, scored, error).to_row()
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
@@ -142,10 +103,10 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema(
-        [("path", pa.string()), ("probability", pa.float64()), ("verdict", pa.string()), ("error", pa.string()),
-         ("model", pa.string()), ("threshold", pa.float64())]
-    )  # fmt: skip
+    from .detect import ROW_SCHEMA
+
+    arrow = {str: pa.string(), float: pa.float64()}
+    schema = pa.schema([(name, arrow[kind]) for name, kind in ROW_SCHEMA.items()])
     table = pa.Table.from_pylist(rows, schema=schema)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
@@ -157,6 +118,7 @@ class ScaleReport:
     rows: int
     failed: int
     output: Path
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # files left out of the inputs, with why
 
 
 def score_at_scale(
@@ -181,9 +143,11 @@ def score_at_scale(
     from .runtime import check_backend
 
     check_backend(backend)  # one line here rather than a failure inside every actor
+    if threshold is not None:
+        threshold = DecisionRule(threshold).threshold  # likewise: an invalid threshold is refused before Ray starts
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    chunks = plan_chunks(inputs, chunk_size)
+    chunks, skipped = plan(inputs, chunk_size)
     todo = [c for c in chunks if not (out / c.name).is_file()]
     if todo:
         if not ray.is_initialized():
@@ -203,7 +167,7 @@ def score_at_scale(
         text = "".join(json.dumps(row) + "\n" for row in rows)
         atomic_write(out / "results.jsonl", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     failed = sum(1 for r in rows if r["error"])
-    return ScaleReport(len(chunks), len(chunks) - len(todo), len(rows), failed, out)
+    return ScaleReport(len(chunks), len(chunks) - len(todo), len(rows), failed, out, skipped)
 
 
 def read_rows(out_dir: str | os.PathLike, chunks: list[Chunk] | None = None) -> list[dict]:
@@ -216,14 +180,3 @@ def read_rows(out_dir: str | os.PathLike, chunks: list[Chunk] | None = None) -> 
     for file in files:
         rows += pq.read_table(file).to_pylist()
     return rows
-
-
-def tar_shard(path: str | os.PathLike, members: dict[str, bytes]) -> Path:
-    """Write a WebDataset-style tar shard (``{name: bytes}``); for tests and for packing folders into shards."""
-    path = Path(path)
-    with tarfile.open(path, "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path

@@ -8,15 +8,10 @@ stopped by Ctrl-C / SIGTERM (what ``--jsonl`` received is kept).
 
 from __future__ import annotations
 
-import codecs
 import csv
-import errno
-import glob
 import io
 import json
-import os
 import signal
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -37,101 +32,18 @@ console = Console(stderr=True)
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files, folders (recursive), glob patterns, and CSV lists (a ``path`` column, paths relative to the CSV) ->
-    (de-duplicated paths in the given order, files in folders that were skipped with the reason).
+    """Inputs -> (image files in order, what was left out with the reason), by the library's input layer
+    (:mod:`nirnet.data.sources`), so `detect` accepts the files `scale` and `eval` accept. Tar shards are scored
+    by `nirnet scale` and listed here as skipped."""
+    from nirnet.cli._common import fail
+    from nirnet.data.sources import SourceError, expand_sources
 
-    A name that exists is always taken literally, so ``photo[1].jpg`` is that file and not a pattern. In folders,
-    files without an image extension are recognised by content: an extension-less JPEG is scored; a PDF, an SVG or
-    a text file is listed as skipped."""
-    from nirnet.data.io import is_image_path, sniff_image
-
-    paths: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found, left_out = _folder_files(path)
-            skipped += left_out
-            for file in found:
-                # An image extension is taken at its word (a corrupt .jpg is an error to report); anything else
-                # is scored when its header is an image's and listed as skipped otherwise.
-                reason = None if is_image_path(file) else sniff_image(file)
-                if reason is None:
-                    paths.append(file)
-                else:
-                    skipped.append((file, reason))
-        elif path.suffix.lower() == ".csv" and path.is_file():
-            paths += _read_path_list(path)
-        elif not path.exists() and any(ch in item for ch in "*?["):
-            paths += sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
-        else:
-            paths.append(path)  # a missing file is reported by the loader, like any other bad input
-    seen: set[str] = set()
-    return [p for p in paths if not (str(p) in seen or seen.add(str(p)))], skipped
-
-
-def _folder_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """The regular files under ``folder`` (recursive; links to folders are not followed, so no loop), and what
-    else is there with the reason it is left out. FIFOs, sockets and devices are never opened (reading a FIFO
-    blocks until someone writes to it); broken links and link loops are named, not dropped."""
-    files: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    pending = [folder]
-    while pending:
-        current = pending.pop()
-        try:
-            with os.scandir(current) as listing:
-                entries = list(listing)
-        except OSError as exc:
-            skipped.append((current, f"cannot list the folder ({exc.strerror or exc})"))
-            continue
-        for entry in entries:
-            path = Path(entry.path)
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(path)
-            elif (reason := _not_a_regular_file(path)) is None:
-                files.append(path)
-            else:
-                skipped.append((path, reason))
-    return sorted(files), sorted(skipped)
-
-
-def _not_a_regular_file(path: Path) -> str | None:
-    """``None`` for a regular file (or a link to one), else what it is, from its metadata alone."""
     try:
-        mode = path.stat().st_mode  # follows a link to its target
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "symbolic link loop"
-        if exc.errno == errno.ENOENT and path.is_symlink():
-            return "broken symbolic link (its target does not exist)"
-        return f"cannot read ({exc.strerror or exc})"
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "link to a folder (not followed)"
-    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-    return f"not a regular file ({kind}; never opened)"
-
-
-def _read_path_list(path: Path) -> list[Path]:
-    text = _decode_list(path)
-    rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    if rows and "path" not in rows[0]:
-        raise typer.BadParameter(f"{path}: a CSV list needs a 'path' column")
-    return [Path(r["path"]) if Path(r["path"]).is_absolute() else path.parent / r["path"] for r in rows]
-
-
-def _decode_list(path: Path) -> str:
-    """The text of a CSV list: UTF-8 (spreadsheets often start it with a byte-order mark) or UTF-16 with its
-    byte-order mark; undecodable bytes in UTF-8 names are kept (surrogateescape) so such files are found."""
-    raw = path.read_bytes()
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise typer.BadParameter(f"{path}: not valid UTF-16 ({exc.reason})") from None
-    return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="surrogateescape")
+        sources = expand_sources(items)
+    except SourceError as exc:
+        fail(exc)
+    shards = [(shard, "tar shard (scored by nirnet scale)") for shard in sources.shards]
+    return sources.files, sources.skipped + shards
 
 
 def detect(
@@ -211,9 +123,7 @@ def run_detect(
     if csv_out is not None:
         check_output(csv_out, "--csv")
     with ResultStream(jsonl_out, resume) if jsonl_out is not None else nullcontext() as stream:
-        detector = load_detector(model, device=device, batch_size=batch_size, backend=backend)
-        if threshold is not None:
-            detector.threshold = threshold
+        detector = load_detector(model, threshold=threshold, device=device, batch_size=batch_size, backend=backend)
         done: dict[str, dict] = {}
         if stream is not None:
             stream.check_model(detector.name)
@@ -291,7 +201,7 @@ def _score(
             for result in predictions:
                 results.append(result)
                 if stream is not None:
-                    stream.write({**result.to_dict(), "model": detector.name})
+                    stream.write(result.to_dict())
                 progress.advance(task)
     except (KeyboardInterrupt, Terminated) as exc:
         predictions.close()  # stops the loader's workers now
@@ -320,7 +230,6 @@ def _in_input_order(
     """The results of all ``files`` in order: those read back from the ``--jsonl`` file (verdicts at the current
     threshold) and the ones scored now."""
     from nirnet.cli._outputs import safe_text
-    from nirnet.detect import Prediction
 
     fresh = iter(scored)
     results = []
@@ -330,8 +239,8 @@ def _in_input_order(
             results.append(next(fresh))
             continue
         probability = row.get("probability")
-        verdict = None if probability is None else detector.verdict(probability)
-        results.append(Prediction(str(file), probability, verdict, row.get("crop_logits") or [], row.get("error")))
+        scored = None if probability is None else (probability, row.get("crop_logits") or [])
+        results.append(detector.result(str(file), scored, row.get("error")))
     return results
 
 
@@ -380,13 +289,14 @@ def _write_csv(path: Path, results: list[Prediction]) -> str | None:
     or device put there during scoring is not replaced either)."""
     from nirnet._atomic import atomic_write_text
     from nirnet.cli._outputs import output_problem
+    from nirnet.detect import ROW_FIELDS
 
     if (reason := output_problem(path)) is not None:
         return f"could not write --csv {path}: {reason}"
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["path", "probability", "verdict", "error"], extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS)
     writer.writeheader()
-    writer.writerows(r.to_dict() for r in results)
+    writer.writerows(r.to_row() for r in results)
     try:
         # File names that are not valid UTF-8 are written back byte for byte (surrogateescape), never a crash.
         atomic_write_text(path, buffer.getvalue(), errors="surrogateescape")

@@ -35,6 +35,7 @@ def eval_command(
     from nirnet._atomic import atomic_write_text
     from nirnet.cli._common import load_detector
     from nirnet.data.datasets import read_dataset
+    from nirnet.decision import DecisionRule
     from nirnet.eval.evaluate import RobustnessLog, evaluate_robustness, score_samples
     from nirnet.eval.metrics import best_threshold
     from nirnet.eval.protocol import PROTOCOLS
@@ -59,7 +60,7 @@ def eval_command(
             val = score_samples(scorer, read_dataset(calibrate), proto, progress=progress, description="calibrating")
             ok = ~np.isnan(val.scores)
             threshold = best_threshold([s.label for s, g in zip(val.samples, ok) if g], val.scores[ok])
-            detector.threshold = threshold
+            detector.rule = DecisionRule(threshold)  # calibration replaces the rule the model was loaded with
             if model and Path(model).is_dir():
                 stored = DetectorModel.store_threshold(model, threshold)
                 console.print(f"stored threshold {threshold:.4f} in {stored}")

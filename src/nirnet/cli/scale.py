@@ -15,7 +15,9 @@ console = Console(stderr=True)
 
 def scale(
     inputs: list[str] = typer.Argument(
-        ..., help="Folders (recursive; *.tar inside are shards), CSV or Parquet lists with a 'path' column, tar shards."
+        ...,
+        help="Image files, folders (recursive; *.tar inside are shards), globs, CSV or Parquet lists "
+        "with a 'path' column, tar shards.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: part-*.parquet (one per chunk), resumable."),
     model: str = typer.Option(None, "--model", "-m", help="Model folder or shipped model name (default: embedded)."),
@@ -32,7 +34,7 @@ def scale(
     """Score images at scale with Ray Data: one detector per actor, one row per image (path, probability, verdict,
     error, model, threshold) in Parquet. A rerun into the same folder skips the chunks already written; a bad file
     is a row with an error."""
-    from nirnet.cli._common import fail
+    from nirnet.cli._common import fail, printable
 
     try:
         from nirnet.scale import score_at_scale
@@ -45,6 +47,10 @@ def scale(
         fail(exc)
     except (FileNotFoundError, ValueError) as exc:
         fail(exc)
+    for path, reason in report.skipped[:20]:
+        console.print(f"skipped {printable(path)}: {reason}")
+    if len(report.skipped) > 20:
+        console.print(f"... and {len(report.skipped) - 20} more files skipped")
     console.print(
         f"{report.rows} images in {report.chunks} chunks ({report.skipped_chunks} already done), "
         f"{report.failed} could not be read -> {report.output}"

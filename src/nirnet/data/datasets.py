@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import is_image_path
+from .sources import image_files_under
 
 REAL, FAKE = 0, 1
 
@@ -41,8 +41,9 @@ class DatasetLayoutError(ValueError):
 
 
 def images_under(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, by extension), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
+    """Image files under ``folder`` (recursive, sorted), recognised by content as `detect` and `scale` do (see
+    :mod:`nirnet.data.sources`), so `eval` reads the same files from a folder."""
+    return image_files_under(folder)
 
 
 # ---------------------------------------------------------------- forensynths

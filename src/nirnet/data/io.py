@@ -59,11 +59,12 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def sniff_image(path: str | os.PathLike) -> str | None:
-    """``None`` when the file's header is one the loader can decode, else why it is not an image (reads only the
-    header; for folder scans, where extensions lie or are missing)."""
+def sniff_image(source: str | os.PathLike | bytes) -> str | None:
+    """``None`` when the header of a file (or of bytes, e.g. a tar member) is one the loader can decode, else why
+    it is not an image (reads only the header; for folder scans, where extensions lie or are missing)."""
+    name = "" if isinstance(source, bytes) else os.fspath(source)
     try:
-        with open(path, "rb") as handle:
+        with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as handle:
             head = handle.read(16)
             if not head:
                 return "empty file"
@@ -77,10 +78,11 @@ def sniff_image(path: str | os.PathLike) -> str | None:
                 return None
     except OSError as exc:
         return f"cannot read ({exc.strerror or exc})"
-    kind = _KNOWN_NON_IMAGES.get(Path(path).suffix.lower())
+    suffix = Path(name).suffix.lower()
+    kind = _KNOWN_NON_IMAGES.get(suffix)
     if head.startswith(b"%PDF"):
         kind = "PDF document"
-    elif head.lstrip().startswith(b"<") and Path(path).suffix.lower() == ".svg":
+    elif head.lstrip().startswith(b"<") and suffix == ".svg":
         kind = "SVG (vector graphics, not a raster image)"
     return f"not an image ({kind})" if kind else "not an image"
 

@@ -15,6 +15,7 @@ from rich.progress import Progress
 from .._atomic import atomic_write_text
 from ..data.datasets import Sample
 from ..data.io import ImageLoadError, load_image
+from ..decision import DEFAULT_THRESHOLD
 from .metrics import per_subset_metrics
 from .protocol import PROTOCOLS, Protocol, Transform, robustness_grid
 
@@ -28,7 +29,7 @@ class ScoredSet:
     scores: np.ndarray  # NaN where the image could not be loaded
     failures: list[tuple[str, str]]
 
-    def metrics(self, threshold: float = 0.5) -> dict[str, dict[str, float]]:
+    def metrics(self, threshold: float = DEFAULT_THRESHOLD) -> dict[str, dict[str, float]]:
         ok = ~np.isnan(self.scores)
         kept = [s for s, good in zip(self.samples, ok) if good]
         return per_subset_metrics([s.label for s in kept], self.scores[ok], [s.subset for s in kept], threshold)
@@ -87,7 +88,7 @@ def evaluate_robustness(
     scorer: Scorer,
     samples: Sequence[Sample],
     protocol: Protocol = PROTOCOLS["aligned"],
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     progress: Progress | None = None,
     done: dict[str, dict] | None = None,
     on_row: Callable[[dict], None] | None = None,

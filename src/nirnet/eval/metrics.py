@@ -8,17 +8,21 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from ..decision import DEFAULT_THRESHOLD, DecisionRule
+
 REAL_SUBSET = "real"
 
 
-def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> dict[str, float]:
+def binary_metrics(
+    labels: Sequence[int], scores: Sequence[float], threshold: float = DEFAULT_THRESHOLD
+) -> dict[str, float]:
     """Metrics of probabilities ``scores`` (higher = generated) against ``labels`` (1 = generated).
 
     AP and AUC are NaN when only one class is present; class accuracies are NaN when that class is absent.
     """
     y = np.asarray(labels, dtype=int)
     s = np.asarray(scores, dtype=float)
-    pred = (s >= threshold).astype(int)
+    pred = DecisionRule(threshold).flags(s).astype(int)
     both = len(np.unique(y)) == 2
     return {
         "n_real": int((y == 0).sum()),
@@ -32,7 +36,7 @@ def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: fl
 
 
 def per_subset_metrics(
-    labels: Sequence[int], scores: Sequence[float], subsets: Sequence[str], threshold: float = 0.5
+    labels: Sequence[int], scores: Sequence[float], subsets: Sequence[str], threshold: float = DEFAULT_THRESHOLD
 ) -> dict[str, dict[str, float]]:
     """Metrics per subset plus ``mean`` (unweighted over subsets) and ``all`` (pooled).
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..decision import DecisionRule
+
 
 def bootstrap_auc(
     labels: Sequence[int], scores: Sequence[float], rounds: int = 1000, seed: int = 0, level: float = 0.95
@@ -67,7 +69,7 @@ def bootstrap_mean_auc(
 
 def balanced_accuracy(labels: Sequence[int], scores: Sequence[float], threshold: float) -> float:
     y = np.asarray(labels, dtype=int)
-    pred = np.asarray(scores, dtype=float) >= threshold
+    pred = DecisionRule(threshold).flags(scores)
     return float(0.5 * ((~pred[y == 0]).mean() + pred[y == 1].mean()))
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from .._atomic import atomic_write, atomic_write_text
 from ..data.degrade import pad_to, resize
+from ..decision import DecisionRule
 from .config import DetectorConfig
 
 ARCHITECTURES: dict[str, type] = {}
@@ -161,7 +162,7 @@ class DetectorModel(nn.Module):
         """Write a calibrated decision threshold into a model folder's ``config.json`` (atomically)."""
         path = Path(folder) / "config.json"
         config = json.loads(path.read_text())
-        config["threshold"] = float(threshold)
+        config["threshold"] = DecisionRule(threshold).threshold  # refused here when outside [0, 1]
         return atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True))
 
     @classmethod

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
+from ..decision import DEFAULT_THRESHOLD
+
 
 @dataclass(frozen=True)
 class DetectorConfig:
@@ -25,7 +27,7 @@ class DetectorConfig:
     input_scale: float = 1.0
     label_smoothing: float = 0.1  # training targets pulled towards 0.5
     # --- decision
-    threshold: float = 0.5  # probability threshold, replaced by `nirnet eval --calibrate`
+    threshold: float = DEFAULT_THRESHOLD  # probability threshold, replaced by `nirnet eval --calibrate`
     extra: dict = field(default_factory=dict)
 
     ARCHS: ClassVar[tuple[str, ...]] = ()

@@ -178,18 +178,12 @@ def _score(detector: Detector, lock: threading.Lock, prepared: list, explain: bo
     results = []
     for name, item, error in prepared:
         if item is None:
-            results.append({"filename": name, "probability": None, "verdict": None, "error": error})
+            results.append(detector.result(name, error=error).to_row())
             continue
-        probability, crop_logits = next(scores)
-        result = {
-            "filename": name,
-            "probability": probability,
-            "verdict": detector.verdict(probability),
-            "crop_logits": crop_logits,
-            "width": item.width,
-            "height": item.height,
-            "error": None,
-        }
+        scored = next(scores)
+        # The common row (nirnet.detect.ROW_FIELDS), then what only the service returns.
+        result = {**detector.result(name, scored).to_row(), "crop_logits": scored[1]}
+        result.update(width=item.width, height=item.height)
         if explain:
             maps = next(explained)
             result["noise_map_png"] = data_url(noise_map_png(maps["noise_map"]))
