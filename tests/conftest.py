@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# The default backend (auto) exports each new model to ONNX on the CPU, seconds per tiny test model: tests that do
+# not choose a backend score with PyTorch. Set at import, not in a fixture, so that module-scoped fixtures and
+# subprocesses see it too; tests/test_runtime.py removes it where auto itself is tested.
+os.environ.setdefault("NIRNET_AUTO_BACKEND", "torch")
 
 
 @pytest.fixture(autouse=True)

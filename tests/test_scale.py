@@ -103,7 +103,7 @@ def test_resumed_run_equals_uninterrupted(full_run, model_dir, tmp_path):
 
 
 def test_a_bad_backend_fails_in_one_line_before_ray_starts(tmp_path, corpus):
-    with pytest.raises(ValueError, match="backend must be one of torch, onnx"):
+    with pytest.raises(ValueError, match="backend must be one of auto, torch, onnx"):
         score_at_scale([corpus / "folder"], tmp_path / "out", backend="tpu")
 
 

@@ -28,7 +28,7 @@ from .data.tensors import to_uint8_array
 from .decision import DecisionRule
 from .models.base import DetectorModel, image_crops, semantic_view
 from .models.registry import SHIPPED_MODELS, create_model
-from .runtime import forward_for
+from .runtime import select_forward
 
 DEFAULT_MODEL = "nirnet_tiny_texture_dn"
 #: Below this side there is no imprint to read (a 1 x 1 image would be upscaled into pure interpolation); such
@@ -168,15 +168,15 @@ class Detector:
         threshold: float | DecisionRule | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 32,
-        backend: str = "torch",
+        backend: str = "auto",
     ) -> None:
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but this machine has no usable CUDA GPU; use cpu")
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         # (crops, view) -> logits on the chosen backend (nirnet.runtime); self.model stays for noise maps and config.
-        self.backend = backend
-        self.forward = forward_for(self.model, backend, self.device)
+        # self.backend is the one that runs (auto resolved), so reports say which it was.
+        self.backend, self.forward = select_forward(self.model, backend, self.device)
         # The decision rule: an override (a threshold or a rule), else the model's calibrated threshold.
         self.rule = DecisionRule.of(threshold, model.config.threshold)
         self.batch_size = batch_size

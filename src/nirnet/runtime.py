@@ -1,26 +1,36 @@
-"""Where a detector's forward pass runs: PyTorch (``torch``, the default) or ONNX Runtime (``onnx``, CPU only).
+"""Where a detector's forward pass runs: ONNX Runtime (``onnx``, CPU only), PyTorch (``torch``) or ``auto`` (the
+default: ONNX Runtime on the CPU when it is installed and the model exports, else PyTorch with a one-line note).
 
 ONNX Runtime is several times faster than eager PyTorch on a small CPU for these models (fused conv + norm,
 better depthwise kernels; docs/RESULTS.md section 9). The model is exported once (about 20 s for the default) and
 kept in the user's cache folder under a fingerprint of its config and weights, so later runs start at once and a
 retrained model never reuses a stale graph. Preprocessing and crop averaging stay in :mod:`nirnet.detect`: both
 backends see the same crops and return the same logits (to float32 rounding).
+
+``NIRNET_AUTO_BACKEND=torch`` makes ``auto`` pick PyTorch without trying ONNX Runtime (the test suite sets it, so
+that building many small detectors does not export each one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from .models.base import DetectorModel
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 ONNX_OPSET = 18
+AUTO_ENV = "NIRNET_AUTO_BACKEND"
+
+Forward = Callable[..., torch.Tensor]
 
 
 def cache_dir() -> Path:
@@ -69,8 +79,11 @@ class OnnxForward:
         if fresh:
             from .export import export_onnx
 
-            # The exporter prints its progress on stdout, which `nirnet detect --json` keeps for results.
-            with contextlib.redirect_stdout(sys.stderr):
+            _note(f"exporting {model.config.name} for ONNX Runtime once (kept in {self.path.parent})")
+            # The exporter's progress lines and warnings would bury that note (and stdout is for results with
+            # `nirnet detect --json`); a failure's cause is in the exception.
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 try:
                     export_onnx(model, self.path, opset=ONNX_OPSET)
                 except RuntimeError as exc:
@@ -103,15 +116,37 @@ def check_backend(backend: str) -> None:
             import onnxscript  # noqa: F401  (the exporter needs it; fail here with the install line, not mid-export)
         except ImportError as exc:
             raise ValueError(
-                f"the onnx backend needs ONNX Runtime ({exc.name} is not installed): pip install 'nirnet[onnx]'"
+                f"the onnx backend needs ONNX Runtime ({exc.name} is not installed): pip install onnxruntime onnxscript"
             ) from exc
 
 
-def forward_for(model: DetectorModel, backend: str, device: torch.device):
-    """The callable that maps ``(crops, view)`` to logits for ``backend`` (see :data:`BACKENDS`)."""
+def select_forward(model: DetectorModel, backend: str, device: torch.device) -> tuple[str, Forward]:
+    """The backend that runs (``auto`` resolved to ``torch`` or ``onnx``) and the callable that maps
+    ``(crops, view)`` to logits on it (see :data:`BACKENDS`)."""
     check_backend(backend)
+    if backend == "auto":
+        return _auto(model, device)
     if backend == "torch":
-        return model
+        return "torch", model
     if device.type != "cpu":
         raise ValueError(f"the onnx backend runs on the CPU; use the torch backend for device {str(device)!r}")
-    return OnnxForward(model)
+    return "onnx", OnnxForward(model)
+
+
+def _auto(model: DetectorModel, device: torch.device) -> tuple[str, Forward]:
+    # GPUs run eager PyTorch well; ONNX Runtime is here for CPUs only.
+    if device.type != "cpu" or os.environ.get(AUTO_ENV, "").strip().lower() == "torch":
+        return "torch", model
+    try:
+        check_backend("onnx")
+        return "onnx", OnnxForward(model)
+    except Exception as exc:  # noqa: BLE001  (any failure here has a safe answer: eager PyTorch scores the same)
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line if len(first_line) <= 200 else first_line[:199] + "…"
+        _note(f"scoring with PyTorch, ONNX Runtime is unavailable ({reason})")
+        return "torch", model
+
+
+def _note(message: str) -> None:
+    """One line on stderr (stdout carries results)."""
+    print(f"note: {message}", file=sys.stderr, flush=True)

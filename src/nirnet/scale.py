@@ -56,7 +56,7 @@ class ChunkScorer:
     """A Ray actor: one detector, scores whole chunks and writes one Parquet file per chunk."""
 
     def __init__(
-        self, model: str | None, out_dir: str, threshold: float | None, batch_size: int, backend: str = "torch"
+        self, model: str | None, out_dir: str, threshold: float | None, batch_size: int, backend: str = "auto"
     ) -> None:
         import torch
 
@@ -131,11 +131,11 @@ def score_at_scale(
     chunk_size: int = 256,
     batch_size: int = 32,
     jsonl: bool = False,
-    backend: str = "torch",
+    backend: str = "auto",
 ) -> ScaleReport:
     """Score every input image on Ray (a local Ray in this process without ``address`` / ``RAY_ADDRESS``); writes
     ``out_dir/part-*.parquet`` (and ``out_dir/results.jsonl`` with ``jsonl``); returns counts. ``backend``: where
-    each actor runs the forward pass (``torch`` or ``onnx``, see :mod:`nirnet.runtime`)."""
+    each actor runs the forward pass (``auto``, ``torch`` or ``onnx``, see :mod:`nirnet.runtime`)."""
     try:
         import ray
     except ImportError as exc:

@@ -11,8 +11,9 @@ from rich.markup import escape
 _err = Console(stderr=True)
 
 BACKEND_HELP = (
-    "Where the forward pass runs: torch, or onnx (ONNX Runtime on the CPU, several times faster on small CPUs; "
-    "needs nirnet[onnx]; the first run exports the model to the user cache, ~20 s)."
+    "Where the forward pass runs: auto (ONNX Runtime on the CPU, else PyTorch with a one-line note; GPUs use "
+    "PyTorch), torch (eager PyTorch), or onnx (ONNX Runtime on the CPU, an error when it cannot run). ONNX Runtime "
+    "is several times faster on small CPUs; its first run exports the model to the user cache, ~20 s."
 )
 
 

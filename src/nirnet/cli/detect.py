@@ -70,7 +70,7 @@ def detect(
     workers: int = typer.Option(2, help="DataLoader workers that decode and crop images (0 = in the main process)."),
     num_crops: int = typer.Option(None, help="Crops per image (default: the model's config)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Score images: probability that each is AI-generated, and a verdict at the model's threshold."""
     run_detect(
@@ -102,7 +102,7 @@ def run_detect(
     workers: int = 2,
     num_crops: int | None = None,
     device: str = "cpu",
-    backend: str = "torch",
+    backend: str = "auto",
 ) -> None:
     """What `nirnet detect` does, callable from other verbs with plain Python defaults (a typer verb function
     called directly receives typer's option objects for every argument it is not given).

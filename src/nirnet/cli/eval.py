@@ -25,7 +25,7 @@ def eval_command(
     ),
     out: Path = typer.Option(Path("out/eval"), help="Folder for metrics.json, report.md and plots."),
     split: str = typer.Option(None, help="GenImage only: train or val."),
-    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Evaluate a detector per subset (generator): ACC@threshold, real-ACC, fake-ACC, AP, ROC-AUC, and means."""
     import dataclasses

@@ -20,7 +20,7 @@ def onnx(
     from nirnet.cli._common import load_detector
     from nirnet.export import check_onnx, export_onnx
 
-    detector = load_detector(model)
+    detector = load_detector(model, backend="torch")  # export needs only the PyTorch model
     path = export_onnx(detector.model, out, opset=opset)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
     if check:

@@ -29,7 +29,7 @@ def scale(
     chunk_size: int = typer.Option(256, help="Paths per chunk (the unit of work and of resume); a tar shard is one."),
     batch_size: int = typer.Option(32, help="Crops per forward pass inside an actor."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write all rows to OUT/results.jsonl."),
-    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Score images at scale with Ray Data: one detector per actor, one row per image (path, probability, verdict,
     error, model, threshold) in Parquet. A rerun into the same folder skips the chunks already written; a bad file

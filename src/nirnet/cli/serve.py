@@ -42,7 +42,7 @@ def serve(
         None, min=0.0, max=1.0, help="Override the model's calibrated decision threshold (in [0, 1])."
     ),
     device: str = typer.Option("cpu", help="Device for the model: cpu, cuda, cuda:1, ..."),
-    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
 ) -> None:
     """Serve the detector over HTTP: a page at / (drop images, see the score, noise map and spectrum),
