@@ -75,9 +75,10 @@ def held_out_samples(config: str, overrides: list[str], fold: int) -> tuple[list
     """(samples, group) to score: every image of the fold's families (group = family) and the held-out real
     photos of every source (group = the source folder's name)."""
     cfg = load_config(config, [o for o in overrides if o.startswith("data.validation")])
-    _, _, real_held, _ = training_images(cfg)
+    samples = generated_samples(cfg)
+    _, _, real_held, _ = training_images(cfg, samples)
     held = set(FOLDS[fold])
-    fakes = [s for s in generated_samples(cfg) if family_of(s.subset) in held]
+    fakes = [s for s in samples if family_of(s.subset) in held]
     samples = [Sample(p, 0, "real") for p in dict.fromkeys(real_held)] + fakes
     groups = [real_source_name(p) for p in dict.fromkeys(real_held)] + [family_of(s.subset) for s in fakes]
     return samples, groups

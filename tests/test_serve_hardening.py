@@ -252,21 +252,7 @@ def _free_port() -> int:
 
 
 def test_slow_headers_are_dropped_by_the_server(detector):
-    uvicorn = pytest.importorskip("uvicorn")
-    from nirnet.serve.server import HeaderDeadlineProtocol
-
-    port = _free_port()
-    protocol = type("Fast", (HeaderDeadlineProtocol,), {"header_timeout_s": 0.5})
-    config = uvicorn.Config(
-        create_app(detector, _config()), host="127.0.0.1", port=port, http=protocol, log_level="error"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 20
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
+    with _serving(create_app(detector, _config()), header_timeout_s=0.5) as port:
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never finished
             sock.settimeout(5)
@@ -277,9 +263,6 @@ def test_slow_headers_are_dropped_by_the_server(detector):
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             sock.settimeout(5)
             assert b"200 OK" in sock.recv(1000)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ class BlobSource:
     def __init__(self, mirror_root: str | Path | None = None, cache_dir: str | Path | None = None) -> None:
         self.mirror_root = Path(mirror_root) if mirror_root else None
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self._debs: dict[tuple[str, str], dict[str, bytes]] = {}
+        self._debs: dict[tuple[str, str], tarfile.TarFile] = {}  # each package's data archive, opened once
 
     def get(self, repo: str, commit: str, path: str) -> bytes:
         if repo.startswith(DEBIAN):
@@ -75,12 +75,18 @@ class BlobSource:
     def _debian(self, package: str, version: str, path: str) -> bytes:
         key = (package, version)
         if key not in self._debs:
-            self._debs[key] = _deb_files(self._deb_path(package, version).read_bytes())
-        files = self._debs[key]
+            self._debs[key] = _deb_data(self._deb_path(package, version).read_bytes())
+        archive = self._debs[key]
         member = path.lstrip("/")
-        if member not in files:
-            raise BlobMissing(f"{package} {version} has no file {member}")
-        return files[member]
+        for name in (f"./{member}", member):
+            try:
+                info = archive.getmember(name)
+            except KeyError:
+                continue
+            handle = archive.extractfile(info) if info.isfile() else None
+            if handle is not None:
+                return handle.read()
+        raise BlobMissing(f"{package} {version} has no file {member}")
 
     def _deb_path(self, package: str, version: str) -> Path:
         # apt names files <package>_<version>_<arch>.deb with the epoch's colon written as %3a
@@ -117,8 +123,8 @@ def _download(url: str, attempts: int = 3, timeout: float = 60) -> bytes:
     raise BlobMissing(f"{url}: {error}")
 
 
-def _deb_files(deb: bytes) -> dict[str, bytes]:
-    """Regular files of a .deb's data archive, by path without the leading ``./``.
+def _deb_data(deb: bytes) -> tarfile.TarFile:
+    """The data archive of a .deb, opened; files are read from it on demand (a package can hold hundreds of MB).
 
     A .deb is an ``ar`` archive (``!<arch>`` then 60-byte member headers) holding ``data.tar.{xz,gz,bz2}``."""
     if not deb.startswith(b"!<arch>\n"):
@@ -132,11 +138,6 @@ def _deb_files(deb: bytes) -> dict[str, bytes]:
         if name.startswith("data.tar"):
             if name.endswith(".zst"):
                 raise BlobMissing("the package's data is zstd-compressed, which this reader does not support")
-            files = {}
-            with tarfile.open(fileobj=io.BytesIO(body)) as archive:
-                for info in archive:
-                    if info.isfile():
-                        files[info.name.removeprefix("./")] = archive.extractfile(info).read()
-            return files
+            return tarfile.open(fileobj=io.BytesIO(body))
         pos += 60 + size + (size % 2)  # members are padded to an even offset
     raise BlobMissing("the package has no data archive")

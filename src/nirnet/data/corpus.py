@@ -68,7 +68,6 @@ class SourceRow:
     def output_stem(self) -> str:
         """A file name unique to (repo, path, box), readable, safe on every filesystem."""
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.repo}__{Path(self.path).with_suffix('')}")
-        slug = slug.replace("debian_", "deb_", 1)
         if self.box:
             slug += "__" + "-".join(map(str, self.box))
         if len(slug) > 150:  # long paths: keep the readable start, make it unique with a hash of the whole

@@ -108,7 +108,6 @@ class PairDataset(Dataset):
         self.real_weights = _probabilities(real_weights, len(self.real_paths), "real_weights")
         self.generated_weights = _probabilities(generated_weights, len(self.generated), "generated_weights")
         self._histories: dict[Path, degrade.JpegHistory | None] = {}
-        self._last_generated: Path | None = None  # set by _generated_pair, read back by pair()
         if not self.real_paths and not self.recon:
             raise ValueError("no real images to train on")
         if simulator is None and not self.recon:
@@ -154,7 +153,7 @@ class PairDataset(Dataset):
 
     def _simulator_pair(
         self, rng: np.random.Generator, params: degrade.DegradeParams
-    ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None]:
+    ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None, None]:
         img, path = self._load_with_path(self._draw_real(rng), rng)
         region = self.config.region_for(params)
         w, h = min(img.width, region), min(img.height, region)
@@ -164,11 +163,11 @@ class PairDataset(Dataset):
         x = to_float_tensor(real)
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         fake = self.simulator(x, generator).images[0]
-        return real, to_image(fake), self._history(path)
+        return real, to_image(fake), self._history(path), None
 
     def _autoencoder_pair(
         self, rng: np.random.Generator, params: degrade.DegradeParams
-    ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None]:
+    ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None, None]:
         entry = self.recon[int(rng.integers(len(self.recon)))]
         names = sorted(entry.recons)
         name = names[int(rng.integers(len(names)))]
@@ -179,17 +178,15 @@ class PairDataset(Dataset):
             x = np.asarray(real, dtype=np.float32)
             mixed = x + lam * (np.asarray(fake, dtype=np.float32) - x)
             fake = Image.fromarray(np.clip(np.round(mixed), 0, 255).astype(np.uint8))
-        return real, fake, self._history(entry.image)
+        return real, fake, self._history(entry.image), None
 
     def _generated_pair(
         self, rng: np.random.Generator, params: degrade.DegradeParams
-    ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None]:
+    ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None, Path]:
         real, path = self._load_with_path(self._draw_real(rng), rng)
-        fake, self._last_generated = self._load_with_path(
-            _draw(self.generated, self.generated_weights, rng), rng, self.generated
-        )
+        fake, source = self._load_with_path(_draw(self.generated, self.generated_weights, rng), rng, self.generated)
         # A generated PNG has no compression history; it gets the history of the photo it is paired with.
-        return real, fake, self._history(path)
+        return real, fake, self._history(path), source
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         real, fake, kind, _ = self.pair(key)
@@ -202,8 +199,7 @@ class PairDataset(Dataset):
         rng = np.random.default_rng(item_seed(self.seed, step, slot))
         kind = self._kind(rng)
         params = degrade.sample_params(self.config.degrade, rng)
-        self._last_generated = None
-        real, fake, history = getattr(self, f"_{kind}_pair")(rng, params)
+        real, fake, history, source = getattr(self, f"_{kind}_pair")(rng, params)
         if self.config.match_sharpness and kind != "generated":  # a generated image is not its photo's twin
             fake = degrade.match_noise_floor(degrade.match_sharpness(fake, real), real, rng)
         fake = degrade.apply_jpeg_history(fake, history)
@@ -213,7 +209,7 @@ class PairDataset(Dataset):
             real, fake = degrade.apply_paired(real, fake, params)
         else:  # an unpaired generated image: same draw, each at its own size
             real, fake = degrade.apply(real, params), degrade.apply(fake, params)
-        return real, fake, kind, self._last_generated
+        return real, fake, kind, source
 
 
 def _probabilities(weights: Sequence[float] | None, count: int, name: str) -> np.ndarray | None:

@@ -179,21 +179,25 @@ def generated_samples(config: TrainConfig) -> list:
     return [s for s in samples if family_of(s.subset) not in excluded]
 
 
-def training_images(config: TrainConfig) -> tuple[list[Path], list[Path], list[Path], list[Path]]:
-    """(real, generated) training paths, then (real, generated) validation paths (``data.validation``)."""
+def training_images(
+    config: TrainConfig, generated: list | None = None
+) -> tuple[list[Path], list[Path], list[Path], list[Path]]:
+    """(real, generated) training paths, then (real, generated) validation paths (``data.validation``);
+    ``generated``: the :func:`generated_samples`, when the caller has read them already."""
     d = config.data
-    generated = [s.path for s in generated_samples(config)]
+    generated = generated_samples(config) if generated is None else generated
     real_train, real_held = split_paths(real_image_paths(d.real, d.limit), d.validation)
-    gen_train, gen_held = split_paths(generated, d.validation)
+    gen_train, gen_held = split_paths([s.path for s in generated], d.validation)
     return real_train, gen_train, real_held, gen_held
 
 
-def sampling_weights(config: TrainConfig, real: list[Path], generated: list[Path]):
-    """(real weights, generated weights) for ``data.balance``; (None, None) draws uniformly."""
+def sampling_weights(config: TrainConfig, real: list[Path], generated: list[Path], samples: list):
+    """(real weights, generated weights) for ``data.balance`` (``samples``: the generated datasets' samples, for
+    each path's generator); (None, None) draws uniformly."""
     d = config.data
     if not d.balance:
         return None, None
-    generator_of = {s.path: s.subset for s in generated_samples(config)}
+    generator_of = {s.path: s.subset for s in samples}
     gen_weights = family_weights([generator_of[p] for p in generated], d.min_family_images) if generated else None
     return source_weights(real), gen_weights
 
@@ -219,11 +223,12 @@ def build_dataset(config: TrainConfig, crop_size: int, input_scale: float = 1.0)
     recon = read_recon_cache(d.recon_cache) if d.recon_cache else None
     if recon is not None and d.autoencoders is not None:
         recon = restrict_recon_cache(recon, d.autoencoders)
-    real, generated, _, _ = training_images(config)
+    samples = generated_samples(config)
+    real, generated, _, _ = training_images(config, samples)
     # The model's crop size and input scale decide the training crops, as they decide the inference crops.
     degrade = replace(d.pairs.degrade, crop_size=crop_size, input_scale=input_scale)
     pairs = replace(d.pairs, crop_size=crop_size, degrade=degrade)
-    real_weights, generated_weights = sampling_weights(config, real, generated)
+    real_weights, generated_weights = sampling_weights(config, real, generated, samples)
     return PairDataset(
         real,
         pairs,
