@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nirnet.data.degrade import DegradeConfig, DegradeParams
+from nirnet.data.degrade import DegradeConfig, DegradeParams, SharpnessConfig
 from nirnet.data.pairs import CROP_MARGIN, PairConfig, PairDataset
 from nirnet.eval.sanity import blockiness
 from nirnet.imprint.bank import ImprintBank
@@ -183,3 +183,37 @@ def test_simulated_region_covers_the_crop_at_the_model_input_scale():
     half = PairConfig(crop_size=64, degrade=DegradeConfig(resize_prob=0.0, crop_size=64, input_scale=0.5))
     double = PairConfig(crop_size=64, degrade=DegradeConfig(resize_prob=0.0, crop_size=64, input_scale=2.0))
     assert half.region == 2 * native.region and double.region == native.region // 2
+
+
+def test_generated_pairs_are_matched_in_fineness_and_noise_when_asked(tmp_path):
+    from nirnet.data.degrade import gaussian_blur, noise_floor, sharpness_score
+
+    # noisy photos against clean, smooth "generated" images: both plain cues a probe found in the training pairs
+    rng = np.random.default_rng(0)
+    photos, fakes = [], []
+    for i in range(3):
+        clean = synthetic_photo(300, 300, seed=i).astype(float)
+        photos.append(tmp_path / f"photo{i}.png")
+        Image.fromarray(np.clip(clean + rng.normal(0, 6, clean.shape), 0, 255).astype(np.uint8)).save(photos[-1])
+        fakes.append(tmp_path / f"fake{i}.png")
+        gaussian_blur(Image.fromarray(synthetic_photo(300, 300, seed=10 + i)), 1.2).save(fakes[-1])
+    degrade_config = DegradeConfig(jpeg_prob=0.0, blur_prob=0.0, resize_prob=0.0, crop_size=64)
+    gaps = {}
+    for match in (False, True):
+        config = PairConfig(
+            crop_size=64,
+            p_generated=1.0,
+            degrade=degrade_config,
+            sharpness=SharpnessConfig(prob=0.0),
+            match_generated=match,
+        )
+        data = PairDataset(photos, config, ImprintSimulator(ImprintBank.load()), generated_paths=fakes, seed=0)
+        noise, fine = [], []
+        for key in range(8):
+            real, fake, kind, source = data.pair((0, key))
+            assert kind == "generated" and source in fakes and real.size == fake.size == (64, 64)
+            noise.append(abs(np.log(noise_floor(fake) / noise_floor(real))))
+            fine.append(abs(sharpness_score(fake) - sharpness_score(real)))
+        gaps[match] = (float(np.mean(noise)), float(np.mean(fine)))
+    assert gaps[False][0] > 0.5, gaps  # unmatched: the fake is visibly cleaner
+    assert gaps[True][0] < 0.5 * gaps[False][0] and gaps[True][1] < gaps[False][1], gaps

@@ -55,6 +55,10 @@ class PairConfig:
     degrade: degrade.DegradeConfig = field(default_factory=degrade.DegradeConfig)
     match_history: bool = True  # re-encode each fake with its photo's own JPEG tables (see the module docstring)
     match_sharpness: bool = True  # blur or sharpen each twin to its photo's overall fineness (see the docstring)
+    # The same for generated images, which are not their photo's twin: each is cut to the region that reaches the
+    # crop, its fineness matched to the photo's and the cleaner of the two noised up to the other's noise floor, so
+    # "smoother / cleaner / fewer colours than a photo" cannot mark a family (the per-family probes found it did).
+    match_generated: bool = False
     sharpness: SharpnessConfig = field(default_factory=SharpnessConfig)
     ae_mix: tuple[float, float] = (0.5, 1.0)  # lambda range of x + lambda (D(E(x)) - x) for autoencoder twins
 
@@ -73,6 +77,15 @@ class PairConfig:
         """
         scale = (params.resize_scale or 1.0) * params.input_scale
         return int(math.ceil((self.crop_size + CROP_MARGIN) / scale))
+
+
+def cut_region(img: Image.Image, region: int, rng: np.random.Generator) -> Image.Image:
+    """A random square of side ``region`` (or the whole side when shorter) at a :data:`GRID`-aligned offset, so a
+    photo's JPEG grid keeps its phase; only these pixels can reach the crop, so nothing else needs processing."""
+    w, h = min(img.width, region), min(img.height, region)
+    left = int(rng.integers(0, (img.width - w) // GRID + 1)) * GRID
+    top = int(rng.integers(0, (img.height - h) // GRID + 1)) * GRID
+    return img.crop((left, top, left + w, top + h))
 
 
 def item_seed(seed: int, step: int, index: int) -> int:
@@ -155,11 +168,7 @@ class PairDataset(Dataset):
         self, rng: np.random.Generator, params: degrade.DegradeParams
     ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None, None]:
         img, path = self._load_with_path(self._draw_real(rng), rng)
-        region = self.config.region_for(params)
-        w, h = min(img.width, region), min(img.height, region)
-        left = int(rng.integers(0, (img.width - w) // GRID + 1)) * GRID
-        top = int(rng.integers(0, (img.height - h) // GRID + 1)) * GRID
-        real = img.crop((left, top, left + w, top + h))
+        real = cut_region(img, self.config.region_for(params), rng)
         x = to_float_tensor(real)
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         fake = self.simulator(x, generator).images[0]
@@ -185,6 +194,14 @@ class PairDataset(Dataset):
     ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None, Path]:
         real, path = self._load_with_path(self._draw_real(rng), rng)
         fake, source = self._load_with_path(_draw(self.generated, self.generated_weights, rng), rng, self.generated)
+        if self.config.match_generated:
+            region = self.config.region_for(params)
+            real, fake = cut_region(real, region, rng), cut_region(fake, region, rng)
+            fake = degrade.match_sharpness(fake, real)
+            fake = degrade.match_noise_floor(fake, real, rng)
+            noised = degrade.match_noise_floor(real, fake, rng)  # a clean photo is noised up to a noisy fake
+            if noised is not real:  # re-saved with its own history, as the fake will be: no grid-free noise cue
+                real = degrade.apply_jpeg_history(noised, self._history(path))
         # A generated PNG has no compression history; it gets the history of the photo it is paired with.
         return real, fake, self._history(path), source
 
