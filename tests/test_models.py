@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from nirnet.data.transforms import PreprocessConfig, image_crops, inference_transform
 from nirnet.models import create_model, get_config, list_models
 from nirnet.models.frequency import dct_matrix, select_patches, srm_kernels
 from nirnet.models.losses import DifferenceAwareLoss, bce_with_smoothing
@@ -19,7 +20,7 @@ def tiny(**overrides) -> NIRNet:
 
 def test_registry():
     assert {"nirnet_tiny", "nirnet_base", "test_nirnet"} <= set(list_models())
-    assert get_config("nirnet_tiny", crop_size=128).crop_size == 128
+    assert get_config("nirnet_tiny", crop_size=128).preprocess.crop_size == 128
     with pytest.raises(KeyError):
         create_model("nope")
 
@@ -28,7 +29,7 @@ def test_registry():
 def test_output_shapes_on_any_size(size):
     model = tiny().eval()
     image = Image.fromarray(synthetic_photo(size[1], size[0], seed=1))
-    crops = model.crops_of(image)
+    crops = inference_transform(model.config).crops(image)
     assert crops.shape[1:] == (3, 64, 64)
     prob, logits = model.score_image(image)
     assert len(logits) == len(crops)
@@ -46,7 +47,7 @@ def test_batch_forward_shapes():
 def test_small_image_is_padded_not_resized():
     model = tiny()
     arr = synthetic_photo(20, 30, seed=2)
-    crops = model.crops_of(Image.fromarray(arr))
+    crops = inference_transform(model.config).crops(Image.fromarray(arr))
     assert crops.shape == (1, 3, 64, 64)
     np.testing.assert_allclose(crops[0, :, :20, :30].permute(1, 2, 0).numpy() * 255, arr, atol=1e-3)
 
@@ -278,7 +279,7 @@ def test_texture_branch_reads_native_crops_in_training_and_inference():
     assert model.semantic.backbone.out_dim == 2 * (16 + 24)
     assert not model.config.uses_image_view
     image = Image.fromarray(synthetic_photo(150, 170, seed=3))
-    crops = model.crops_of(image)
+    crops = inference_transform(model.config).crops(image)
     prob, logits = model.score_image(image)
     # inference is the training forward on the crops themselves: no whole-image view is made or used
     torch.testing.assert_close(torch.tensor(logits), model(crops), rtol=0, atol=1e-5)
@@ -334,35 +335,33 @@ def test_baselines_have_their_own_config_and_read_old_folders(tmp_path):
 
 
 def test_input_scale_resizes_the_image_before_its_crops():
-    from nirnet.models.base import image_crops
-
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
-    native = image_crops(image, 64, 4)
-    doubled = image_crops(image, 64, 4, scale=2.0)
+    native = image_crops(image, PreprocessConfig(crop_size=64))
+    doubled = image_crops(image, PreprocessConfig(crop_size=64, input_scale=2.0))
     assert native.shape == (1, 3, 64, 64)  # a 64 px image holds one 64 px crop ...
     assert doubled.shape == (4, 3, 64, 64)  # ... and, doubled to 128 px, four
     # a doubled image's top-left crop is the top-left quarter, magnified: its mean matches the quarter's
     quarter = np.asarray(image)[:32, :32].mean() / 255
     assert abs(float(doubled[0].mean()) - quarter) < 0.01
     model = create_model("test_nirnet", input_scale=2.0)
-    assert torch.equal(model.crops_of(image), doubled[: model.config.num_crops])
+    num_crops = model.config.preprocess.num_crops
+    assert torch.equal(inference_transform(model.config).crops(image), doubled[:num_crops])
     # the batched scoring path (detect, eval, serve) prepares the same crops
     from nirnet.detect import prepare_image
 
     prepared = prepare_image(model.config, image).crops.float() / 255
-    assert torch.equal(prepared, doubled[: model.config.num_crops])
+    assert torch.equal(prepared, doubled[:num_crops])
 
 
 def test_scaled_crops_match_the_crops_of_the_whole_resized_image():
     from nirnet.data.degrade import resize
-    from nirnet.models.base import image_crops
 
     rng = np.random.default_rng(1)
     for height, width, scale in [(512, 512, 1.5), (375, 500, 2.0), (300, 700, 1.25), (120, 100, 1.5)]:
         image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-        from_regions = image_crops(image, 128, 4, scale=scale)
-        from_whole = image_crops(resize(image, scale), 128, 4)
+        from_regions = image_crops(image, PreprocessConfig(crop_size=128, input_scale=scale))
+        from_whole = image_crops(resize(image, scale), PreprocessConfig(crop_size=128))
         assert from_regions.shape == from_whole.shape
         assert float((from_regions - from_whole).abs().max()) <= 2.5 / 255  # float rounding of the filter only
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ..data.transforms import PreprocessConfig
 from .config import BaselineConfig, DetectorConfig, NIRNetConfig
 
 _MODELS: dict[str, Callable[[], DetectorConfig]] = {}
@@ -91,9 +92,11 @@ def nirnet_tiny_texture() -> NIRNetConfig:
 def nirnet_tiny_texture_dn() -> NIRNetConfig:
     """nirnet_tiny_texture whose noise extractor is a 5-layer, 16-channel DnCNN-style denoiser pretrained by
     self-supervised denoising on real photos (`nirnet pretrain-denoiser`) and kept frozen, so N(x) stays a map of
-    noise rather than of the scene; train with `init.noise_extractor` (configs/nirnet_tiny_texture_dn.yaml)."""
+    noise rather than of the scene; train with `init.noise_extractor` (configs/nirnet_tiny_texture_dn.yaml). Reads
+    every image upscaled 1.5x, chosen after training at 1x (docs/RESULTS.md section 6f; its training config keeps
+    `data.pairs.input_scale: 1.0`)."""
     return nirnet_tiny_texture().replace(
-        name="nirnet_tiny_texture_dn", noise_width=16, noise_depth=5, noise_frozen=True
+        name="nirnet_tiny_texture_dn", noise_width=16, noise_depth=5, noise_frozen=True, input_scale=1.5
     )
 
 
@@ -104,8 +107,7 @@ def nirnet_base() -> NIRNetConfig:
     frequency branch and a CLIP ViT-L/14 semantic branch (weights from a local file)."""
     return NIRNetConfig(
         name="nirnet_base",
-        crop_size=256,
-        num_crops=8,
+        preprocess=PreprocessConfig(crop_size=256, num_crops=8),
         noise_width=64,
         noise_depth=17,
         encoder_width=64,
@@ -137,8 +139,7 @@ def test_nirnet() -> NIRNetConfig:
     """A few-kilobyte model for tests: every branch present, random semantic backbone."""
     return NIRNetConfig(
         name="test_nirnet",
-        crop_size=64,
-        num_crops=2,
+        preprocess=PreprocessConfig(crop_size=64, num_crops=2),
         semantic_size=64,
         noise_width=4,
         encoder_width=4,
