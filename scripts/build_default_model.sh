@@ -11,6 +11,8 @@
 #      saved with its registry entry's input_scale 1.5 (it reads every image resized by 1.5x; chosen after
 #      training, docs/RESULTS.md section 6f).
 # Outputs go to runs/ first and are copied into the package only by this script (the CLI never writes there).
+# A rebuilt model.safetensors has a new SHA-256: put it in the model's registry entry (src/nirnet/models/registry.py,
+# checked on load and by tests/test_shipped.py); the script prints them at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NIRNET=.venv/bin/nirnet
@@ -40,3 +42,4 @@ $NIRNET train -c configs/nirnet_tiny_texture_dn.yaml --resume --no-progress
 mkdir -p "$WEIGHTS/nirnet_tiny_texture_dn"
 cp runs/nirnet_tiny_texture_dn/final/model.safetensors runs/nirnet_tiny_texture_dn/final/config.json \
   "$WEIGHTS/nirnet_tiny_texture_dn/"
+sha256sum "$WEIGHTS"/*/model.safetensors

@@ -299,9 +299,9 @@ def test_texture_model_roundtrip_and_config_checks(tmp_path):
     torch.manual_seed(0)
     model = texture_model().eval()
     model.save_pretrained(tmp_path / "t")
-    from nirnet.models.base import DetectorModel
+    from nirnet.models import load_model
 
-    loaded = DetectorModel.from_pretrained(tmp_path / "t")  # JSON list -> tuple of taps
+    loaded = load_model(tmp_path / "t")  # JSON list -> tuple of taps
     assert loaded.config == model.config and loaded.config.semantic_taps == (0, 2)
     for key, value in model.trainable_state_dict().items():
         torch.testing.assert_close(loaded.trainable_state_dict()[key], value, rtol=0, atol=0)
@@ -314,13 +314,13 @@ def test_texture_model_roundtrip_and_config_checks(tmp_path):
 
 
 def test_baselines_have_their_own_config_and_read_old_folders(tmp_path):
-    from nirnet.models import BaselineConfig, DetectorConfig, get_config
+    from nirnet.models import BaselineConfig, config_from_dict, get_config
 
     config = get_config("npr_tiny")
     assert isinstance(config, BaselineConfig) and not hasattr(config, "lambda_da") and config.width == 32
     with pytest.raises(ValueError, match="no setting da_crop"):
         config.replace(da_crop=32)  # NIRNet's settings are not a baseline's
-    assert DetectorConfig.from_dict(json.loads(config.to_json())) == config
+    assert config_from_dict(json.loads(config.to_json())) == config
     # A folder saved when baselines carried NIRNet's whole config (width in encoder_width) still loads.
     old = {**json.loads(get_config("nirnet_tiny").to_json()), "name": "npr_tiny", "arch": "npr", "encoder_width": 8}
     model = create_model("npr_tiny", width=8)
@@ -369,3 +369,102 @@ def test_scaled_crops_match_the_crops_of_the_whole_resized_image():
 def test_input_scale_must_be_positive():
     with pytest.raises(ValueError, match="input_scale must be > 0"):
         get_config("nirnet_tiny", input_scale=0)
+
+
+def test_a_model_registered_in_a_test_is_built_saved_and_loaded(tmp_path, monkeypatch):
+    """Adding a model is one decorated function: its architecture, config factory and shipped weights."""
+    import hashlib
+
+    from nirnet.detect import Detector
+    from nirnet.models import BaselineConfig, load_model, registry
+    from nirnet.models.base import DetectorModel
+
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))  # the registrations below end with the test
+
+    class MeanColour(DetectorModel):
+        arch = "test_mean_colour"
+        config_class = BaselineConfig
+
+        def __init__(self, config: BaselineConfig) -> None:
+            super().__init__()
+            self.config = config
+            self.head = torch.nn.Linear(3, 1)
+
+        def forward(self, crops, view=None, crops_per_view=1):
+            return self.head(crops.mean(dim=(-2, -1))).squeeze(1)
+
+    @registry.register_model(MeanColour)
+    def test_mean_colour() -> BaselineConfig:
+        return BaselineConfig(name="test_mean_colour", preprocess=PreprocessConfig(crop_size=32, num_crops=2))
+
+    model = create_model("test_mean_colour").eval()
+    assert isinstance(model, MeanColour) and model.config.arch == "test_mean_colour"
+    assert "test_mean_colour" in list_models() and "test_mean_colour" not in list_models(pretrained=True)
+    folder = model.save_pretrained(tmp_path / "m")
+    sha256 = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+    @registry.register_model(MeanColour, pretrained=registry.Pretrained(folder, sha256))
+    def test_mean_colour_shipped() -> BaselineConfig:
+        return test_mean_colour()
+
+    image = Image.fromarray(synthetic_photo(80, 90, seed=4))
+    expected = model.score_image(image)
+    assert create_model("test_mean_colour_shipped", pretrained=True).score_image(image) == expected
+    assert isinstance(load_model(folder), MeanColour) and load_model(folder).score_image(image) == expected
+    (result,) = Detector.from_pretrained("test_mean_colour_shipped", backend="torch").predict(image)
+    assert result.probability == pytest.approx(expected[0], abs=1e-6)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_model(MeanColour)(test_mean_colour)
+    monkeypatch.setitem(
+        registry._MODELS,
+        "bad",
+        registry.ModelEntry("bad", MeanColour, test_mean_colour, registry.Pretrained(folder, "0" * 64)),
+    )
+    with pytest.raises(ValueError, match="update the entry's sha256"):
+        create_model("bad", pretrained=True)
+
+
+def test_a_backbone_registered_in_a_test_builds_a_semantic_branch(monkeypatch):
+    from nirnet.models import semantic
+
+    monkeypatch.setattr(semantic, "_BACKBONES", dict(semantic._BACKBONES))
+
+    @semantic.register_backbone("test_pool")
+    def test_pool(variant, pretrained, weights, taps):
+        width = int(variant or 3)
+        return semantic.FrozenBackbone(
+            torch.nn.Conv2d(3, width, 1), lambda m, x: m(x).mean((-2, -1)), width, (0,) * 3, (1,) * 3
+        )
+
+    model = tiny(semantic="test_pool:5", semantic_size=64)
+    assert model.semantic.backbone.out_dim == 5
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2,)
+    with pytest.raises(ValueError, match="unknown semantic backend 'nope'"):
+        tiny(semantic="nope")
+
+
+def test_an_autoencoder_family_registered_in_a_test_is_listed_and_built(monkeypatch):
+    from nirnet.imprint import autoencoders
+    from nirnet.imprint.reconstructor import Reconstructor
+
+    monkeypatch.setattr(autoencoders, "_REGISTRY", dict(autoencoders._REGISTRY))
+
+    class Identity(Reconstructor):
+        def __init__(self, stride: int) -> None:
+            super().__init__()
+            self.stride = stride
+
+        def _encode(self, x):
+            return x
+
+        def _decode(self, z):
+            return z
+
+    @autoencoders.register_autoencoder("test_identity", variants=lambda: ["s4", "s8"])
+    def test_identity(variant: str) -> Reconstructor:
+        return Identity(int(variant[1:]))
+
+    assert {"test_identity:s4", "test_identity:s8"} <= set(autoencoders.list_autoencoders())
+    assert autoencoders.create_autoencoder("test_identity:s8").stride == 8
+    with pytest.raises(KeyError, match="unknown autoencoder"):
+        autoencoders.create_autoencoder("test_identity")

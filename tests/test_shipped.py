@@ -1,5 +1,7 @@
 """The weights shipped inside the package: they must load and work without ../shared."""
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,7 @@ from nirnet.detect import DEFAULT_MODEL
 from nirnet.imprint.autoencoders import create_autoencoder, list_autoencoders
 from nirnet.imprint.bank import DEFAULT_BANK, ImprintBank
 from nirnet.models.base import load_trainable_state
-from nirnet.models.config import DetectorConfig
-from nirnet.models.registry import SHIPPED_MODELS, create_model, get_config, list_models
+from nirnet.models.registry import config_from_dict, create_model, get_config, list_models, model_entry
 from nirnet.testing import synthetic_photo
 
 
@@ -81,9 +82,7 @@ def test_demo_folder(tmp_path):
     assert len(list((folder / "real").glob("*.png"))) == len(list((folder / "simulated").glob("*.png"))) >= 1
 
 
-@pytest.mark.skipif(
-    not (SHIPPED_MODELS / DEFAULT_MODEL / "model.safetensors").is_file(), reason="no default model shipped yet"
-)
+@pytest.mark.skipif(DEFAULT_MODEL not in list_models(pretrained=True), reason="no default model shipped yet")
 def test_default_detector_loads_and_scores():
     from nirnet import Detector
 
@@ -140,7 +139,7 @@ def test_demo_verb_runs_end_to_end(tmp_path):
         assert path.stem in result.output
 
 
-SHIPPED = [name for name in list_models() if (SHIPPED_MODELS / name / "model.safetensors").is_file()]
+SHIPPED = list_models(pretrained=True)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -152,8 +151,11 @@ def test_shipped_model_is_its_registry_entry(name):
 
     from nirnet.detect import Detector
 
-    folder = SHIPPED_MODELS / name
-    assert DetectorConfig.from_file(folder / "config.json") == get_config(name)
+    folder = model_entry(name).pretrained.path
+    assert config_from_dict(json.loads((folder / "config.json").read_text())) == get_config(name)
+    assert (
+        hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == model_entry(name).pretrained.sha256
+    )
     images = [Image.fromarray(synthetic_photo(h, w, seed=h)) for h, w in [(300, 400), (90, 120), (517, 333)]]
     from_entry = create_model(name)
     load_trainable_state(from_entry, load_file(str(folder / "model.safetensors")), name)
@@ -167,13 +169,11 @@ def test_shipped_model_is_its_registry_entry(name):
 def test_config_json_before_preprocess_config_still_loads(tmp_path):
     """Folders saved with ``crop_size``, ``num_crops`` and ``input_scale`` at the top level load into ``preprocess``
     with today's defaults for the settings that were fixed then, and save back in the nested layout."""
-    import json
-
     old = {k: v for k, v in json.loads(get_config("nirnet_tiny").to_json()).items() if k != "preprocess"}
     old.update(crop_size=128, num_crops=2, input_scale=1.5)
-    config = DetectorConfig.from_dict(old)
+    config = config_from_dict(old)
     assert config.preprocess.crop_size == 128 and config.preprocess.num_crops == 2
     assert config.preprocess.input_scale == 1.5 and config.preprocess.align == 16
     saved = json.loads(config.to_json())
     assert "crop_size" not in saved and saved["preprocess"]["input_scale"] == 1.5
-    assert DetectorConfig.from_dict(saved) == config
+    assert config_from_dict(saved) == config

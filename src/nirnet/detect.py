@@ -28,7 +28,7 @@ from .data.tensors import to_uint8_array
 from .data.transforms import inference_transform
 from .decision import DecisionRule
 from .models.base import DetectorModel
-from .models.registry import SHIPPED_MODELS, create_model
+from .models.registry import create_model, list_models, load_model, pretrained_folder
 from .runtime import select_forward
 
 DEFAULT_MODEL = "nirnet_tiny_texture_dn"
@@ -188,14 +188,14 @@ class Detector:
         name_or_path = model or DEFAULT_MODEL
         path = Path(name_or_path)
         if path.is_dir():
-            detector = cls(DetectorModel.from_pretrained(path), **kwargs)
+            detector = cls(load_model(path), **kwargs)
             detector.source = str(path.resolve())
             return detector
-        if (SHIPPED_MODELS / str(name_or_path) / "model.safetensors").is_file():
+        if str(name_or_path) in list_models(pretrained=True):
             detector = cls(create_model(str(name_or_path), pretrained=True), **kwargs)
             detector.source = f"shipped:{name_or_path}"
             return detector
-        shipped = ", ".join(sorted(p.name for p in SHIPPED_MODELS.iterdir() if (p / "model.safetensors").is_file()))
+        shipped = ", ".join(list_models(pretrained=True))
         raise FileNotFoundError(
             f"no model folder or shipped model named {name_or_path!r} (shipped: {shipped or 'none'}; a folder "
             "holds config.json and model.safetensors)"
@@ -212,7 +212,7 @@ class Detector:
         if self.source is None:
             return {"source": None, "weights_sha256": None}
         shipped = self.source.startswith("shipped:")
-        folder = SHIPPED_MODELS / self.source.split(":", 1)[1] if shipped else Path(self.source)
+        folder = pretrained_folder(self.source.split(":", 1)[1]) if shipped else Path(self.source)
         weights = folder / "model.safetensors"
         digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
         return {"source": self.source, "weights_sha256": digest}

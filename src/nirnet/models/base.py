@@ -2,8 +2,8 @@
 config's ``preprocess`` (:mod:`nirnet.data.transforms`), not code here.
 
 A detector is an ``nn.Module`` whose ``forward(crops, view=None, crops_per_view=1)`` returns one logit per crop,
-with a :class:`~nirnet.models.config.NIRNetConfig` in ``self.config``. ``config.arch`` names its class in
-:data:`ARCHITECTURES`, which is how ``from_pretrained`` rebuilds any of them (NIRNet and the baselines).
+with its config (a :class:`~nirnet.models.config.DetectorConfig` of ``config_class``) in ``self.config``. The class
+says its ``arch`` name; the model registry (:mod:`nirnet.models.registry`) maps saved folders back to classes.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from PIL import Image
@@ -21,13 +22,6 @@ from .._atomic import atomic_write, atomic_write_text
 from ..data.transforms import inference_transform
 from ..decision import DecisionRule
 from .config import DetectorConfig
-
-ARCHITECTURES: dict[str, type] = {}
-
-
-def register_architecture(name: str, cls: type) -> None:
-    ARCHITECTURES[name] = cls
-
 
 FROZEN_PREFIX = "semantic.backbone."
 
@@ -46,6 +40,8 @@ class DetectorModel(nn.Module):
     ``None`` unless the model has a semantic branch or a Difference-Aware head."""
 
     config: DetectorConfig
+    arch: ClassVar[str]  # the name saved as ``config.arch``; the registry finds the class by it
+    config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,23 +80,37 @@ class DetectorModel(nn.Module):
         return atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True))
 
     @classmethod
+    def build(cls, config: DetectorConfig, semantic_pretrained: bool = True) -> DetectorModel:
+        """A fresh model of ``config``; ``semantic_pretrained=False`` gives a frozen backbone random weights (tests,
+        or weights loaded later). Models without a backbone ignore it."""
+        return cls(config)
+
+    @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, **overrides) -> DetectorModel:
+        """Load a folder written by :meth:`save_pretrained` as this class (``overrides`` change its config). Any
+        architecture: :func:`nirnet.models.registry.load_model`, which picks the class from the folder."""
+        if cls is DetectorModel:
+            raise TypeError("DetectorModel is abstract: use nirnet.models.load_model(folder), which finds the class")
         folder = Path(folder)
-        if not (folder / "config.json").is_file() and (folder / "final" / "config.json").is_file():
-            raise FileNotFoundError(f"{folder} is a training run folder; its model is {folder / 'final'}")
-        for needed in ("config.json", "model.safetensors"):
-            if not (folder / needed).is_file():
-                raise FileNotFoundError(
-                    f"{folder / needed} is missing (a NIRNet folder holds config.json and model.safetensors)"
-                )
+        data = read_config_json(folder)
         try:
-            config = DetectorConfig.from_dict(json.loads((folder / "config.json").read_text())).replace(**overrides)
+            config = cls.config_class.from_dict(data).replace(**overrides)
         except ValueError as exc:
             raise ValueError(f"{folder}: {exc}") from None
-        from . import baselines, nirnet  # noqa: F401 - registers the architectures (not imported by this module)
-
-        if config.arch not in ARCHITECTURES:
-            raise ValueError(f"{folder}: unknown architecture {config.arch!r}; known: {sorted(ARCHITECTURES)}")
-        model = ARCHITECTURES[config.arch](config)
+        if config.arch != cls.arch:
+            raise ValueError(f"{folder}: a {config.arch!r} model, not {cls.arch!r} ({cls.__name__})")
+        model = cls(config)
         load_trainable_state(model, load_file(str(folder / "model.safetensors")), str(folder))
         return model.eval()
+
+
+def read_config_json(folder: Path) -> dict:
+    """The ``config.json`` of a model folder, after checking that the folder holds a model."""
+    if not (folder / "config.json").is_file() and (folder / "final" / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} is a training run folder; its model is {folder / 'final'}")
+    for needed in ("config.json", "model.safetensors"):
+        if not (folder / needed).is_file():
+            raise FileNotFoundError(
+                f"{folder / needed} is missing (a NIRNet folder holds config.json and model.safetensors)"
+            )
+    return json.loads((folder / "config.json").read_text())

@@ -34,8 +34,8 @@ class DetectorConfig:
     @classmethod
     def from_dict(cls, data: dict) -> DetectorConfig:
         """The config of ``data`` (a saved ``config.json``, older layouts upgraded) as this class."""
-        if cls is DetectorConfig:  # TODO(registry): dispatch through the model registry
-            return (BaselineConfig if data.get("arch") in ("npr", "cnnspot") else NIRNetConfig).from_dict(data)
+        if cls is DetectorConfig:
+            raise TypeError("the arch of a config.json decides its class: use nirnet.models.config_from_dict")
         data = cls._upgrade(_nest_preprocess(dict(data)))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
