@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from nirnet.data.transforms import inference_transform
 from nirnet.detect import Detector
 from nirnet.testing import synthetic_photo
 
@@ -50,15 +51,17 @@ def main() -> None:
             Image.fromarray(synthetic_photo(384, 512, seed=i)).save(paths[-1], quality=90)
         for backend in args.backends:
             detector = Detector.from_pretrained(args.model, backend=backend)
-            crops = torch.cat([detector.model.crops_of(Image.open(p).convert("RGB")) for p in paths[:32]])
+            crops = torch.cat(
+                [inference_transform(detector.model.config).crops(Image.open(p).convert("RGB")) for p in paths[:32]]
+            )
             raw = raw_throughput(detector, crops, 32)
             start = time.perf_counter()
             results = list(detector.predict_paths(paths, workers=args.workers))
             pipeline = len(results) / (time.perf_counter() - start)
             rows.append((backend, raw, pipeline))
-    c = detector.model.config
+    c, p = detector.model.config, detector.model.config.preprocess
     print(
-        f"model {c.name}, {c.num_crops} crops per image at input scale {c.input_scale:g}, {args.threads} threads, "
+        f"model {c.name}, {p.num_crops} crops per image at input scale {p.input_scale:g}, {args.threads} threads, "
         f"{args.workers} workers, {args.images} images"
     )
     for backend, raw, pipeline in rows:

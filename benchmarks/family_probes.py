@@ -91,7 +91,7 @@ def main() -> None:
     start = time.time()
     config = load_config(args.config, args.overrides)
     families = {s.path: family_of(s.subset) for s in generated_samples(config)}
-    dataset = build_dataset(config, config.data.pairs.crop_size)
+    dataset = build_dataset(config)
     found = collect(dataset, families, args.pairs, args.max_keys)
     report = {}
     print("| family | pairs | " + " | ".join(STATS) + " | logistic on all (CV) |")

@@ -24,19 +24,21 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from nirnet._atomic import atomic_write_text
+from nirnet.data.transforms import inference_transform
 from nirnet.eval.evaluate import crop_samples
 from nirnet.eval.protocol import PROTOCOLS
-from nirnet.models.base import CROP_POSITIONS, DetectorModel
+from nirnet.models import load_model
 from unseen_generators import read_manifest
 
 
 def crop_logits(folder: str, images, scale: float, flip: bool) -> list[list[float]]:
     """Per image, the logits of its crops at every position (mirrored crops when ``flip``)."""
-    model = DetectorModel.from_pretrained(folder, input_scale=scale).eval()
+    model = load_model(folder, input_scale=scale).eval()
+    transform = inference_transform(model.config)
     rows = []
     with torch.inference_mode():
         for image in images:
-            crops = model.crops_of(image, len(CROP_POSITIONS))
+            crops = transform.crops(image, len(transform.preprocess.positions))
             rows.append(model(crops.flip(-1) if flip else crops).tolist())
     return rows
 

@@ -34,12 +34,12 @@ from nirnet.detect import Detector
 from nirnet.eval.evaluate import crop_samples, score_samples
 from nirnet.eval.protocol import PROTOCOLS, robustness_grid
 from nirnet.eval.stats import bootstrap_auc
-from nirnet.models.base import DetectorModel
+from nirnet.models import load_model
 from unseen_generators import _cache_file, read_manifest, summarise
 
 
 def detector_at(folder: str, scale: float) -> Detector:
-    return Detector(DetectorModel.from_pretrained(folder, input_scale=scale))
+    return Detector(load_model(folder, input_scale=scale))
 
 
 def degradation(label: str | None):

@@ -57,7 +57,8 @@ def main() -> None:
         gflops = counter.get_total_flops() / 1e9
         b1 = throughput(model, crops[:1], None if view is None else view[:1], args.repeats * 5)
         bn = throughput(model, crops, view, args.repeats)
-        print(f"{name:24} {c.crop_size:>5} {trainable:>10,} {frozen:>10,} {gflops:>10.3f} {b1:>9.1f} {bn:>10.1f}")
+        size = c.preprocess.crop_size
+        print(f"{name:24} {size:>5} {trainable:>10,} {frozen:>10,} {gflops:>10.3f} {b1:>9.1f} {bn:>10.1f}")
 
 
 if __name__ == "__main__":

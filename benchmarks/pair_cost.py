@@ -33,8 +33,8 @@ def main() -> None:
         ae_mix=(1.0, 1.0),
     )  # fmt: skip
     datasets = {
-        "as configured": build_dataset(config, config.data.pairs.crop_size),
-        "without shortcut removal": build_dataset(replace(config, data=replace(config.data, pairs=off)), 256),
+        "as configured": build_dataset(config),
+        "without shortcut removal": build_dataset(replace(config, data=replace(config.data, pairs=off))),
     }
     times: dict[str, list[float]] = {name: [] for name in datasets}
     for data in datasets.values():  # warm-up: file headers, JPEG histories

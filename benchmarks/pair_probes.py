@@ -185,7 +185,7 @@ def main() -> None:
         runs["without shortcut removal"] = replace(config, data=replace(config.data, pairs=off))
     reports = {}
     for title, cfg in runs.items():
-        dataset = build_dataset(cfg, cfg.data.pairs.crop_size)
+        dataset = build_dataset(cfg)
         reports[title] = probe(collect(dataset, args.pairs, max_keys=20 * args.pairs), args.probes)
         print_report(title, reports[title])
     if args.json:

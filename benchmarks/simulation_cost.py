@@ -60,7 +60,9 @@ def main() -> None:
     da = DifferenceAwareLoss(create_autoencoder(c.da_encoder), c.da_grid, c.da_crop, c.da_pairs)
     step_module = TrainStep(model, da).train().to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW([p for p in step_module.parameters() if p.requires_grad], lr=1e-3)
-    real = torch.rand(pairs, 3, c.crop_size, c.crop_size).contiguous(memory_format=torch.channels_last)
+    real = torch.rand(pairs, 3, c.preprocess.crop_size, c.preprocess.crop_size).contiguous(
+        memory_format=torch.channels_last
+    )
     fake = (real + 0.01 * torch.randn_like(real)).clamp(0, 1)
     labels = torch.cat([torch.zeros(pairs), torch.ones(pairs)])
 
@@ -71,7 +73,7 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    dataset = build_dataset(cfg, c.crop_size)
+    dataset = build_dataset(cfg, c.preprocess)
     simulator = dataset.simulator
     timed = {"seconds": 0.0, "cpu": 0.0, "calls": 0, "pixels": 0}
 
@@ -97,14 +99,15 @@ def main() -> None:
         pipeline[threads] = dict(timed)
     torch.set_num_threads(args.threads)
     dataset.simulator = simulator
-    region = dataset.config.region
+    region = dataset.region
     x = torch.rand(pairs, 3, region, region)
     generator = torch.Generator().manual_seed(0)
     worst_s = best_of(lambda: [simulator(x[i : i + 1], generator) for i in range(pairs)], max(1, args.repeats // 2))
     data_s = best_of(lambda: [dataset[k] for k in keys[:pairs]], max(1, args.repeats // 2))
 
     print(
-        f"{pairs} pairs of {c.crop_size} px, models fused per sample: {cfg.data.simulator.models_per_sample}, "
+        f"{pairs} pairs of {c.preprocess.crop_size} px, "
+        f"models fused per sample: {cfg.data.simulator.models_per_sample}, "
         f"p_simulator = {cfg.data.pairs.p_simulator}"
     )
     print(

@@ -32,10 +32,10 @@ from sklearn.preprocessing import StandardScaler
 
 from nirnet.data import degrade
 from nirnet.data.io import load_image
+from nirnet.data.transforms import inference_transform
 from nirnet.eval.protocol import PROTOCOLS
 from nirnet.eval.sanity import blockiness
 from nirnet.models import get_config
-from nirnet.models.base import image_crops
 from nirnet.models.semantic import create_backbone
 from unseen_generators import read_manifest, render_tables, save_tables, summarise
 
@@ -61,12 +61,12 @@ def plain_stats(img: Image.Image) -> list[float]:
 class Featuriser:
     def __init__(self) -> None:
         config = get_config("nirnet_tiny_texture")
-        self.crop, self.num_crops = config.crop_size, config.num_crops
+        self.transform = inference_transform(config)
         self.backbone = create_backbone(config.semantic, True, None, config.semantic_taps).eval()
 
     @torch.inference_mode()
     def __call__(self, img: Image.Image) -> tuple[np.ndarray, list[float]]:
-        crops = image_crops(img, self.crop, self.num_crops)
+        crops = self.transform.crops(img)
         return self.backbone(crops).mean(0).numpy(), plain_stats(img)
 
 

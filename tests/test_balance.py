@@ -11,6 +11,7 @@ from PIL import Image
 from nirnet.data.balance import family_weights, source_weights
 from nirnet.data.families import family_of
 from nirnet.data.pairs import PairDataset, _draw, _probabilities
+from nirnet.data.transforms import PreprocessConfig
 from nirnet.engine.config import load_config
 from nirnet.engine.train import build_dataset, generated_samples, sampling_weights, training_images
 from nirnet.testing import synthetic_photo
@@ -96,7 +97,7 @@ def test_balanced_dataset_draws_families_evenly(tmp_path):
         by_family["gpt4o" if "gpt4o" in path.name else "sdxl"] += w
     assert by_family["gpt4o"] == pytest.approx(by_family["sdxl"])
     assert sum(real_w[:5]) == pytest.approx(sum(real_w[5:]))  # the photos folder against the corpus's real/real
-    dataset = build_dataset(config, crop_size=64)
+    dataset = build_dataset(config, PreprocessConfig(crop_size=64))
     assert isinstance(dataset, PairDataset) and dataset.generated_weights is not None
-    unbalanced = build_dataset(_config(tmp_path / "u"), crop_size=64)
+    unbalanced = build_dataset(_config(tmp_path / "u"), PreprocessConfig(crop_size=64))
     assert unbalanced.generated_weights is None and unbalanced.real_weights is None

@@ -48,8 +48,8 @@ def test_center_crop_caps_sides(photo):
 
 
 def test_paired_same_draw_same_processing(photo):
-    cfg = degrade.DegradeConfig(jpeg_prob=1, blur_prob=1, resize_prob=1, crop_size=64)
-    params = degrade.sample_params(cfg, np.random.default_rng(3))
+    cfg = degrade.DegradeConfig(jpeg_prob=1, blur_prob=1, resize_prob=1)
+    params = degrade.sample_params(cfg, np.random.default_rng(3), crop_size=64)
     a, b = degrade.apply_paired(photo, photo.copy(), params)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert a.size == (64, 64)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from nirnet.data.transforms import PreprocessConfig
 from nirnet.engine.config import load_config
 from nirnet.engine.train import train
 from nirnet.imprint.bank import BankEntry, ImprintBank
@@ -138,6 +139,7 @@ def test_resume_logs_each_step_once(tmp_path):
 
 SCRIPT = """
 import sys
+from nirnet.data.transforms import PreprocessConfig
 from nirnet.engine.config import load_config
 from nirnet.engine.train import train
 cfg = load_config(None, sys.argv[2:])
@@ -241,10 +243,24 @@ def test_training_crops_follow_the_model_crop_size_and_input_scale(train_env, tm
     from nirnet.engine.train import build_dataset
 
     config = _config(train_env, tmp_path, extra=["data.pairs.degrade.resize_prob=0.0"])
-    assert config.data.pairs.degrade.crop_size == 256  # the YAML default, which the model's crop size replaces
-    pair, _ = build_dataset(config, 64)[(0, 0)]
-    assert pair.shape == (2, 3, 64, 64)
+    assert config.data.pairs.crop_size is None  # no copy: the model's crop size is the training crop size
+    pair, _ = build_dataset(config)[(0, 0)]
+    assert pair.shape == (2, 3, 64, 64)  # the config's model_overrides.crop_size
     # at input scale 2 the 64 px crop covers a 32 px patch: neighbouring pixels are far more alike
-    native = build_dataset(config, 64, 1.0)[(1, 0)][0].float()
-    doubled = build_dataset(config, 64, 2.0)[(1, 0)][0].float()
+    native = build_dataset(config, PreprocessConfig(crop_size=64))[(1, 0)][0].float()
+    doubled = build_dataset(config, PreprocessConfig(crop_size=64, input_scale=2.0))[(1, 0)][0].float()
     assert doubled.diff(dim=-1).abs().mean() < 0.7 * native.diff(dim=-1).abs().mean()
+    # the model's input scale is the training scale unless data.pairs.input_scale says otherwise
+    scaled = _config(train_env, tmp_path, extra=["data.pairs.degrade.resize_prob=0.0", "model_overrides.input_scale=2"])
+    assert torch.equal(build_dataset(scaled)[(1, 0)][0].float(), doubled)
+    held = _config(train_env, tmp_path, extra=["data.pairs.degrade.resize_prob=0.0", "model_overrides.input_scale=2",
+                                                "data.pairs.input_scale=1.0"])  # fmt: skip
+    assert torch.equal(build_dataset(held)[(1, 0)][0].float(), native)
+
+
+def test_a_training_crop_size_that_contradicts_the_model_is_a_config_error(train_env, tmp_path):
+    from nirnet.engine.train import SetupError, check_inputs
+
+    check_inputs(_config(train_env, tmp_path, extra=["data.pairs.crop_size=64"]))  # restating the model's is fine
+    with pytest.raises(SetupError, match="data.pairs.crop_size is 128 but the model reads 64 px crops"):
+        check_inputs(_config(train_env, tmp_path, extra=["data.pairs.crop_size=128"]))

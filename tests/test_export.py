@@ -8,6 +8,7 @@ pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (pip inst
 ort = pytest.importorskip("onnxruntime", reason="the check needs onnxruntime (pip install 'nirnet[onnx]')")
 onnx = pytest.importorskip("onnx")
 
+from nirnet.data.transforms import PreprocessConfig  # noqa: E402
 from nirnet.detect import Detector  # noqa: E402
 from nirnet.export import check_onnx, export_onnx  # noqa: E402
 from nirnet.models import create_model  # noqa: E402
@@ -26,7 +27,9 @@ def test_onnx_runtime_agrees_with_pytorch(tmp_path, name):
     check = check_onnx(model, path, batch=3)
     assert check.max_abs_diff <= 1e-4
     meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["nirnet"])
-    assert meta["crop_size"] == model.config.crop_size and meta["name"] == model.config.name
+    assert PreprocessConfig.from_dict(meta["preprocess"]) == model.config.preprocess
+    assert meta["name"] == model.config.name
+    assert meta["preprocess"]["input_scale"] == model.config.preprocess.input_scale
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()][0] == "crops"
     assert not list(tmp_path.glob("*.tmp"))  # written atomically

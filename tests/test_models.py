@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from nirnet.data.transforms import PreprocessConfig, image_crops, inference_transform
 from nirnet.models import create_model, get_config, list_models
 from nirnet.models.frequency import dct_matrix, select_patches, srm_kernels
 from nirnet.models.losses import DifferenceAwareLoss, bce_with_smoothing
@@ -19,7 +20,7 @@ def tiny(**overrides) -> NIRNet:
 
 def test_registry():
     assert {"nirnet_tiny", "nirnet_base", "test_nirnet"} <= set(list_models())
-    assert get_config("nirnet_tiny", crop_size=128).crop_size == 128
+    assert get_config("nirnet_tiny", crop_size=128).preprocess.crop_size == 128
     with pytest.raises(KeyError):
         create_model("nope")
 
@@ -28,7 +29,7 @@ def test_registry():
 def test_output_shapes_on_any_size(size):
     model = tiny().eval()
     image = Image.fromarray(synthetic_photo(size[1], size[0], seed=1))
-    crops = model.crops_of(image)
+    crops = inference_transform(model.config).crops(image)
     assert crops.shape[1:] == (3, 64, 64)
     prob, logits = model.score_image(image)
     assert len(logits) == len(crops)
@@ -46,7 +47,7 @@ def test_batch_forward_shapes():
 def test_small_image_is_padded_not_resized():
     model = tiny()
     arr = synthetic_photo(20, 30, seed=2)
-    crops = model.crops_of(Image.fromarray(arr))
+    crops = inference_transform(model.config).crops(Image.fromarray(arr))
     assert crops.shape == (1, 3, 64, 64)
     np.testing.assert_allclose(crops[0, :, :20, :30].permute(1, 2, 0).numpy() * 255, arr, atol=1e-3)
 
@@ -278,7 +279,7 @@ def test_texture_branch_reads_native_crops_in_training_and_inference():
     assert model.semantic.backbone.out_dim == 2 * (16 + 24)
     assert not model.config.uses_image_view
     image = Image.fromarray(synthetic_photo(150, 170, seed=3))
-    crops = model.crops_of(image)
+    crops = inference_transform(model.config).crops(image)
     prob, logits = model.score_image(image)
     # inference is the training forward on the crops themselves: no whole-image view is made or used
     torch.testing.assert_close(torch.tensor(logits), model(crops), rtol=0, atol=1e-5)
@@ -298,9 +299,9 @@ def test_texture_model_roundtrip_and_config_checks(tmp_path):
     torch.manual_seed(0)
     model = texture_model().eval()
     model.save_pretrained(tmp_path / "t")
-    from nirnet.models.base import DetectorModel
+    from nirnet.models import load_model
 
-    loaded = DetectorModel.from_pretrained(tmp_path / "t")  # JSON list -> tuple of taps
+    loaded = load_model(tmp_path / "t")  # JSON list -> tuple of taps
     assert loaded.config == model.config and loaded.config.semantic_taps == (0, 2)
     for key, value in model.trainable_state_dict().items():
         torch.testing.assert_close(loaded.trainable_state_dict()[key], value, rtol=0, atol=0)
@@ -313,13 +314,13 @@ def test_texture_model_roundtrip_and_config_checks(tmp_path):
 
 
 def test_baselines_have_their_own_config_and_read_old_folders(tmp_path):
-    from nirnet.models import BaselineConfig, DetectorConfig, get_config
+    from nirnet.models import BaselineConfig, config_from_dict, get_config
 
     config = get_config("npr_tiny")
     assert isinstance(config, BaselineConfig) and not hasattr(config, "lambda_da") and config.width == 32
     with pytest.raises(ValueError, match="no setting da_crop"):
         config.replace(da_crop=32)  # NIRNet's settings are not a baseline's
-    assert DetectorConfig.from_dict(json.loads(config.to_json())) == config
+    assert config_from_dict(json.loads(config.to_json())) == config
     # A folder saved when baselines carried NIRNet's whole config (width in encoder_width) still loads.
     old = {**json.loads(get_config("nirnet_tiny").to_json()), "name": "npr_tiny", "arch": "npr", "encoder_width": 8}
     model = create_model("npr_tiny", width=8)
@@ -334,35 +335,33 @@ def test_baselines_have_their_own_config_and_read_old_folders(tmp_path):
 
 
 def test_input_scale_resizes_the_image_before_its_crops():
-    from nirnet.models.base import image_crops
-
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
-    native = image_crops(image, 64, 4)
-    doubled = image_crops(image, 64, 4, scale=2.0)
+    native = image_crops(image, PreprocessConfig(crop_size=64))
+    doubled = image_crops(image, PreprocessConfig(crop_size=64, input_scale=2.0))
     assert native.shape == (1, 3, 64, 64)  # a 64 px image holds one 64 px crop ...
     assert doubled.shape == (4, 3, 64, 64)  # ... and, doubled to 128 px, four
     # a doubled image's top-left crop is the top-left quarter, magnified: its mean matches the quarter's
     quarter = np.asarray(image)[:32, :32].mean() / 255
     assert abs(float(doubled[0].mean()) - quarter) < 0.01
     model = create_model("test_nirnet", input_scale=2.0)
-    assert torch.equal(model.crops_of(image), doubled[: model.config.num_crops])
+    num_crops = model.config.preprocess.num_crops
+    assert torch.equal(inference_transform(model.config).crops(image), doubled[:num_crops])
     # the batched scoring path (detect, eval, serve) prepares the same crops
     from nirnet.detect import prepare_image
 
     prepared = prepare_image(model.config, image).crops.float() / 255
-    assert torch.equal(prepared, doubled[: model.config.num_crops])
+    assert torch.equal(prepared, doubled[:num_crops])
 
 
 def test_scaled_crops_match_the_crops_of_the_whole_resized_image():
     from nirnet.data.degrade import resize
-    from nirnet.models.base import image_crops
 
     rng = np.random.default_rng(1)
     for height, width, scale in [(512, 512, 1.5), (375, 500, 2.0), (300, 700, 1.25), (120, 100, 1.5)]:
         image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-        from_regions = image_crops(image, 128, 4, scale=scale)
-        from_whole = image_crops(resize(image, scale), 128, 4)
+        from_regions = image_crops(image, PreprocessConfig(crop_size=128, input_scale=scale))
+        from_whole = image_crops(resize(image, scale), PreprocessConfig(crop_size=128))
         assert from_regions.shape == from_whole.shape
         assert float((from_regions - from_whole).abs().max()) <= 2.5 / 255  # float rounding of the filter only
 
@@ -370,3 +369,102 @@ def test_scaled_crops_match_the_crops_of_the_whole_resized_image():
 def test_input_scale_must_be_positive():
     with pytest.raises(ValueError, match="input_scale must be > 0"):
         get_config("nirnet_tiny", input_scale=0)
+
+
+def test_a_model_registered_in_a_test_is_built_saved_and_loaded(tmp_path, monkeypatch):
+    """Adding a model is one decorated function: its architecture, config factory and shipped weights."""
+    import hashlib
+
+    from nirnet.detect import Detector
+    from nirnet.models import BaselineConfig, load_model, registry
+    from nirnet.models.base import DetectorModel
+
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))  # the registrations below end with the test
+
+    class MeanColour(DetectorModel):
+        arch = "test_mean_colour"
+        config_class = BaselineConfig
+
+        def __init__(self, config: BaselineConfig) -> None:
+            super().__init__()
+            self.config = config
+            self.head = torch.nn.Linear(3, 1)
+
+        def forward(self, crops, view=None, crops_per_view=1):
+            return self.head(crops.mean(dim=(-2, -1))).squeeze(1)
+
+    @registry.register_model(MeanColour)
+    def test_mean_colour() -> BaselineConfig:
+        return BaselineConfig(name="test_mean_colour", preprocess=PreprocessConfig(crop_size=32, num_crops=2))
+
+    model = create_model("test_mean_colour").eval()
+    assert isinstance(model, MeanColour) and model.config.arch == "test_mean_colour"
+    assert "test_mean_colour" in list_models() and "test_mean_colour" not in list_models(pretrained=True)
+    folder = model.save_pretrained(tmp_path / "m")
+    sha256 = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+    @registry.register_model(MeanColour, pretrained=registry.Pretrained(folder, sha256))
+    def test_mean_colour_shipped() -> BaselineConfig:
+        return test_mean_colour()
+
+    image = Image.fromarray(synthetic_photo(80, 90, seed=4))
+    expected = model.score_image(image)
+    assert create_model("test_mean_colour_shipped", pretrained=True).score_image(image) == expected
+    assert isinstance(load_model(folder), MeanColour) and load_model(folder).score_image(image) == expected
+    (result,) = Detector.from_pretrained("test_mean_colour_shipped", backend="torch").predict(image)
+    assert result.probability == pytest.approx(expected[0], abs=1e-6)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_model(MeanColour)(test_mean_colour)
+    monkeypatch.setitem(
+        registry._MODELS,
+        "bad",
+        registry.ModelEntry("bad", MeanColour, test_mean_colour, registry.Pretrained(folder, "0" * 64)),
+    )
+    with pytest.raises(ValueError, match="update the entry's sha256"):
+        create_model("bad", pretrained=True)
+
+
+def test_a_backbone_registered_in_a_test_builds_a_semantic_branch(monkeypatch):
+    from nirnet.models import semantic
+
+    monkeypatch.setattr(semantic, "_BACKBONES", dict(semantic._BACKBONES))
+
+    @semantic.register_backbone("test_pool")
+    def test_pool(variant, pretrained, weights, taps):
+        width = int(variant or 3)
+        return semantic.FrozenBackbone(
+            torch.nn.Conv2d(3, width, 1), lambda m, x: m(x).mean((-2, -1)), width, (0,) * 3, (1,) * 3
+        )
+
+    model = tiny(semantic="test_pool:5", semantic_size=64)
+    assert model.semantic.backbone.out_dim == 5
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2,)
+    with pytest.raises(ValueError, match="unknown semantic backend 'nope'"):
+        tiny(semantic="nope")
+
+
+def test_an_autoencoder_family_registered_in_a_test_is_listed_and_built(monkeypatch):
+    from nirnet.imprint import autoencoders
+    from nirnet.imprint.reconstructor import Reconstructor
+
+    monkeypatch.setattr(autoencoders, "_REGISTRY", dict(autoencoders._REGISTRY))
+
+    class Identity(Reconstructor):
+        def __init__(self, stride: int) -> None:
+            super().__init__()
+            self.stride = stride
+
+        def _encode(self, x):
+            return x
+
+        def _decode(self, z):
+            return z
+
+    @autoencoders.register_autoencoder("test_identity", variants=lambda: ["s4", "s8"])
+    def test_identity(variant: str) -> Reconstructor:
+        return Identity(int(variant[1:]))
+
+    assert {"test_identity:s4", "test_identity:s8"} <= set(autoencoders.list_autoencoders())
+    assert autoencoders.create_autoencoder("test_identity:s8").stride == 8
+    with pytest.raises(KeyError, match="unknown autoencoder"):
+        autoencoders.create_autoencoder("test_identity")

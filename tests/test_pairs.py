@@ -1,11 +1,14 @@
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from nirnet.data.degrade import DegradeConfig, DegradeParams, SharpnessConfig
 from nirnet.data.pairs import CROP_MARGIN, PairConfig, PairDataset
+from nirnet.data.transforms import PreprocessConfig
 from nirnet.eval.sanity import blockiness
 from nirnet.imprint.bank import ImprintBank
 from nirnet.imprint.fusion import ImprintSimulator, SimulatorConfig
@@ -35,16 +38,16 @@ def _photos(tmp_path, n=3):
 
 
 def test_region_covers_the_crop_at_every_resize_scale():
-    cfg = PairConfig(crop_size=64, degrade=DegradeConfig(resize_prob=1.0, resize_scale=(0.5, 1.5), crop_size=64))
-    assert cfg.region_for(DegradeParams()) == 64 + CROP_MARGIN
+    cfg = PairConfig(crop_size=64, degrade=DegradeConfig(resize_prob=1.0, resize_scale=(0.5, 1.5)))
+    assert cfg.region_for(DegradeParams(crop_size=64)) == 64 + CROP_MARGIN
     for scale in (0.5, 0.77, 1.0, 1.3, 1.5):
-        region = cfg.region_for(DegradeParams(resize_scale=scale))
+        region = cfg.region_for(DegradeParams(resize_scale=scale, crop_size=64))
         assert round(region * scale) >= 64 + CROP_MARGIN  # after the resize, the crop and its margin fit
-    assert cfg.region == cfg.region_for(DegradeParams(resize_scale=0.5)) == 144
+    assert cfg.largest_region(cfg.read()) == cfg.region_for(DegradeParams(resize_scale=0.5, crop_size=64)) == 144
 
 
 def test_simulator_pairs_are_aligned_deterministic_and_only_as_large_as_needed(tmp_path):
-    degrade = DegradeConfig(jpeg_prob=0.5, resize_prob=0.5, resize_scale=(0.75, 1.25), crop_size=64)
+    degrade = DegradeConfig(jpeg_prob=0.5, resize_prob=0.5, resize_scale=(0.75, 1.25))
     simulator = RecordingSimulator()
     data = PairDataset(_photos(tmp_path), PairConfig(crop_size=64, p_simulator=1.0, degrade=degrade), simulator)
     keys = [(step, slot) for step in range(4) for slot in range(4)]
@@ -57,8 +60,8 @@ def test_simulator_pairs_are_aligned_deterministic_and_only_as_large_as_needed(t
     assert torch.equal(again, items[5][0])
     # Without a resize only the crop plus its margin is simulated, never the worst-case region.
     assert (64 + CROP_MARGIN, 64 + CROP_MARGIN) in simulator.sizes
-    assert max(h for h, _ in simulator.sizes) <= data.config.region
-    assert np.mean([h * w for h, w in simulator.sizes]) < data.config.region**2
+    assert max(h for h, _ in simulator.sizes) <= data.region
+    assert np.mean([h * w for h, w in simulator.sizes]) < data.region**2
 
 
 def _jpeg_photos(tmp_path, n=3, quality=60):
@@ -98,9 +101,13 @@ class BlurTwin(torch.nn.Module):
         return SimpleNamespace(images=blurred)
 
 
-def test_twins_get_the_photo_compression_grid(tmp_path):
+def test_twins_get_the_photo_compression_grid(tmp_path, monkeypatch):
     """A twin of a JPEG photo carries the photo's 8x8 grid at the same phase once history matching is on."""
-    degrade = DegradeConfig(jpeg_prob=0.0, blur_prob=0.0, resize_prob=0.0, crop_size=None)
+    from nirnet.data import degrade as degrade_module
+
+    apply = degrade_module.apply  # no final crop: the pair keeps the 16-px aligned phase it was cut at
+    monkeypatch.setattr(degrade_module, "apply", lambda img, params: apply(img, replace(params, crop_size=None)))
+    degrade = DegradeConfig(jpeg_prob=0.0, blur_prob=0.0, resize_prob=0.0)
     paths = _jpeg_photos(tmp_path, quality=50)
     simulator = BlurTwin()
     grids = {}
@@ -129,7 +136,7 @@ def test_autoencoder_twins_are_mixed_with_their_photo(tmp_path):
     Image.fromarray(synthetic_photo(64, 64, seed=1)).save(photo)
     Image.fromarray(synthetic_photo(64, 64, seed=2)).save(recon)
     entry = ReconEntry(photo, (0, 0, 64, 64), {"toy": recon})
-    degrade = DegradeConfig(jpeg_prob=0.0, blur_prob=0.0, resize_prob=0.0, crop_size=None)
+    degrade = DegradeConfig(jpeg_prob=0.0, blur_prob=0.0, resize_prob=0.0)  # a 64 px crop of a 64 px pair
     cfg = PairConfig(
         crop_size=64, p_simulator=0.0, degrade=degrade, match_sharpness=False,
         sharpness=SharpnessConfig(prob=0.0), ae_mix=(0.5, 0.5),
@@ -179,10 +186,15 @@ def test_match_noise_floor_restores_lost_sensor_noise():
 
 def test_simulated_region_covers_the_crop_at_the_model_input_scale():
     # a model reading at 0.5x needs twice the pixels simulated for its crop, at 2x half of them
-    native = PairConfig(crop_size=64, degrade=DegradeConfig(resize_prob=0.0, crop_size=64))
-    half = PairConfig(crop_size=64, degrade=DegradeConfig(resize_prob=0.0, crop_size=64, input_scale=0.5))
-    double = PairConfig(crop_size=64, degrade=DegradeConfig(resize_prob=0.0, crop_size=64, input_scale=2.0))
-    assert half.region == 2 * native.region and double.region == native.region // 2
+    cfg = PairConfig(degrade=DegradeConfig(resize_prob=0.0))
+    native, half, double = (cfg.largest_region(PreprocessConfig(crop_size=64, input_scale=s)) for s in (1, 0.5, 2))
+    assert half == 2 * native and double == native // 2
+    # data.pairs.input_scale reads training images at another scale than the model; its crop size cannot differ
+    model = PreprocessConfig(crop_size=64, input_scale=1.5)
+    assert PairConfig(input_scale=1.0).read(model) == model.replace(input_scale=1.0)
+    assert PairConfig().read(model) == PairConfig(crop_size=64).read(model) == model
+    with pytest.raises(ValueError, match="data.pairs.crop_size is 128 but the model reads 64 px"):
+        PairConfig(crop_size=128).read(model)
 
 
 def test_generated_pairs_are_matched_in_fineness_and_noise_when_asked(tmp_path):
@@ -197,7 +209,7 @@ def test_generated_pairs_are_matched_in_fineness_and_noise_when_asked(tmp_path):
         Image.fromarray(np.clip(clean + rng.normal(0, 6, clean.shape), 0, 255).astype(np.uint8)).save(photos[-1])
         fakes.append(tmp_path / f"fake{i}.png")
         gaussian_blur(Image.fromarray(synthetic_photo(300, 300, seed=10 + i)), 1.2).save(fakes[-1])
-    degrade_config = DegradeConfig(jpeg_prob=0.0, blur_prob=0.0, resize_prob=0.0, crop_size=64)
+    degrade_config = DegradeConfig(jpeg_prob=0.0, blur_prob=0.0, resize_prob=0.0)
     gaps = {}
     for match in (False, True):
         config = PairConfig(

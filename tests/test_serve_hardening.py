@@ -415,7 +415,7 @@ def test_an_image_over_the_decoding_memory_is_reduced_or_refused_from_its_header
 def test_images_are_decoded_only_while_their_decoded_size_fits_the_budget(detector, monkeypatch):
     """Two decode slots, but memory for one 600x400 JPEG at a time: four concurrent files never decode together.
     (Before, decode slots alone bounded it, whatever the images' size.)"""
-    cost = decode_cost(600, 400, "RGB", rotated=False, crop_copy=detector.model.config.input_scale == 1.0)
+    cost = decode_cost(600, 400, "RGB", rotated=False, crop_copy=detector.model.config.preprocess.input_scale == 1.0)
     app = create_app(detector, _config(decode_slots=2, decoding_bytes=cost * 3 // 2))
     decoding, most = [0], [0]
     lock = threading.Lock()

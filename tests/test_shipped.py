@@ -1,5 +1,7 @@
 """The weights shipped inside the package: they must load and work without ../shared."""
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,8 @@ from nirnet.cli.main import app
 from nirnet.detect import DEFAULT_MODEL
 from nirnet.imprint.autoencoders import create_autoencoder, list_autoencoders
 from nirnet.imprint.bank import DEFAULT_BANK, ImprintBank
-from nirnet.models.registry import SHIPPED_MODELS
+from nirnet.models.base import load_trainable_state
+from nirnet.models.registry import config_from_dict, create_model, get_config, list_models, model_entry
 from nirnet.testing import synthetic_photo
 
 
@@ -79,16 +82,14 @@ def test_demo_folder(tmp_path):
     assert len(list((folder / "real").glob("*.png"))) == len(list((folder / "simulated").glob("*.png"))) >= 1
 
 
-@pytest.mark.skipif(
-    not (SHIPPED_MODELS / DEFAULT_MODEL / "model.safetensors").is_file(), reason="no default model shipped yet"
-)
+@pytest.mark.skipif(DEFAULT_MODEL not in list_models(pretrained=True), reason="no default model shipped yet")
 def test_default_detector_loads_and_scores():
     from nirnet import Detector
 
     detector = Detector.from_pretrained()
     result = detector.predict(Image.fromarray(synthetic_photo(300, 400, seed=1)))[0]
     # the probability is the sigmoid of the mean crop logit, and the verdict follows the stored threshold
-    assert result.ok and len(result.crop_logits) == detector.model.config.num_crops
+    assert result.ok and len(result.crop_logits) == detector.model.config.preprocess.num_crops
     assert result.probability == pytest.approx(float(torch.sigmoid(torch.tensor(result.crop_logits).mean())))
     assert (result.verdict == "generated") == (result.probability >= detector.threshold)
 
@@ -136,3 +137,43 @@ def test_demo_verb_runs_end_to_end(tmp_path):
     assert "error" not in result.output
     for path in sample_photo_paths():
         assert path.stem in result.output
+
+
+SHIPPED = list_models(pretrained=True)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_is_its_registry_entry(name):
+    """A shipped folder's config is its registry entry's (the default reads at 1.5x in both), and the model built
+    from the entry with the shipped weights, ``create_model(name, pretrained=True)`` and
+    ``Detector.from_pretrained(name)`` give identical probabilities."""
+    from safetensors.torch import load_file
+
+    from nirnet.detect import Detector
+
+    folder = model_entry(name).pretrained.path
+    assert config_from_dict(json.loads((folder / "config.json").read_text())) == get_config(name)
+    assert (
+        hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == model_entry(name).pretrained.sha256
+    )
+    images = [Image.fromarray(synthetic_photo(h, w, seed=h)) for h, w in [(300, 400), (90, 120), (517, 333)]]
+    from_entry = create_model(name)
+    load_trainable_state(from_entry, load_file(str(folder / "model.safetensors")), name)
+    pretrained = create_model(name, pretrained=True)
+    detector = Detector.from_pretrained(name, backend="torch")
+    expected = [from_entry.eval().score_image(img)[0] for img in images]
+    assert [pretrained.score_image(img)[0] for img in images] == expected
+    assert [p for p, _ in detector.predict_images(images)] == pytest.approx(expected, abs=1e-6)
+
+
+def test_config_json_before_preprocess_config_still_loads(tmp_path):
+    """Folders saved with ``crop_size``, ``num_crops`` and ``input_scale`` at the top level load into ``preprocess``
+    with today's defaults for the settings that were fixed then, and save back in the nested layout."""
+    old = {k: v for k, v in json.loads(get_config("nirnet_tiny").to_json()).items() if k != "preprocess"}
+    old.update(crop_size=128, num_crops=2, input_scale=1.5)
+    config = config_from_dict(old)
+    assert config.preprocess.crop_size == 128 and config.preprocess.num_crops == 2
+    assert config.preprocess.input_scale == 1.5 and config.preprocess.align == 16
+    saved = json.loads(config.to_json())
+    assert "crop_size" not in saved and saved["preprocess"]["input_scale"] == 1.5
+    assert config_from_dict(saved) == config

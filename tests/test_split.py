@@ -70,4 +70,4 @@ def test_training_leaves_out_its_validation_images(tmp_path):
     held = read_dataset(out / "validation" / "manifest.csv")
     assert sorted(s.path.resolve() for s in held) == sorted(p.resolve() for p in real_held + fake_held)
     assert load_config(out / "config.yaml").data.validation == 0.3
-    assert json.loads((final / "config.json").read_text())["input_scale"] == 1.5
+    assert json.loads((final / "config.json").read_text())["preprocess"]["input_scale"] == 1.5

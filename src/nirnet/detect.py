@@ -5,7 +5,7 @@
     results = detector.predict(["a.jpg", "b.png"])  # paths, PIL images or [0, 1] tensors
     results[0].probability, results[0].verdict, results[0].crop_logits
 
-Each image is scored on ``num_crops`` native-resolution crops (see ``NIRNet.crops_of``); the crop logits are
+Each image is scored on the crops its model's ``preprocess`` names (``nirnet.data.transforms``); the crop logits are
 averaged and passed through a sigmoid. The verdict uses the model's calibrated threshold (``config.threshold``,
 set by ``nirnet eval --calibrate``). A file that cannot be read yields a result with ``error`` set and no score;
 it never stops the rest.
@@ -25,9 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data.io import ImageLoadError, load_image
 from .data.tensors import to_uint8_array
+from .data.transforms import inference_transform
 from .decision import DecisionRule
-from .models.base import DetectorModel, image_crops, semantic_view
-from .models.registry import SHIPPED_MODELS, create_model
+from .models.base import DetectorModel
+from .models.registry import create_model, list_models, load_model, pretrained_folder
 from .runtime import select_forward
 
 DEFAULT_MODEL = "nirnet_tiny_texture_dn"
@@ -56,11 +57,9 @@ class PreparedImage:
 
 
 def prepare_image(config, img: Image.Image, num_crops: int | None = None) -> PreparedImage:
-    """:class:`PreparedImage` of an RGB image under a model config (crop size, crops, semantic view size)."""
-    with_view = config.uses_image_view
-    crops = image_crops(img, config.crop_size, num_crops or config.num_crops, as_uint8=True, scale=config.input_scale)
-    view = semantic_view(img, config.semantic_size, as_uint8=True) if with_view else None
-    return PreparedImage(crops, view, img.width, img.height)
+    """:class:`PreparedImage` of an RGB image under a model config: its :func:`inference_transform`, as uint8."""
+    read = inference_transform(config)(img, num_crops, as_uint8=True)
+    return PreparedImage(read.crops, read.view, img.width, img.height)
 
 
 def prepare_source(
@@ -81,7 +80,7 @@ class _PrepareDataset(Dataset):
     def __init__(self, paths: list[str | os.PathLike], config, num_crops: int | None) -> None:
         self.paths = paths
         self.config = config
-        self.num_crops = num_crops or config.num_crops
+        self.num_crops = num_crops or config.preprocess.num_crops
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -189,14 +188,14 @@ class Detector:
         name_or_path = model or DEFAULT_MODEL
         path = Path(name_or_path)
         if path.is_dir():
-            detector = cls(DetectorModel.from_pretrained(path), **kwargs)
+            detector = cls(load_model(path), **kwargs)
             detector.source = str(path.resolve())
             return detector
-        if (SHIPPED_MODELS / str(name_or_path) / "model.safetensors").is_file():
+        if str(name_or_path) in list_models(pretrained=True):
             detector = cls(create_model(str(name_or_path), pretrained=True), **kwargs)
             detector.source = f"shipped:{name_or_path}"
             return detector
-        shipped = ", ".join(sorted(p.name for p in SHIPPED_MODELS.iterdir() if (p / "model.safetensors").is_file()))
+        shipped = ", ".join(list_models(pretrained=True))
         raise FileNotFoundError(
             f"no model folder or shipped model named {name_or_path!r} (shipped: {shipped or 'none'}; a folder "
             "holds config.json and model.safetensors)"
@@ -213,7 +212,7 @@ class Detector:
         if self.source is None:
             return {"source": None, "weights_sha256": None}
         shipped = self.source.startswith("shipped:")
-        folder = SHIPPED_MODELS / self.source.split(":", 1)[1] if shipped else Path(self.source)
+        folder = pretrained_folder(self.source.split(":", 1)[1]) if shipped else Path(self.source)
         weights = folder / "model.safetensors"
         digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
         return {"source": self.source, "weights_sha256": digest}
@@ -313,7 +312,7 @@ class Detector:
     @torch.inference_mode()
     def noise_maps(self, img: Image.Image) -> dict[str, np.ndarray]:
         """The noise map of an RGB image's centre crop and its spectrum, without scoring the image."""
-        return self.noise_maps_of_crop(self.model.crops_of(img, num_crops=1))
+        return self.noise_maps_of_crop(inference_transform(self.model.config).crops(img, num_crops=1))
 
     @torch.inference_mode()
     def noise_maps_of_crop(self, crop: torch.Tensor) -> dict[str, np.ndarray]:

@@ -2,10 +2,10 @@
 
 The exported graph is the whole trainable model: noise branch, frequency branch and head, plus the frozen semantic
 backbone when it exports. Preprocessing is not in the graph; the ONNX metadata carries what a runtime needs to
-reproduce it (input scale, crop size, number of crops, semantic view size, decision threshold) as JSON under
-``nirnet``: crops are ``N x 3 x crop_size x crop_size`` RGB in [0, 1] cut from the image resized by
-``input_scale`` (see ``nirnet.models.base.image_crops``), the image's probability is
-``sigmoid(mean of its crops' logits)``.
+reproduce it as JSON under ``nirnet``: the model's ``preprocess`` (crop size, crops per image and their positions,
+input scale, alignment, interpolation: ``nirnet.data.transforms``), the whole-image view size when the model
+reads one, and the decision threshold. Crops are ``N x 3 x crop_size x crop_size`` RGB in [0, 1] cut from the
+image resized by ``input_scale``; the image's probability is ``sigmoid(mean of its crops' logits)``.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ class _Exportable(nn.Module):
 def example_inputs(model: DetectorModel, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(seed)
     c = model.config
-    crops = torch.rand(batch, 3, c.crop_size, c.crop_size, generator=generator)
-    if not c.uses_image_view:
+    size = c.preprocess.crop_size
+    crops = torch.rand(batch, 3, size, size, generator=generator)
+    if not c.view_size:
         return (crops,)
-    return crops, torch.rand(batch, 3, c.semantic_size, c.semantic_size, generator=generator)
+    return crops, torch.rand(batch, 3, c.view_size, c.view_size, generator=generator)
 
 
 def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = 18) -> Path:
@@ -74,12 +75,10 @@ def onnx_metadata(model: DetectorModel) -> dict:
     return {
         "name": c.name,
         "inputs": "crops: N x 3 x crop_size x crop_size RGB in [0, 1]"
-        + ("; view: N x 3 x semantic_size x semantic_size, the whole image resized" if c.uses_image_view else ""),
+        + ("; view: N x 3 x view_size x view_size, the whole image resized" if c.view_size else ""),
         "output": "logits: one per crop; probability = sigmoid(mean of an image's crop logits)",
-        "input_scale": c.input_scale,
-        "crop_size": c.crop_size,
-        "num_crops": c.num_crops,
-        "semantic_size": c.semantic_size if c.uses_image_view else None,
+        "preprocess": c.preprocess.to_dict(),  # nirnet.data.transforms.PreprocessConfig: how crops are cut
+        "view_size": c.view_size,
         "threshold": c.threshold,
         "config": json.loads(c.to_json()),
     }

@@ -39,8 +39,8 @@ def gaussian_blur(img: Image.Image, sigma: float) -> Image.Image:
     return img.filter(ImageFilter.GaussianBlur(radius=float(sigma)))
 
 
-def resize(img: Image.Image, scale: float) -> Image.Image:
-    """Scale both sides by ``scale`` with an antialiased bicubic filter (at least 1 px per side)."""
+def resize(img: Image.Image, scale: float, resample: Image.Resampling = Image.Resampling.BICUBIC) -> Image.Image:
+    """Scale both sides by ``scale`` with an antialiased filter, bicubic by default (at least 1 px per side)."""
     if scale <= 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     width, height = img.size
@@ -48,7 +48,7 @@ def resize(img: Image.Image, scale: float) -> Image.Image:
     if size == img.size:
         return img.copy()
     # Pillow's resampling filters widen their support when shrinking, i.e. they antialias.
-    return img.resize(size, resample=Image.Resampling.BICUBIC)
+    return img.resize(size, resample=resample)
 
 
 def pad_to(img: Image.Image, size: int) -> Image.Image:
@@ -94,11 +94,6 @@ class DegradeConfig:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     resize_prob: float = 0.2
     resize_scale: tuple[float, float] = (0.5, 1.5)
-    crop_size: int | None = 256
-    # The model's input scale (its config's ``input_scale``), applied after the JPEG and before the crop, where
-    # inference applies it: to an image as it arrives, compression included. Training sets it and ``crop_size``
-    # from the model, so that training crops are what the model reads at inference.
-    input_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -111,11 +106,21 @@ class DegradeParams:
     crop_size: int | None = None
     crop_u: float = 0.5
     crop_v: float = 0.5
-    input_scale: float = 1.0  # see DegradeConfig.input_scale
+    # How the model reads an image (its ``PreprocessConfig``): resized by ``input_scale`` with ``interpolation``
+    # after the JPEG and before the crop, where inference resizes it: as it arrives, compression included.
+    input_scale: float = 1.0
+    interpolation: str = "bicubic"
 
 
-def sample_params(config: DegradeConfig, rng: np.random.Generator) -> DegradeParams:
-    """Draw one :class:`DegradeParams` from ``config`` using ``rng`` (always the same number of draws)."""
+def sample_params(
+    config: DegradeConfig,
+    rng: np.random.Generator,
+    crop_size: int | None = None,
+    input_scale: float = 1.0,
+    interpolation: str = "bicubic",
+) -> DegradeParams:
+    """Draw one :class:`DegradeParams` from ``config`` using ``rng`` (always the same number of draws); the crop
+    size, input scale and interpolation are the model's (training passes its ``PreprocessConfig``'s)."""
     draws = rng.random(8)
     return DegradeParams(
         blur_sigma=float(np.interp(draws[1], [0, 1], config.blur_sigma)) if draws[0] < config.blur_prob else None,
@@ -123,10 +128,11 @@ def sample_params(config: DegradeConfig, rng: np.random.Generator) -> DegradePar
         jpeg_quality=int(round(np.interp(draws[5], [0, 1], config.jpeg_quality)))
         if draws[4] < config.jpeg_prob
         else None,
-        crop_size=config.crop_size,
+        crop_size=crop_size,
         crop_u=float(draws[6]),
         crop_v=float(draws[7]),
-        input_scale=config.input_scale,
+        input_scale=input_scale,
+        interpolation=interpolation,
     )
 
 
@@ -139,7 +145,7 @@ def apply(img: Image.Image, params: DegradeParams) -> Image.Image:
     if params.jpeg_quality is not None:
         img = jpeg(img, params.jpeg_quality)
     if params.input_scale != 1.0:
-        img = resize(img, params.input_scale)
+        img = resize(img, params.input_scale, Image.Resampling[params.interpolation.upper()])
     if params.crop_size is not None:
         img = crop(img, params.crop_size, params.crop_u, params.crop_v)
     return img

@@ -42,6 +42,7 @@ from .degrade import SharpnessConfig
 from .io import ImageLoadError, load_image
 from .recon_cache import ReconEntry
 from .tensors import to_float_tensor, to_image, to_uint8_tensor
+from .transforms import PreprocessConfig
 
 CROP_MARGIN = 8  # px around a crop that are simulated too: one JPEG block, so every grid phase can occur
 GRID = 16  # twins are cut at multiples of this offset, so a photo's JPEG grid (8x8, chroma 16x16) lines up
@@ -49,7 +50,12 @@ GRID = 16  # twins are cut at multiples of this offset, so a photo's JPEG grid (
 
 @dataclass(frozen=True)
 class PairConfig:
-    crop_size: int = 256
+    # Training crops are what the model reads: crop size, input scale and interpolation come from the model's
+    # PreprocessConfig (see :meth:`read`). ``crop_size`` may restate the model's; a different one is an error (set
+    # the model's instead: ``model_overrides.crop_size``). ``input_scale`` is the one setting training may hold
+    # apart from inference, on purpose: the shipped default was trained at 1.0 and reads at 1.5 (RESULTS 6f).
+    crop_size: int | None = None
+    input_scale: float | None = None  # the scale training reads images at; None: the model's
     p_simulator: float = 0.5  # share of fakes made by the simulator (the rest: autoencoder twins, if cached)
     p_generated: float = 0.0  # share of fakes taken from real generated images (needs a labelled dataset)
     degrade: degrade.DegradeConfig = field(default_factory=degrade.DegradeConfig)
@@ -62,21 +68,34 @@ class PairConfig:
     sharpness: SharpnessConfig = field(default_factory=SharpnessConfig)
     ae_mix: tuple[float, float] = (0.5, 1.0)  # lambda range of x + lambda (D(E(x)) - x) for autoencoder twins
 
-    @property
-    def region(self) -> int:
-        """The largest region :meth:`region_for` asks for (at the smallest resize scale)."""
+    def read(self, model: PreprocessConfig | None = None) -> PreprocessConfig:
+        """How training reads images: the model's ``model`` preprocessing (default: crops of ``crop_size`` or 256 px
+        at native scale), at ``input_scale`` when set. ``ValueError`` when ``crop_size`` contradicts the model."""
+        if model is None:
+            model = PreprocessConfig(crop_size=self.crop_size or PreprocessConfig.crop_size)
+        if self.crop_size is not None and self.crop_size != model.crop_size:
+            raise ValueError(
+                f"data.pairs.crop_size is {self.crop_size} but the model reads {model.crop_size} px crops; training "
+                "crops are the model's: drop data.pairs.crop_size or set model_overrides.crop_size"
+            )
+        return model if self.input_scale is None else model.replace(input_scale=self.input_scale)
+
+    def largest_region(self, read: PreprocessConfig) -> int:
+        """The largest region :meth:`region_for` asks for when reading as ``read`` (at the smallest resize)."""
         lo = min(self.degrade.resize_scale[0], 1.0) if self.degrade.resize_prob > 0 else 1.0
-        return self.region_for(degrade.DegradeParams(resize_scale=lo, input_scale=self.degrade.input_scale))
+        return self.region_for(
+            degrade.DegradeParams(resize_scale=lo, crop_size=read.crop_size, input_scale=read.input_scale)
+        )
 
     def region_for(self, params: degrade.DegradeParams) -> int:
         """Side of the region that is simulated before this draw's degradation: the crop plus a margin of
-        :data:`CROP_MARGIN` px, at the drawn resize scale times the model's input scale.
+        :data:`CROP_MARGIN` px, at the drawn resize scale times the input scale.
 
         Only the pixels that can reach the crop are simulated (the simulator's cost is per pixel); the margin lets
         the crop's position vary relative to the JPEG block grid, as it does in the wild.
         """
         scale = (params.resize_scale or 1.0) * params.input_scale
-        return int(math.ceil((self.crop_size + CROP_MARGIN) / scale))
+        return int(math.ceil((params.crop_size + CROP_MARGIN) / scale))
 
 
 def cut_region(img: Image.Image, region: int, rng: np.random.Generator) -> Image.Image:
@@ -110,9 +129,11 @@ class PairDataset(Dataset):
         seed: int = 0,
         real_weights: Sequence[float] | None = None,
         generated_weights: Sequence[float] | None = None,
+        preprocess: PreprocessConfig | None = None,
     ) -> None:
         self.real_paths = [Path(p) for p in real_paths]
         self.config = config
+        self.preprocess = config.read(preprocess)  # the model's way of reading images (see PairConfig.read)
         self.simulator = simulator
         self.recon = list((recon_cache or {}).values())
         self.generated = [Path(p) for p in generated_paths]
@@ -128,6 +149,11 @@ class PairDataset(Dataset):
 
     def __len__(self) -> int:  # the sampler decides the keys; this is only a nominal size
         return max(len(self.real_paths), len(self.recon))
+
+    @property
+    def region(self) -> int:
+        """The largest region simulated for one pair (see :meth:`PairConfig.largest_region`)."""
+        return self.config.largest_region(self.preprocess)
 
     def _kind(self, rng: np.random.Generator) -> str:
         u = rng.random()
@@ -215,7 +241,8 @@ class PairDataset(Dataset):
         step, slot = key
         rng = np.random.default_rng(item_seed(self.seed, step, slot))
         kind = self._kind(rng)
-        params = degrade.sample_params(self.config.degrade, rng)
+        p = self.preprocess
+        params = degrade.sample_params(self.config.degrade, rng, p.crop_size, p.input_scale, p.interpolation)
         real, fake, history, source = getattr(self, f"_{kind}_pair")(rng, params)
         if self.config.match_sharpness and kind != "generated":  # a generated image is not its photo's twin
             fake = degrade.match_noise_floor(degrade.match_sharpness(fake, real), real, rng)

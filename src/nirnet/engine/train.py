@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,11 +32,12 @@ from ..data.families import family_of
 from ..data.pairs import PairDataset, StepSampler, collate_pairs
 from ..data.recon_cache import read_recon_cache, restrict_recon_cache
 from ..data.split import split_paths, validation_csv
+from ..data.transforms import PreprocessConfig
 from ..imprint.autoencoders import create_autoencoder
 from ..imprint.bank import ImprintBank
 from ..imprint.fusion import ImprintSimulator
 from ..models.losses import DifferenceAwareLoss, bce_with_smoothing
-from ..models.registry import create_model
+from ..models.registry import create_model, get_config
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_config
 from .denoise import denoiser_file, init_noise_extractor
@@ -115,6 +116,10 @@ def prepare_run_folder(out_dir: Path, resume: bool, overwrite: bool) -> None:
 def check_inputs(config: TrainConfig) -> None:
     """Fail before any work when a configured input is missing, naming the command that makes it."""
     d = config.data
+    try:  # training crops are the model's: a data.pairs.crop_size that contradicts it is refused here
+        d.pairs.read(get_config(config.model, **config.model_overrides).preprocess)
+    except ValueError as exc:
+        raise SetupError(f"config: {exc}") from None
     if not d.real:
         raise SetupError("data.real is empty: name folders of real photos (see configs/nirnet_tiny_cpu.yaml)")
     for folder in d.real:
@@ -212,8 +217,12 @@ def write_validation_manifest(config: TrainConfig, out_dir: Path) -> None:
     atomic_write_text(folder / "manifest.csv", validation_csv(real_held, gen_held, folder))
 
 
-def build_dataset(config: TrainConfig, crop_size: int, input_scale: float = 1.0) -> PairDataset:
+def build_dataset(config: TrainConfig, preprocess: PreprocessConfig | None = None) -> PairDataset:
+    """The training pairs of ``config``, read the way the model reads images: ``preprocess`` (default: that of
+    ``config.model`` with its overrides); see :meth:`PairConfig.read` for what ``data.pairs`` may change."""
     d = config.data
+    if preprocess is None:
+        preprocess = get_config(config.model, **config.model_overrides).preprocess
     simulator = None
     if d.bank != "none":
         bank = ImprintBank.load(d.bank)
@@ -225,19 +234,17 @@ def build_dataset(config: TrainConfig, crop_size: int, input_scale: float = 1.0)
         recon = restrict_recon_cache(recon, d.autoencoders)
     samples = generated_samples(config)
     real, generated, _, _ = training_images(config, samples)
-    # The model's crop size and input scale decide the training crops, as they decide the inference crops.
-    degrade = replace(d.pairs.degrade, crop_size=crop_size, input_scale=input_scale)
-    pairs = replace(d.pairs, crop_size=crop_size, degrade=degrade)
     real_weights, generated_weights = sampling_weights(config, real, generated, samples)
     return PairDataset(
         real,
-        pairs,
+        d.pairs,
         simulator,
         recon,
         generated,
         seed=config.run.seed,
         real_weights=real_weights,
         generated_weights=generated_weights,
+        preprocess=preprocess,
     )
 
 
@@ -308,7 +315,7 @@ def build_loader(run: _Run) -> DataLoader:
     config = run.config
     batch_pairs = config.optim.batch_pairs
     return DataLoader(
-        build_dataset(config, run.model.config.crop_size, run.model.config.input_scale),
+        build_dataset(config, run.model.config.preprocess),
         batch_size=len(range(run.rank, batch_pairs, run.world)),
         sampler=StepSampler(run.start, config.optim.steps, batch_pairs, run.rank, run.world),
         num_workers=config.run.workers,

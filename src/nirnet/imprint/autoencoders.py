@@ -23,73 +23,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ---------------------------------------------------------------- weights lookup
-
-WEIGHTS_ENV = "NIRNET_AE_WEIGHTS"
-
-
-def find_weights(filename: str, weights_dir: str | os.PathLike | None = None) -> Path:
-    """Locate a third-party autoencoder file: ``weights_dir``, ``$NIRNET_AE_WEIGHTS``, ``../shared/data/weights``
-    (relative to the working directory), ``~/.cache/nirnet/weights``. Raises ``FileNotFoundError`` naming them."""
-    candidates = [Path(d) for d in (weights_dir, os.environ.get(WEIGHTS_ENV)) if d]
-    candidates += [Path("..") / "shared" / "data" / "weights", Path.home() / ".cache" / "nirnet" / "weights"]
-    for folder in candidates:
-        if (folder / filename).is_file():
-            return folder / filename
-    raise FileNotFoundError(
-        f"{filename} not found in: {', '.join(str(c) for c in candidates)}. Pass weights_dir=... or set {WEIGHTS_ENV}."
-    )
-
-
-# ---------------------------------------------------------------- base class
-
-
-class Reconstructor(nn.Module):
-    """An autoencoder seen as a reconstructor of [0, 1] RGB images. Subclasses implement ``_encode``/``_decode``
-    for inputs whose sides are multiples of ``stride``."""
-
-    name: str = "reconstructor"
-    stride: int = 8
-    can_decode: bool = True
-
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        pad_h, pad_w = (-height) % self.stride, (-width) % self.stride
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        return x
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latent of ``x`` (``N x 3 x H x W`` in [0, 1]); sides are padded up to a multiple of the stride."""
-        return self._encode(self._pad(x))
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Image in [0, 1] from a latent."""
-        if not self.can_decode:
-            raise RuntimeError(f"autoencoder {self.name!r} has no decoder")
-        return self._decode(z).clamp(0, 1)
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """``D(E(x))`` with the shape of ``x``."""
-        height, width = x.shape[-2:]
-        return self.decode(self.encode(x))[..., :height, :width]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.reconstruct(x)
-
+from .ours import list_shipped, load_shipped
+from .reconstructor import Reconstructor, find_weights
 
 # ---------------------------------------------------------------- TAE family
 
@@ -277,12 +219,26 @@ class DiffusersAutoencoder(Reconstructor):
 
 # ---------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, Callable[..., Reconstructor]] = {}
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., Reconstructor]
+    variants: Callable[[], list[str]] | None  # a family named "<name>:<variant>"; None: a single name
 
 
-def register_autoencoder(name: str) -> Callable[[Callable[..., Reconstructor]], Callable[..., Reconstructor]]:
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_autoencoder(
+    name: str, variants: Callable[[], list[str]] | None = None
+) -> Callable[[Callable[..., Reconstructor]], Callable[..., Reconstructor]]:
+    """Register the decorated factory as ``name`` (called with the caller's keyword arguments), or, with
+    ``variants`` (a function listing them), as the family ``name:<variant>`` (called with the variant first)."""
+
     def wrap(factory: Callable[..., Reconstructor]) -> Callable[..., Reconstructor]:
-        _REGISTRY[name] = factory
+        if name in _REGISTRY:
+            raise ValueError(f"autoencoder {name!r} is registered twice")
+        _REGISTRY[name] = _Entry(factory, variants)
         return factory
 
     return wrap
@@ -321,19 +277,22 @@ def _diffusers(path: str, kind: str = "AutoencoderKL", name: str | None = None) 
     return DiffusersAutoencoder(path, kind=kind, name=name)
 
 
-def list_autoencoders() -> list[str]:
-    """Registered names; our shipped autoencoders appear as ``ours:<name>``."""
-    from .ours import list_shipped
+@register_autoencoder("ours", variants=list_shipped)
+def _ours(variant: str, **kwargs) -> Reconstructor:
+    """The small autoencoders trained by this project (``nirnet imprint train-ae``), shipped in the package."""
+    return load_shipped(variant, **kwargs)
 
-    return sorted(_REGISTRY) + [f"ours:{n}" for n in list_shipped()]
+
+def list_autoencoders() -> list[str]:
+    """Registered names, then each family's members as ``<family>:<variant>`` (``ours:<name>``)."""
+    single = sorted(n for n, e in _REGISTRY.items() if e.variants is None)
+    return single + [f"{n}:{v}" for n, e in sorted(_REGISTRY.items()) if e.variants for v in e.variants()]
 
 
 def create_autoencoder(name: str, **kwargs) -> Reconstructor:
     """Build a registered reconstructor (``ours:<name>`` loads one of the project's own trained autoencoders)."""
-    if name.startswith("ours:"):
-        from .ours import load_shipped
-
-        return load_shipped(name.split(":", 1)[1], **kwargs)
-    if name not in _REGISTRY:
+    family, colon, variant = name.partition(":")
+    entry = _REGISTRY.get(family)
+    if entry is None or bool(colon) != (entry.variants is not None):
         raise KeyError(f"unknown autoencoder {name!r}; known: {', '.join(list_autoencoders())}")
-    return _REGISTRY[name](**kwargs)
+    return entry.factory(variant, **kwargs) if colon else entry.factory(**kwargs)

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._atomic import atomic_write
-from .autoencoders import Reconstructor
+from .reconstructor import Reconstructor
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights" / "autoencoders"
 UPSAMPLERS = ("nearest", "deconv", "pixelshuffle", "bilinear")

@@ -1,8 +1,9 @@
-"""What every detector model shares: preprocessing from its config, scoring, and pickle-free save/load.
+"""What every detector model shares: scoring, and pickle-free save/load. How a model reads an image is its
+config's ``preprocess`` (:mod:`nirnet.data.transforms`), not code here.
 
 A detector is an ``nn.Module`` whose ``forward(crops, view=None, crops_per_view=1)`` returns one logit per crop,
-with a :class:`~nirnet.models.config.NIRNetConfig` in ``self.config``. ``config.arch`` names its class in
-:data:`ARCHITECTURES`, which is how ``from_pretrained`` rebuilds any of them (NIRNet and the baselines).
+with its config (a :class:`~nirnet.models.config.DetectorConfig` of ``config_class``) in ``self.config``. The class
+says its ``arch`` name; the model registry (:mod:`nirnet.models.registry`) maps saved folders back to classes.
 """
 
 from __future__ import annotations
@@ -10,43 +11,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import ClassVar
 
-import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._atomic import atomic_write, atomic_write_text
-from ..data.degrade import pad_to, resize
+from ..data.transforms import inference_transform
 from ..decision import DecisionRule
 from .config import DetectorConfig
 
-ARCHITECTURES: dict[str, type] = {}
-
-
-def register_architecture(name: str, cls: type) -> None:
-    ARCHITECTURES[name] = cls
-
-
 FROZEN_PREFIX = "semantic.backbone."
-# Relative crop positions in order of preference: centre, quadrant centres, edge midpoints, corners.
-CROP_POSITIONS = [
-    (0.5, 0.5),
-    (0.25, 0.25),
-    (0.75, 0.75),
-    (0.75, 0.25),
-    (0.25, 0.75),
-    (0.5, 0.0),
-    (0.5, 1.0),
-    (0.0, 0.5),
-    (1.0, 0.5),
-    (0.0, 0.0),
-    (1.0, 1.0),
-    (1.0, 0.0),
-    (0.0, 1.0),
-]
-CROP_ALIGN = 16  # crop offsets are multiples of 16 so decoder/JPEG grids keep their phase w.r.t. the image
 
 
 def load_trainable_state(model: nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
@@ -58,66 +35,13 @@ def load_trainable_state(model: nn.Module, weights: dict[str, torch.Tensor], whe
         raise ValueError(f"{where}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
 
 
-def crop_boxes(width: int, height: int, size: int, num_crops: int) -> list[tuple[int, int]]:
-    """Top-left corners of up to ``num_crops`` crops of ``size`` in a ``width`` x ``height`` image (at least
-    ``size`` on each side): offsets are multiples of 16 where the image allows, duplicate positions dropped."""
-    boxes: list[tuple[int, int]] = []
-    for u, v in CROP_POSITIONS[:num_crops]:
-        left = int(u * (width - size)) // CROP_ALIGN * CROP_ALIGN
-        top = int(v * (height - size)) // CROP_ALIGN * CROP_ALIGN
-        if (left, top) not in boxes:
-            boxes.append((left, top))
-    return boxes
-
-
-def image_crops(
-    image: Image.Image, size: int, num_crops: int, as_uint8: bool = False, scale: float = 1.0
-) -> torch.Tensor:
-    """Crops of an RGB image: ``K x 3 x size x size`` float in [0, 1] (or uint8 pixels with ``as_uint8``, a quarter
-    of the memory while they wait for the model), ``K <= num_crops``, cut from the image resized by ``scale`` (a
-    model's ``input_scale``; 1.0 keeps native resolution).
-
-    Padding policy: an image smaller than the crop on either side (after the resize) is mirror-padded at the
-    bottom/right to the crop size. Crop offsets are multiples of 16 where the image allows (see :func:`crop_boxes`).
-    A resized crop is resampled from its own region of the original (Pillow's ``box``), which gives the pixels of
-    the crop of the whole resized image without ever holding that image: a 40 MP upload stays 40 MP.
-    """
-    width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
-    if scale != 1.0 and width >= size and height >= size:
-        fx, fy = image.width / width, image.height / height
-        pieces = [
-            np.asarray(
-                image.resize(
-                    (size, size),
-                    Image.Resampling.BICUBIC,
-                    box=(left * fx, top * fy, (left + size) * fx, (top + size) * fy),
-                )
-            )
-            for left, top in crop_boxes(width, height, size, num_crops)
-        ]
-    else:
-        if scale != 1.0:
-            image = resize(image, scale)  # smaller than a crop once resized: cheap to resize whole, then pad
-        arr = np.asarray(pad_to(image, size))
-        boxes = crop_boxes(arr.shape[1], arr.shape[0], size, num_crops)
-        pieces = [arr[t : t + size, l : l + size] for l, t in boxes]  # noqa: E741
-    crops = torch.from_numpy(np.stack(pieces)).permute(0, 3, 1, 2)
-    return crops.contiguous() if as_uint8 else crops.float() / 255
-
-
-def semantic_view(image: Image.Image, size: int, as_uint8: bool = False) -> torch.Tensor:
-    """The whole image resized (antialiased) to ``size`` x ``size``: ``1 x 3 x size x size`` in [0, 1] (uint8
-    pixels with ``as_uint8``)."""
-    resized = image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    view = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)[None]
-    return view if as_uint8 else view.float() / 255
-
-
 class DetectorModel(nn.Module):
     """Base class; subclasses set ``self.config`` and define ``forward``. ``semantic`` and ``da_head`` are
     ``None`` unless the model has a semantic branch or a Difference-Aware head."""
 
     config: DetectorConfig
+    arch: ClassVar[str]  # the name saved as ``config.arch``; the registry finds the class by it
+    config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
 
     def __init__(self) -> None:
         super().__init__()
@@ -125,24 +49,14 @@ class DetectorModel(nn.Module):
         self.semantic: nn.Module | None = None
         self.da_head: nn.Module | None = None
 
-    # ------------------------------------------------------------------ preprocessing from the config
-    def crops_of(self, image: Image.Image, num_crops: int | None = None) -> torch.Tensor:
-        """The crops of an RGB image that the model reads, from the config (see :func:`image_crops`)."""
-        return image_crops(
-            image, self.config.crop_size, num_crops or self.config.num_crops, scale=self.config.input_scale
-        )
-
-    def view_of(self, image: Image.Image) -> torch.Tensor:
-        """The semantic view of an RGB image, from the config (see :func:`semantic_view`)."""
-        return semantic_view(image, self.config.semantic_size)
-
     @torch.inference_mode()
     def score_image(self, image: Image.Image, num_crops: int | None = None) -> tuple[float, list[float]]:
-        """(probability generated, per-crop logits) for one RGB image; crop logits are averaged."""
-        crops = self.crops_of(image, num_crops)
+        """(probability generated, per-crop logits) for one RGB image, read by the config's
+        :func:`~nirnet.data.transforms.inference_transform`; crop logits are averaged."""
+        read = inference_transform(self.config)(image, num_crops)
         device = next(self.parameters()).device
-        view = self.view_of(image).to(device) if self.config.uses_image_view else None
-        logits = self(crops.to(device), view, crops_per_view=len(crops))
+        view = read.view.to(device) if read.view is not None else None
+        logits = self(read.crops.to(device), view, crops_per_view=len(read.crops))
         return float(torch.sigmoid(logits.mean())), logits.tolist()
 
     # ------------------------------------------------------------------ save / load (no pickle)
@@ -166,23 +80,37 @@ class DetectorModel(nn.Module):
         return atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True))
 
     @classmethod
+    def build(cls, config: DetectorConfig, semantic_pretrained: bool = True) -> DetectorModel:
+        """A fresh model of ``config``; ``semantic_pretrained=False`` gives a frozen backbone random weights (tests,
+        or weights loaded later). Models without a backbone ignore it."""
+        return cls(config)
+
+    @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, **overrides) -> DetectorModel:
+        """Load a folder written by :meth:`save_pretrained` as this class (``overrides`` change its config). Any
+        architecture: :func:`nirnet.models.registry.load_model`, which picks the class from the folder."""
+        if cls is DetectorModel:
+            raise TypeError("DetectorModel is abstract: use nirnet.models.load_model(folder), which finds the class")
         folder = Path(folder)
-        if not (folder / "config.json").is_file() and (folder / "final" / "config.json").is_file():
-            raise FileNotFoundError(f"{folder} is a training run folder; its model is {folder / 'final'}")
-        for needed in ("config.json", "model.safetensors"):
-            if not (folder / needed).is_file():
-                raise FileNotFoundError(
-                    f"{folder / needed} is missing (a NIRNet folder holds config.json and model.safetensors)"
-                )
+        data = read_config_json(folder)
         try:
-            config = DetectorConfig.from_dict(json.loads((folder / "config.json").read_text())).replace(**overrides)
+            config = cls.config_class.from_dict(data).replace(**overrides)
         except ValueError as exc:
             raise ValueError(f"{folder}: {exc}") from None
-        from . import baselines, nirnet  # noqa: F401 - registers the architectures (not imported by this module)
-
-        if config.arch not in ARCHITECTURES:
-            raise ValueError(f"{folder}: unknown architecture {config.arch!r}; known: {sorted(ARCHITECTURES)}")
-        model = ARCHITECTURES[config.arch](config)
+        if config.arch != cls.arch:
+            raise ValueError(f"{folder}: a {config.arch!r} model, not {cls.arch!r} ({cls.__name__})")
+        model = cls(config)
         load_trainable_state(model, load_file(str(folder / "model.safetensors")), str(folder))
         return model.eval()
+
+
+def read_config_json(folder: Path) -> dict:
+    """The ``config.json`` of a model folder, after checking that the folder holds a model."""
+    if not (folder / "config.json").is_file() and (folder / "final" / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} is a training run folder; its model is {folder / 'final'}")
+    for needed in ("config.json", "model.safetensors"):
+        if not (folder / needed).is_file():
+            raise FileNotFoundError(
+                f"{folder / needed} is missing (a NIRNet folder holds config.json and model.safetensors)"
+            )
+    return json.loads((folder / "config.json").read_text())

@@ -1,8 +1,9 @@
 """Model configuration: architecture *and* preprocessing, so transforms are derived from the model.
 
-:class:`DetectorConfig` holds what every detector has (crops, training label smoothing, decision threshold);
-:class:`NIRNetConfig` adds NIRNet's branches and its Difference-Aware Loss, :class:`BaselineConfig` the width of a
-baseline CNN. ``DetectorConfig.from_dict`` picks the class from the ``arch`` key of a saved ``config.json``.
+:class:`DetectorConfig` holds what every detector has (how it reads an image, training label smoothing, decision
+threshold); :class:`NIRNetConfig` adds NIRNet's branches and its Difference-Aware Loss, :class:`BaselineConfig` the
+width of a baseline CNN. Which class a saved ``config.json`` needs is decided by its ``arch`` through the model
+registry (:func:`nirnet.models.registry.config_from_dict`).
 """
 
 from __future__ import annotations
@@ -10,49 +11,37 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any
 
+from ..data.transforms import PREPROCESS_KEYS, PreprocessConfig
 from ..decision import DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     name: str = "detector"
-    arch: str = "nirnet"  # the model class (see nirnet.models.base.ARCHITECTURES): nirnet, npr, cnnspot
-    # --- preprocessing (inference transforms come from here)
-    crop_size: int = 256  # crop side in pixels of the image as read (after input_scale)
-    num_crops: int = 4  # crops per image at inference; logits are averaged
-    # Every image is resized by this factor (bicubic) before its crops are taken, in training (after the JPEG step)
-    # and at inference; 1.0 reads native pixels. The shipped default reads at 1.5 (docs/RESULTS.md section 6f).
-    input_scale: float = 1.0
+    arch: str = "nirnet"  # the model class, named by the registry's entries: nirnet, npr, cnnspot
+    # How the model reads an image (crops, input scale, ...): the inference transforms and the training crops.
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     label_smoothing: float = 0.1  # training targets pulled towards 0.5
     # --- decision
     threshold: float = DEFAULT_THRESHOLD  # probability threshold, replaced by `nirnet eval --calibrate`
     extra: dict = field(default_factory=dict)
-
-    ARCHS: ClassVar[tuple[str, ...]] = ()
-
-    def __post_init__(self) -> None:
-        if not self.input_scale > 0:
-            raise ValueError(f"input_scale must be > 0, got {self.input_scale}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> DetectorConfig:
-        """The config of ``data`` (a saved ``config.json``), of the class its ``arch`` needs."""
+        """The config of ``data`` (a saved ``config.json``, older layouts upgraded) as this class."""
         if cls is DetectorConfig:
-            arch = data.get("arch", "nirnet")
-            for config_class in (NIRNetConfig, BaselineConfig):
-                if arch in config_class.ARCHS:
-                    return config_class.from_dict(data)
-            raise ValueError(f"unknown architecture {arch!r}")
-        data = cls._upgrade(dict(data))
+            raise TypeError("the arch of a config.json decides its class: use nirnet.models.config_from_dict")
+        data = cls._upgrade(_nest_preprocess(dict(data)))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown model config keys: {unknown}")
+        data["preprocess"] = PreprocessConfig.from_dict(data.get("preprocess", {}))
         return cls(**data)
 
     @classmethod
@@ -69,11 +58,36 @@ class DetectorConfig:
         """Whether inference must supply a resized whole-image view (besides the crops)."""
         return False
 
-    def replace(self, **changes) -> DetectorConfig:
+    @property
+    def view_size(self) -> int | None:
+        """Side of that whole-image view, or ``None`` when the model reads crops only."""
+        return None
+
+    def replace(self, **changes: Any) -> DetectorConfig:
+        """A copy with ``changes``. Preprocessing settings may be given by their own names (``crop_size=128``,
+        ``input_scale=1.5``: what ``model_overrides`` in a training config and ``create_model`` overrides use) or
+        as ``preprocess=`` (a :class:`PreprocessConfig` or a dict of changes)."""
+        shorthand = {k: changes.pop(k) for k in list(changes) if k in PREPROCESS_KEYS}
+        nested = changes.pop("preprocess", None)
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
             raise ValueError(f"{self.name} ({type(self).__name__}) has no setting {', '.join(unknown)}")
-        return replace(self, **changes)
+        preprocess = nested if isinstance(nested, PreprocessConfig) else self.preprocess
+        if isinstance(nested, dict):
+            shorthand = {**nested, **shorthand}
+        if shorthand:
+            preprocess = preprocess.replace(**shorthand)
+        return replace(self, preprocess=preprocess, **changes)
+
+
+def _nest_preprocess(data: dict) -> dict:
+    """Migration: ``config.json`` files written before :class:`PreprocessConfig` kept ``crop_size``,
+    ``num_crops`` and ``input_scale`` at the top level; they move into ``preprocess`` (the other preprocessing
+    settings were fixed then, and their defaults are those fixed values)."""
+    flat = {k: data.pop(k) for k in list(data) if k in PREPROCESS_KEYS}
+    if flat:
+        data["preprocess"] = {**flat, **data.get("preprocess", {})}
+    return data
 
 
 @dataclass(frozen=True)
@@ -81,8 +95,6 @@ class BaselineConfig(DetectorConfig):
     """A baseline CNN (NPR, CNNSpot): one width; no branches, no Difference-Aware Loss."""
 
     width: int = 32  # channels of the first stage
-
-    ARCHS: ClassVar[tuple[str, ...]] = ("npr", "cnnspot")
 
     @classmethod
     def _upgrade(cls, data: dict) -> dict:
@@ -144,8 +156,6 @@ class NIRNetConfig(DetectorConfig):
     da_spatial: bool = False
     da_centred: bool = False  # centre target and prediction over the batch: learn what differs between twins
 
-    ARCHS: ClassVar[tuple[str, ...]] = ("nirnet",)
-
     @classmethod
     def _upgrade(cls, data: dict) -> dict:
         if isinstance(data.get("semantic_taps"), list):  # JSON has no tuples
@@ -155,3 +165,7 @@ class NIRNetConfig(DetectorConfig):
     @property
     def uses_image_view(self) -> bool:
         return self.semantic not in ("none", "", None) and self.semantic_view == "image"
+
+    @property
+    def view_size(self) -> int | None:
+        return self.semantic_size if self.uses_image_view else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import DetectorModel, register_architecture
+from .base import DetectorModel
 from .config import NIRNetConfig
 from .extractor import ImprintExtractor
 from .frequency import FrequencyBranch
@@ -56,6 +56,9 @@ def _mlp(cin: int, hidden: int, cout: int, dropout: float = 0.0, positive: bool 
 
 
 class NIRNet(DetectorModel):
+    arch = "nirnet"
+    config_class = NIRNetConfig
+
     def __init__(self, config: NIRNetConfig, semantic_pretrained: bool = True) -> None:
         super().__init__()
         self.config = config
@@ -117,11 +120,12 @@ class NIRNet(DetectorModel):
         """Logits (one per crop)."""
         return self.classify(self.features(crops, view, crops_per_view))
 
+    @classmethod
+    def build(cls, config: NIRNetConfig, semantic_pretrained: bool = True) -> NIRNet:
+        return cls(config, semantic_pretrained=semantic_pretrained)
+
     def noise_map(self, x: torch.Tensor) -> torch.Tensor:
         """The extracted noise map ``N(x)`` (for visualisation); needs the noise branch."""
         if self.imprint is None:
             raise RuntimeError("this model has no noise branch")
         return self.imprint.extractor(x)
-
-
-register_architecture("nirnet", NIRNet)

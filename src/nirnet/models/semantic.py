@@ -10,11 +10,14 @@ Backends (``NIRNetConfig.semantic``):
   normalisation.
 * ``none``: no semantic branch.
 
+Each family is one function decorated with :func:`register_backbone`; adding a backbone is one more.
+
 Frozen backbones stay in eval mode, never receive gradients and are never written into NIRNet checkpoints.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -48,9 +51,38 @@ class FrozenBackbone(nn.Module):
             return self._forward_fn(self.model, (x - self.mean) / self.std).float()
 
 
-def _lite0(pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) -> FrozenBackbone:
+BackboneFactory = Callable[[str, bool, "str | None", "tuple[int, ...]"], FrozenBackbone]
+_BACKBONES: dict[str, BackboneFactory] = {}
+
+
+def register_backbone(family: str) -> Callable[[BackboneFactory], BackboneFactory]:
+    """Register a backbone family: ``semantic="<family>"`` or ``"<family>:<variant>"`` in a model config calls
+    the decorated ``factory(variant, pretrained, weights, taps)`` (``variant`` is "" without one)."""
+
+    def decorate(factory: BackboneFactory) -> BackboneFactory:
+        if family in _BACKBONES:
+            raise ValueError(f"backbone {family!r} is registered twice")
+        _BACKBONES[family] = factory
+        return factory
+
+    return decorate
+
+
+def list_backbones() -> list[str]:
+    return sorted(_BACKBONES)
+
+
+def _no_taps(family: str, variant: str, taps: tuple[int, ...]) -> None:
+    if taps:
+        raise ValueError(f"semantic_pool 'stats' supports efficientnet_lite0, not {family}:{variant!r}")
+
+
+@register_backbone("efficientnet_lite0")
+def _lite0(variant: str, pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) -> FrozenBackbone:
     from .efficientnet_lite import EfficientNetLite0, load_pretrained_lite0
 
+    if variant:
+        raise ValueError(f"efficientnet_lite0 has no variants, got {variant!r}")
     if weights:
         model = EfficientNetLite0()
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
@@ -71,7 +103,9 @@ def _lite0(pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) ->
     return FrozenBackbone(model, stats, out_dim, (0.5,) * 3, (0.5,) * 3)
 
 
-def _open_clip(name: str, pretrained: bool, weights: str | None) -> FrozenBackbone:
+@register_backbone("open_clip")
+def _open_clip(name: str, pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) -> FrozenBackbone:
+    _no_taps("open_clip", name, taps)
     try:
         import open_clip
     except ImportError as exc:
@@ -82,7 +116,9 @@ def _open_clip(name: str, pretrained: bool, weights: str | None) -> FrozenBackbo
     return FrozenBackbone(visual, lambda m, x: m(x), int(out_dim), CLIP_MEAN, CLIP_STD)
 
 
-def _timm(name: str, pretrained: bool, weights: str | None) -> FrozenBackbone:
+@register_backbone("timm")
+def _timm(name: str, pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) -> FrozenBackbone:
+    _no_taps("timm", name, taps)
     try:
         import timm
     except ImportError as exc:
@@ -98,7 +134,8 @@ def _timm(name: str, pretrained: bool, weights: str | None) -> FrozenBackbone:
 def create_backbone(
     spec: str, pretrained: bool = True, weights: str | None = None, taps: tuple[int, ...] = ()
 ) -> FrozenBackbone | None:
-    """Frozen backbone for ``spec``; ``pretrained=False`` gives random weights (tests, or weights loaded later).
+    """Frozen backbone for ``spec`` (``<family>`` or ``<family>:<variant>`` of :func:`register_backbone`;
+    ``none``: no branch); ``pretrained=False`` gives random weights (tests, or weights loaded later).
     ``taps``: return texture statistics of these blocks instead of the pooled output (efficientnet_lite0 only)."""
     if spec in ("none", "", None):
         return None
@@ -109,17 +146,11 @@ def create_backbone(
             f"semantic weights {weights!r} are not a local file; NIRNet never downloads weights at load time "
             "(download them yourself and give the file's path)"
         )
-    if spec == "efficientnet_lite0":
-        return _lite0(pretrained, weights, tuple(taps))
-    if taps:
-        raise ValueError(f"semantic_pool 'stats' supports efficientnet_lite0, not {spec!r}")
-    if spec.startswith("open_clip:"):
-        return _open_clip(spec.split(":", 1)[1], pretrained, weights)
-    if spec.startswith("timm:"):
-        return _timm(spec.split(":", 1)[1], pretrained, weights)
-    raise ValueError(
-        f"unknown semantic backend {spec!r}: use efficientnet_lite0, open_clip:<model>, timm:<model>, none"
-    )
+    family, _, variant = spec.partition(":")
+    if family not in _BACKBONES:
+        known = ", ".join(f"{f}[:<model>]" for f in list_backbones())
+        raise ValueError(f"unknown semantic backend {spec!r}: use one of {known}, or none")
+    return _BACKBONES[family](variant, pretrained, weights, tuple(taps))
 
 
 class SemanticBranch(nn.Module):

@@ -90,7 +90,7 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
     app.state.memory = memory
     budget = MemoryBudget(memory.decoding)
     idle_trim = IdleTrim()
-    crop_copy = detector.model.config.input_scale == 1.0  # crops cut from a full-size array (models.base)
+    crop_copy = detector.model.config.preprocess.input_scale == 1.0  # crops cut from a full-size array (transforms)
 
     async def prepare(upload: UploadFile) -> tuple:
         """(name, prepared image or None, error): planned from the header, decoded within the budget."""

@@ -52,9 +52,10 @@ def model_footprint(detector: Detector) -> int:
     """Peak resident bytes of this process through one full batch of crops (0 where it cannot be read)."""
     reset = _reset_peak()
     config = detector.model.config
-    crops = torch.zeros(detector.batch_size, 3, config.crop_size, config.crop_size, dtype=torch.uint8)
-    view = torch.zeros(1, 3, config.semantic_size, config.semantic_size, dtype=torch.uint8)
-    detector.score_prepared([PreparedImage(crops, view if config.uses_image_view else None, 1, 1)])
+    size, view_size = config.preprocess.crop_size, config.view_size
+    crops = torch.zeros(detector.batch_size, 3, size, size, dtype=torch.uint8)
+    view = torch.zeros(1, 3, view_size, view_size, dtype=torch.uint8) if view_size else None
+    detector.score_prepared([PreparedImage(crops, view, 1, 1)])
     return _peak_bytes(reset)
 
 

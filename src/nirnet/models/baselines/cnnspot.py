@@ -10,12 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..base import DetectorModel, register_architecture
+from ..base import DetectorModel
 from ..config import BaselineConfig
 from ..extractor import BasicBlock
 
 
 class CNNSpot(DetectorModel):
+    arch = "cnnspot"
+    config_class = BaselineConfig
+
     def __init__(self, config: BaselineConfig) -> None:
         super().__init__()
         self.config = config
@@ -35,6 +38,3 @@ class CNNSpot(DetectorModel):
     def forward(self, crops: torch.Tensor, view: torch.Tensor | None = None, crops_per_view: int = 1) -> torch.Tensor:
         x = (crops - self.mean) / self.std
         return self.head(self.stages(self.stem(x)).mean(dim=(-2, -1))).squeeze(1)
-
-
-register_architecture("cnnspot", CNNSpot)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..base import DetectorModel, register_architecture
+from ..base import DetectorModel
 from ..config import BaselineConfig
 from ..extractor import BasicBlock
 
@@ -24,6 +24,9 @@ def npr_residual(x: torch.Tensor) -> torch.Tensor:
 
 
 class NPRNet(DetectorModel):
+    arch = "npr"
+    config_class = BaselineConfig
+
     def __init__(self, config: BaselineConfig) -> None:
         super().__init__()
         self.config = config
@@ -39,6 +42,3 @@ class NPRNet(DetectorModel):
         # The residual is a few levels of 1/255; a fixed gain brings it near unit scale.
         features = self.stages(self.stem(npr_residual(crops) * 16)).mean(dim=(-2, -1))
         return self.head(features).squeeze(1)
-
-
-register_architecture("npr", NPRNet)
