@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ._atomic import atomic_write
+from .defaults import ONNX_OPSET
 from .models.base import DetectorModel
 
 
@@ -43,7 +44,7 @@ def example_inputs(model: DetectorModel, batch: int = 2, seed: int = 0) -> tuple
     return crops, torch.rand(batch, 3, c.semantic_size, c.semantic_size, generator=generator)
 
 
-def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = 18) -> Path:
+def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
     """Write ``model`` as ONNX to ``path`` (atomically) with a dynamic batch dimension; returns the path."""
     path = Path(path)
     wrapper = _Exportable(model).eval()

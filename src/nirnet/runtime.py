@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
+from .defaults import ONNX_OPSET
 from .models.base import DetectorModel
 
 BACKENDS = ("auto", "torch", "onnx")
-ONNX_OPSET = 18
 AUTO_ENV = "NIRNET_AUTO_BACKEND"
 
 Forward = Callable[..., torch.Tensor]

@@ -24,6 +24,7 @@ from ._atomic import atomic_write
 from .data.sources import expand_sources, shard_members
 from .data.sources import write_shard as tar_shard  # noqa: F401 - kept under its former name
 from .decision import DecisionRule
+from .defaults import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,14 @@ class Chunk:
         return f"part-{digest}.parquet"
 
 
-def plan_chunks(inputs: Iterable[str | os.PathLike], chunk_size: int = 256) -> list[Chunk]:
+def plan_chunks(inputs: Iterable[str | os.PathLike], chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[Chunk]:
     """Inputs (as :func:`~nirnet.data.sources.expand_sources` reads them) -> chunks, in input order."""
     return plan(inputs, chunk_size)[0]
 
 
-def plan(inputs: Iterable[str | os.PathLike], chunk_size: int = 256) -> tuple[list[Chunk], list[tuple[Path, str]]]:
+def plan(
+    inputs: Iterable[str | os.PathLike], chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[list[Chunk], list[tuple[Path, str]]]:
     """(chunks, files left out with the reason): ``chunk_size`` image paths per chunk, then one chunk per shard."""
     sources = expand_sources(inputs)
     paths = [str(p) for p in sources.files]
@@ -56,7 +59,7 @@ class ChunkScorer:
     """A Ray actor: one detector, scores whole chunks and writes one Parquet file per chunk."""
 
     def __init__(
-        self, model: str | None, out_dir: str, threshold: float | None, batch_size: int, backend: str = "auto"
+        self, model: str | None, out_dir: str, threshold: float | None, batch_size: int, backend: str = DEFAULT_BACKEND
     ) -> None:
         import torch
 
@@ -128,10 +131,10 @@ def score_at_scale(
     threshold: float | None = None,
     address: str | None = None,
     actors: int | None = None,
-    chunk_size: int = 256,
-    batch_size: int = 32,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     jsonl: bool = False,
-    backend: str = "auto",
+    backend: str = DEFAULT_BACKEND,
 ) -> ScaleReport:
     """Score every input image on Ray (a local Ray in this process without ``address`` / ``RAY_ADDRESS``); writes
     ``out_dir/part-*.parquet`` (and ``out_dir/results.jsonl`` with ``jsonl``); returns counts. ``backend``: where
