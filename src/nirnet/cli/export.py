@@ -16,17 +16,22 @@ def onnx(
     out: str = typer.Argument(..., help="Output .onnx file (written atomically)."),
     model: str = typer.Option(None, help="Model folder or shipped model name (default: the embedded default)."),
     opset: int = typer.Option(ONNX_OPSET, help="ONNX opset version."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show the ONNX exporter's progress lines and warnings."),
     check: bool = typer.Option(True, help="Run the file in ONNX Runtime and compare with PyTorch (needs onnxruntime)."),
 ) -> None:
     """Export the model (noise branch, frequency branch, head, and the semantic backbone when it has one) to ONNX
     with a dynamic batch. Input `crops` (N x 3 x crop x crop, RGB in [0, 1]), output `logits` (one per crop); the
     preprocessing settings are in the file's metadata under `nirnet`."""
+    from pathlib import Path
+
     from nirnet.cli._common import fail, load_detector
+    from nirnet.cli._outputs import check_output
     from nirnet.export import check_onnx, export_onnx
 
+    check_output(Path(out), "OUT")  # before the export's seconds of work
     detector = load_detector(model, backend="torch")  # export needs only the PyTorch model
     try:
-        path = export_onnx(detector.model, out, opset=opset)
+        path = export_onnx(detector.model, out, opset=opset, verbose=verbose)
     except (RuntimeError, OSError) as exc:  # the exporter's failure, or an unwritable output
         fail(exc, code=1)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
