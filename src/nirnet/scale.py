@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -135,10 +136,12 @@ def score_at_scale(
     batch_size: int = DEFAULT_BATCH_SIZE,
     jsonl: bool = False,
     backend: str = DEFAULT_BACKEND,
+    verbose: bool = False,
 ) -> ScaleReport:
     """Score every input image on Ray (a local Ray in this process without ``address`` / ``RAY_ADDRESS``); writes
     ``out_dir/part-*.parquet`` (and ``out_dir/results.jsonl`` with ``jsonl``); returns counts. ``backend``: where
-    each actor runs the forward pass (``auto``, ``torch`` or ``onnx``, see :mod:`nirnet.runtime`)."""
+    each actor runs the forward pass (``auto``, ``torch`` or ``onnx``, see :mod:`nirnet.runtime`). Ray's own log
+    lines (start-up, Data progress) are off unless ``verbose``."""
     try:
         import ray
     except ImportError as exc:
@@ -153,8 +156,20 @@ def score_at_scale(
     chunks, skipped = plan(inputs, chunk_size)
     todo = [c for c in chunks if not (out / c.name).is_file()]
     if todo:
+        level = logging.INFO if verbose else logging.ERROR
+        if not verbose:
+            _quiet_ray()
         if not ray.is_initialized():
-            ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+            ray.init(
+                address=address or os.environ.get("RAY_ADDRESS"),
+                include_dashboard=False,
+                log_to_driver=verbose,
+                logging_level=level,
+            )
+        import ray.data
+
+        logging.getLogger("ray.data").setLevel(level)  # Ray Data sets its own level when it is imported
+        ray.data.DataContext.get_current().enable_progress_bars = verbose
         pool = actors or max(1, int(ray.available_resources().get("CPU", 1)))
         items = [{"chunk": json.dumps({"paths": list(c.paths), "shard": c.shard})} for c in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
@@ -171,6 +186,15 @@ def score_at_scale(
         atomic_write(out / "results.jsonl", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     failed = sum(1 for r in rows if r["error"])
     return ScaleReport(len(chunks), len(chunks) - len(todo), len(rows), failed, out, skipped)
+
+
+def _quiet_ray() -> None:
+    """Ray's start-up notes, token warning and Data progress lines would bury the one summary line the caller
+    prints; errors that stop the job still raise. The core's C++ log level is read from the environment when Ray
+    starts (a user's own setting wins)."""
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def read_rows(out_dir: str | os.PathLike, chunks: list[Chunk] | None = None) -> list[dict]:

@@ -33,6 +33,7 @@ def scale(
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, help="Crops per forward pass inside an actor."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write all rows to OUT/results.jsonl."),
     backend: str = backend_option(),
+    verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own log lines (start-up, Data progress)."),
 ) -> None:
     """Score images at scale with Ray Data: one detector per actor, one row per image (path, probability, verdict,
     error, model, threshold) in Parquet. A rerun into the same folder skips the chunks already written; a bad file
@@ -44,7 +45,7 @@ def scale(
 
         report = score_at_scale(
             inputs, out, model, threshold, address or os.environ.get("RAY_ADDRESS"), actors, chunk_size, batch_size,
-            jsonl, backend,
+            jsonl, backend, verbose=verbose,
         )  # fmt: skip
     except ImportError as exc:
         fail(exc)
