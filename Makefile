@@ -1,14 +1,24 @@
 # Every target creates .venv on first use, so a fresh clone needs only `make demo` or `make test`.
-PYTHON ?= python3
-VENV   ?= .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# `make demo` installs the package and its core dependencies; the other targets add the dev extra (tests, lint,
+# every optional backend). TORCH_INDEX=URL installs torch and torchvision from that index first, e.g. the CPU-only
+# wheels: make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu (PyPI's Linux torch brings CUDA libraries).
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH_INDEX ?=
+BIN         := $(VENV)/bin
+CORE        := $(VENV)/.installed-core
+STAMP       := $(VENV)/.installed
 
 .PHONY: setup test test-slow lint format demo clean
 
-$(STAMP): pyproject.toml
+$(CORE): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(CORE)
+
+$(STAMP): $(CORE)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -30,7 +40,7 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(BIN)/nirnet demo --out out/demo
 
 clean:

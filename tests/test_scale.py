@@ -102,6 +102,22 @@ def test_resumed_run_equals_uninterrupted(full_run, model_dir, tmp_path):
     )
 
 
+def test_scale_verb_writes_parquet_rows(local_ray, corpus, model_dir, tmp_path):
+    """`nirnet scale` end to end through the CLI runner (on the Ray this module started)."""
+    from typer.testing import CliRunner
+
+    from nirnet.cli.main import app
+
+    args = ["scale", str(corpus / "folder"), "--out", str(tmp_path / "out"), "--model", str(model_dir)]
+    result = CliRunner().invoke(app, [*args, "--actors", "1", "--chunk-size", "3", "--backend", "torch", "--jsonl"])
+    assert result.exit_code == 0, result.output
+    assert "6 images in 2 chunks (0 already done), 1 could not be read" in " ".join(result.output.split())
+    rows = read_rows(tmp_path / "out")
+    assert len(rows) == 6 and (tmp_path / "out" / "results.jsonl").is_file()
+    bad = CliRunner().invoke(app, ["scale", str(corpus / "folder"), "--out", str(tmp_path / "x"), "--backend", "tpu"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
 def test_a_bad_backend_fails_in_one_line_before_ray_starts(tmp_path, corpus):
     with pytest.raises(ValueError, match="backend must be one of auto, torch, onnx"):
         score_at_scale([corpus / "folder"], tmp_path / "out", backend="tpu")

@@ -78,8 +78,12 @@ def test_demo_folder(tmp_path):
 
     if not sample_photo_paths():
         pytest.skip("no sample photos shipped by matplotlib / scikit-learn")
-    folder = make_demo_folder(tmp_path / "demo")
+    written = make_demo_folder(tmp_path / "demo")
+    folder = tmp_path / "demo"
     assert len(list((folder / "real").glob("*.png"))) == len(list((folder / "simulated").glob("*.png"))) >= 1
+    assert [item.kind for item in written[:2]] == ["real photo", "simulated"]
+    assert all(item.path.is_file() and item.note for item in written)
+    assert len(make_demo_folder(tmp_path / "one", images=1)) == 2  # one photo and its twin
 
 
 @pytest.mark.skipif(DEFAULT_MODEL not in list_models(pretrained=True), reason="no default model shipped yet")
@@ -125,18 +129,22 @@ def test_default_detector_calls_the_demo_photos_real(request, name):
 
 
 def test_demo_verb_runs_end_to_end(tmp_path):
-    """`make demo` runs this verb: it must reach the scoring table (a wiring bug once passed typer's option objects
-    into detect and failed before scoring)."""
+    """`make demo` runs this verb: it must reach the scoring table with a verdict per image and say what each image
+    is (a wiring bug once passed typer's option objects into detect and failed before scoring)."""
     from nirnet.cli.main import app
     from nirnet.demo import sample_photo_paths
 
     if not sample_photo_paths():
         pytest.skip("no sample photos shipped by matplotlib / scikit-learn")
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo")])
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--images", "1"])
     assert result.exit_code == 0, result.output
     assert "error" not in result.output
-    for path in sample_photo_paths():
-        assert path.stem in result.output
+    stem = sample_photo_paths()[0].stem
+    rows = [line for line in result.stdout.splitlines() if stem in line and ("real" in line or "generated" in line)]
+    assert len(rows) >= 2  # the photo and its twin, each with a verdict
+    assert "simulated twin" in result.stdout and "Stable Diffusion v1.x" in result.stdout
+    bad = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d2"), "--images", "0"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
 
 
 SHIPPED = list_models(pretrained=True)

@@ -27,6 +27,7 @@ from .data.io import ImageLoadError, load_image
 from .data.tensors import to_uint8_array
 from .data.transforms import inference_transform
 from .decision import DecisionRule
+from .defaults import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_WORKERS
 from .models.base import DetectorModel
 from .models.registry import create_model, list_models, load_model, pretrained_folder
 from .runtime import select_forward
@@ -165,9 +166,9 @@ class Detector:
         self,
         model: DetectorModel,
         threshold: float | DecisionRule | None = None,
-        device: str | torch.device = "cpu",
-        batch_size: int = 32,
-        backend: str = "auto",
+        device: str | torch.device = DEFAULT_DEVICE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        backend: str = DEFAULT_BACKEND,
     ) -> None:
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but this machine has no usable CUDA GPU; use cpu")
@@ -284,7 +285,7 @@ class Detector:
         return results
 
     def predict_paths(
-        self, paths: Sequence[str | os.PathLike], workers: int = 2, num_crops: int | None = None
+        self, paths: Sequence[str | os.PathLike], workers: int = DEFAULT_WORKERS, num_crops: int | None = None
     ) -> Iterator[Prediction]:
         """Score many files in order, yielding one :class:`Prediction` each. Decoding and cropping run in
         ``workers`` DataLoader processes, overlapped with the model; unreadable files yield ``error``."""

@@ -10,8 +10,11 @@ image resized by ``input_scale``; the image's probability is ``sigmoid(mean of i
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import torch
 from torch import nn
 
 from ._atomic import atomic_write
+from .defaults import ONNX_OPSET
 from .models.base import DetectorModel
 
 
@@ -44,24 +48,29 @@ def example_inputs(model: DetectorModel, batch: int = 2, seed: int = 0) -> tuple
     return crops, torch.rand(batch, 3, c.view_size, c.view_size, generator=generator)
 
 
-def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = 18) -> Path:
-    """Write ``model`` as ONNX to ``path`` (atomically) with a dynamic batch dimension; returns the path."""
+def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = ONNX_OPSET, verbose: bool = False) -> Path:
+    """Write ``model`` as ONNX to ``path`` (atomically) with a dynamic batch dimension; returns the path. The
+    exporter's progress lines and warnings are hidden unless ``verbose`` (a failure's cause is in the exception)."""
     path = Path(path)
     wrapper = _Exportable(model).eval()
     inputs = example_inputs(model)
     names = ["crops", "view"][: len(inputs)]
     batch = torch.export.Dim("batch", min=1)
     dynamic_shapes = {name: {0: batch} for name in names}
+    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     try:
-        program = torch.onnx.export(
-            wrapper,
-            inputs,
-            input_names=names,
-            output_names=["logits"],
-            opset_version=opset,
-            dynamo=True,
-            dynamic_shapes=dynamic_shapes,
-        )
+        with quiet, warnings.catch_warnings():
+            if not verbose:
+                warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapper,
+                inputs,
+                input_names=names,
+                output_names=["logits"],
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes=dynamic_shapes,
+            )
     except Exception as exc:  # the exporter raises many types; say which model part to look at
         branch = " (the semantic backbone may not export; try a model without it)" if model.semantic else ""
         raise RuntimeError(f"ONNX export of {model.config.name} failed{branch}: {exc}") from exc

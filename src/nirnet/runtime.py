@@ -13,21 +13,18 @@ that building many small detectors does not export each one).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from .defaults import ONNX_OPSET
 from .models.base import DetectorModel
 
 BACKENDS = ("auto", "torch", "onnx")
-ONNX_OPSET = 18
 AUTO_ENV = "NIRNET_AUTO_BACKEND"
 
 Forward = Callable[..., torch.Tensor]
@@ -80,19 +77,17 @@ class OnnxForward:
             from .export import export_onnx
 
             _note(f"exporting {model.config.name} for ONNX Runtime once (kept in {self.path.parent})")
-            # The exporter's progress lines and warnings would bury that note (and stdout is for results with
-            # `nirnet detect --json`); a failure's cause is in the exception.
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    export_onnx(model, self.path, opset=ONNX_OPSET)
-                except RuntimeError as exc:
-                    raise ValueError(f"{exc}; score with the torch backend instead") from exc
-                except OSError as exc:  # a read-only home, a full disk
-                    raise ValueError(
-                        f"cannot write the exported model to {self.path.parent} ({exc.strerror or exc}); "
-                        "set NIRNET_CACHE to a writable folder"
-                    ) from exc
+            # export_onnx is quiet: the exporter's lines would bury that note (and stdout is for results with
+            # `nirnet detect --json`).
+            try:
+                export_onnx(model, self.path, opset=ONNX_OPSET)
+            except RuntimeError as exc:
+                raise ValueError(f"{exc}; score with the torch backend instead") from exc
+            except OSError as exc:  # a read-only home, a full disk
+                raise ValueError(
+                    f"cannot write the exported model to {self.path.parent} ({exc.strerror or exc}); "
+                    "set NIRNET_CACHE to a writable folder"
+                ) from exc
         return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, crops: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from ._atomic import atomic_write
 from .data.sources import expand_sources, shard_members
 from .data.sources import write_shard as tar_shard  # noqa: F401 - kept under its former name
 from .decision import DecisionRule
+from .defaults import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,14 @@ class Chunk:
         return f"part-{digest}.parquet"
 
 
-def plan_chunks(inputs: Iterable[str | os.PathLike], chunk_size: int = 256) -> list[Chunk]:
+def plan_chunks(inputs: Iterable[str | os.PathLike], chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[Chunk]:
     """Inputs (as :func:`~nirnet.data.sources.expand_sources` reads them) -> chunks, in input order."""
     return plan(inputs, chunk_size)[0]
 
 
-def plan(inputs: Iterable[str | os.PathLike], chunk_size: int = 256) -> tuple[list[Chunk], list[tuple[Path, str]]]:
+def plan(
+    inputs: Iterable[str | os.PathLike], chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[list[Chunk], list[tuple[Path, str]]]:
     """(chunks, files left out with the reason): ``chunk_size`` image paths per chunk, then one chunk per shard."""
     sources = expand_sources(inputs)
     paths = [str(p) for p in sources.files]
@@ -56,7 +60,7 @@ class ChunkScorer:
     """A Ray actor: one detector, scores whole chunks and writes one Parquet file per chunk."""
 
     def __init__(
-        self, model: str | None, out_dir: str, threshold: float | None, batch_size: int, backend: str = "auto"
+        self, model: str | None, out_dir: str, threshold: float | None, batch_size: int, backend: str = DEFAULT_BACKEND
     ) -> None:
         import torch
 
@@ -128,14 +132,16 @@ def score_at_scale(
     threshold: float | None = None,
     address: str | None = None,
     actors: int | None = None,
-    chunk_size: int = 256,
-    batch_size: int = 32,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     jsonl: bool = False,
-    backend: str = "auto",
+    backend: str = DEFAULT_BACKEND,
+    verbose: bool = False,
 ) -> ScaleReport:
     """Score every input image on Ray (a local Ray in this process without ``address`` / ``RAY_ADDRESS``); writes
     ``out_dir/part-*.parquet`` (and ``out_dir/results.jsonl`` with ``jsonl``); returns counts. ``backend``: where
-    each actor runs the forward pass (``auto``, ``torch`` or ``onnx``, see :mod:`nirnet.runtime`)."""
+    each actor runs the forward pass (``auto``, ``torch`` or ``onnx``, see :mod:`nirnet.runtime`). Ray's own log
+    lines (start-up, Data progress) are off unless ``verbose``."""
     try:
         import ray
     except ImportError as exc:
@@ -150,8 +156,20 @@ def score_at_scale(
     chunks, skipped = plan(inputs, chunk_size)
     todo = [c for c in chunks if not (out / c.name).is_file()]
     if todo:
+        level = logging.INFO if verbose else logging.ERROR
+        if not verbose:
+            _quiet_ray()
         if not ray.is_initialized():
-            ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+            ray.init(
+                address=address or os.environ.get("RAY_ADDRESS"),
+                include_dashboard=False,
+                log_to_driver=verbose,
+                logging_level=level,
+            )
+        import ray.data
+
+        logging.getLogger("ray.data").setLevel(level)  # Ray Data sets its own level when it is imported
+        ray.data.DataContext.get_current().enable_progress_bars = verbose
         pool = actors or max(1, int(ray.available_resources().get("CPU", 1)))
         items = [{"chunk": json.dumps({"paths": list(c.paths), "shard": c.shard})} for c in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
@@ -168,6 +186,15 @@ def score_at_scale(
         atomic_write(out / "results.jsonl", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     failed = sum(1 for r in rows if r["error"])
     return ScaleReport(len(chunks), len(chunks) - len(todo), len(rows), failed, out, skipped)
+
+
+def _quiet_ray() -> None:
+    """Ray's start-up notes, token warning and Data progress lines would bury the one summary line the caller
+    prints; errors that stop the job still raise. The core's C++ log level is read from the environment when Ray
+    starts (a user's own setting wins)."""
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def read_rows(out_dir: str | os.PathLike, chunks: list[Chunk] | None = None) -> list[dict]:

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from nirnet.defaults import DEFAULT_BACKEND
+
 _err = Console(stderr=True)
 
 BACKEND_HELP = (
@@ -15,6 +17,11 @@ BACKEND_HELP = (
     "PyTorch), torch (eager PyTorch), or onnx (ONNX Runtime on the CPU, an error when it cannot run). ONNX Runtime "
     "is several times faster on small CPUs; its first run exports the model to the user cache, ~20 s."
 )
+
+
+def backend_option():
+    """The ``--backend`` option every scoring verb takes, defaulting to the library's backend."""
+    return typer.Option(DEFAULT_BACKEND, help=BACKEND_HELP)
 
 
 def printable(value: object) -> str:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from nirnet.cli._common import fail
 from nirnet.data.datasets import LAYOUTS, DatasetLayoutError, count_by_subset, detect_layout, read_dataset
 from nirnet.data.io import ImageLoadError, load_image
 
@@ -27,8 +28,7 @@ def _read(root: Path, layout: str, split: str | None):
     try:
         return read_dataset(root, layout=layout, split=split)
     except DatasetLayoutError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        fail(exc)
 
 
 @app.command()
@@ -98,7 +98,7 @@ def build_corpus_command(
     what is already there and verified. Exit status: 0 = every row built, 1 = some rows missing, 2 = usage error."""
     from rich.progress import Progress
 
-    from nirnet.cli._common import fail, printable
+    from nirnet.cli._common import printable
     from nirnet.data.blobs import BlobSource
     from nirnet.data.corpus import SourceListError, build_corpus, read_sources
 

@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from nirnet.cli._common import BACKEND_HELP
+from nirnet.cli._common import backend_option
+from nirnet.defaults import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_WORKERS
 
 if TYPE_CHECKING:
     from nirnet.cli._outputs import ResultStream
@@ -66,11 +67,13 @@ def detect(
     threshold: float = typer.Option(
         None, min=0.0, max=1.0, help="Override the model's calibrated decision threshold (a probability in [0, 1])."
     ),
-    batch_size: int = typer.Option(32, help="Crops per forward pass."),
-    workers: int = typer.Option(2, help="DataLoader workers that decode and crop images (0 = in the main process)."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, help="Crops per forward pass."),
+    workers: int = typer.Option(
+        DEFAULT_WORKERS, help="DataLoader workers that decode and crop images (0 = in the main process)."
+    ),
     num_crops: int = typer.Option(None, help="Crops per image (default: the model's config)."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    device: str = typer.Option(DEFAULT_DEVICE, help="cpu or cuda."),
+    backend: str = backend_option(),
 ) -> None:
     """Score images: probability that each is AI-generated, and a verdict at the model's threshold."""
     run_detect(
@@ -98,11 +101,11 @@ def run_detect(
     jsonl_out: Path | None = None,
     resume: bool = False,
     threshold: float | None = None,
-    batch_size: int = 32,
-    workers: int = 2,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = DEFAULT_WORKERS,
     num_crops: int | None = None,
-    device: str = "cpu",
-    backend: str = "auto",
+    device: str = DEFAULT_DEVICE,
+    backend: str = DEFAULT_BACKEND,
 ) -> None:
     """What `nirnet detect` does, callable from other verbs with plain Python defaults (a typer verb function
     called directly receives typer's option objects for every argument it is not given).
@@ -116,8 +119,7 @@ def run_detect(
     files, skipped = expand_inputs(paths)
     _report_skipped(skipped)
     if not files:
-        console.print("[red]error:[/red] no images found")
-        raise typer.Exit(2)
+        fail("no images found")
     if resume and jsonl_out is None:
         fail("--resume needs --jsonl FILE (the file whose images are skipped)")
     if csv_out is not None:

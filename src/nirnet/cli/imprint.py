@@ -185,8 +185,7 @@ def _simulator(
         )
         return ImprintSimulator(ImprintBank.load(bank), config)
     except (ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        fail(exc)
 
 
 @app.command()
@@ -243,8 +242,7 @@ def sample(
     try:
         x = to_float_tensor(load_image_array(image))
     except ImageLoadError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        fail(exc)
     sim = _simulator(bank, alpha, beta, gamma_lo, gamma_hi, models_per_sample, sampler)
     result = sim(x, torch.Generator().manual_seed(seed))
     to_image(result.images[0]).save(out)

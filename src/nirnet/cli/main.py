@@ -7,6 +7,7 @@ import typer.core
 
 from nirnet import __version__
 from nirnet.cli import data as data_cli
+from nirnet.cli import demo as demo_cli
 from nirnet.cli import denoise as denoise_cli
 from nirnet.cli import detect as detect_cli
 from nirnet.cli import eval as eval_cli
@@ -50,20 +51,7 @@ app.command("detect")(detect_cli.detect)
 app.command("serve")(serve_cli.serve)
 app.command("scale")(scale_cli.scale)
 app.add_typer(export_cli.app, name="export")
-
-
-@app.command()
-def demo(
-    out: str = typer.Option("out/demo", help="Folder for the demo images."),
-    workers: int = typer.Option(0, help="DataLoader workers for scoring."),
-) -> None:
-    """Make a demo folder (real photos shipped by dependencies + their simulated generated twins, all PNG) and
-    score it with the embedded default model. Shows the pipeline end to end, not accuracy on real generators."""
-    from nirnet.demo import make_demo_folder
-
-    folder = make_demo_folder(out)
-    typer.echo(f"demo images in {folder}/real and {folder}/simulated")
-    detect_cli.run_detect([str(folder)], workers=workers)
+app.command("demo")(demo_cli.demo)
 
 
 def _print_version(value: bool) -> None:

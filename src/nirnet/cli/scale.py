@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from nirnet.cli._common import BACKEND_HELP
+from nirnet.cli._common import backend_option
+from nirnet.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE
 
 console = Console(stderr=True)
 
@@ -26,10 +27,13 @@ def scale(
         None, help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray started in this process)."
     ),
     actors: int = typer.Option(None, help="Scoring actors, one detector each (default: one per CPU of the cluster)."),
-    chunk_size: int = typer.Option(256, help="Paths per chunk (the unit of work and of resume); a tar shard is one."),
-    batch_size: int = typer.Option(32, help="Crops per forward pass inside an actor."),
+    chunk_size: int = typer.Option(
+        DEFAULT_CHUNK_SIZE, help="Paths per chunk (the unit of work and of resume); a tar shard is one."
+    ),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, help="Crops per forward pass inside an actor."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write all rows to OUT/results.jsonl."),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    backend: str = backend_option(),
+    verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own log lines (start-up, Data progress)."),
 ) -> None:
     """Score images at scale with Ray Data: one detector per actor, one row per image (path, probability, verdict,
     error, model, threshold) in Parquet. A rerun into the same folder skips the chunks already written; a bad file
@@ -41,7 +45,7 @@ def scale(
 
         report = score_at_scale(
             inputs, out, model, threshold, address or os.environ.get("RAY_ADDRESS"), actors, chunk_size, batch_size,
-            jsonl, backend,
+            jsonl, backend, verbose=verbose,
         )  # fmt: skip
     except ImportError as exc:
         fail(exc)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from ..detect import Detector
 from ..render import data_url, noise_map_png, spectrum_png
 from .budget import MemoryBudget
+from .config import ServeConfig
 from .decode import plan_upload, prepare_upload
 from .errors import JsonErrorBodies
 from .guard import RequestGuard
@@ -41,24 +41,6 @@ try:
     from fastapi.responses import HTMLResponse, JSONResponse
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the NIRNet web service needs the serve extra: pip install 'nirnet[serve]'") from exc
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    max_files: int = 16  # files per request
-    max_file_bytes: int = 20 * 1024 * 1024  # bytes per uploaded file
-    max_request_bytes: int = 64 * 1024 * 1024  # whole body, enforced while it streams
-    max_pending: int = 6  # scoring requests in progress; more get 503 + Retry-After (6: measured, RESULTS 9)
-    decode_slots: int = 2  # images decoded at the same time
-    max_pixels: int = 40_000_000  # per image; larger JPEGs are decoded at 1/2, 1/4 or 1/8 scale, others refused
-    read_timeout_s: float = 20.0  # longest wait for the next chunk of a request body
-    max_waiting: int = 64  # requests (bodies complete) waiting for a slot beyond max_pending; more get 503 at once
-    wait_timeout_s: float = 10.0  # longest wait in that line before a 503
-    body_timeout_s: float = 120.0  # the whole body must arrive within this
-    min_body_rate: float = 8192.0  # bytes/s on average since the request began, checked after body_grace_s
-    body_grace_s: float = 5.0
-    max_memory_bytes: int = 2300 * 2**20  # the process's target; decoding gets what the model leaves
-    decoding_bytes: int | None = None  # the decoding budget itself, instead of measuring the model (tests)
 
 
 def _page() -> str:

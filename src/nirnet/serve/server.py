@@ -16,13 +16,14 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .._malloc import return_large_blocks
+from .config import DEFAULT_HEADER_TIMEOUT_S
 
 #: The answer to a request h11 cannot parse (bad request line, header, Content-Length or chunk framing).
 INVALID_REQUEST = json.dumps({"detail": "invalid HTTP request (refused by the HTTP server)"}).encode()
 
 
 class HeaderDeadlineProtocol(H11Protocol):
-    header_timeout_s: float = 10.0
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -70,7 +71,7 @@ class HeaderDeadlineProtocol(H11Protocol):
         super().connection_lost(exc)
 
 
-def run(app, host: str, port: int, log_level: str = "info", header_timeout_s: float = 10.0) -> None:
+def run(app, host: str, port: int, log_level: str = "info", header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S) -> None:
     """Serve ``app`` until interrupted."""
     import uvicorn
 
