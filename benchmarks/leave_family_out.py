@@ -51,10 +51,12 @@ FOLDS: list[list[str]] = [
 REAL_HELD = 0.2
 
 
-def fold_overrides(fold: int, seed: int, out_dir: Path, steps: int | None) -> list[str]:
+def fold_overrides(fold: int, seed: int, out_dir: Path, steps: int | None, recipe: list[str] = ()) -> list[str]:
+    """The recipe's own overrides (a variant of the config), then the fold's (which win)."""
     families = ",".join(FOLDS[fold])
     extra = [f"optim.steps={steps}"] if steps else []
     return [
+        *recipe,
         f"data.exclude_families=[{families}]",
         f"data.validation={REAL_HELD}",
         f"run.seed={seed}",
@@ -74,7 +76,8 @@ def train_fold(config: str, overrides: list[str], out_dir: Path) -> None:
 def held_out_samples(config: str, overrides: list[str], fold: int) -> tuple[list[Sample], list[str]]:
     """(samples, group) to score: every image of the fold's families (group = family) and the held-out real
     photos of every source (group = the source folder's name)."""
-    cfg = load_config(config, [o for o in overrides if o.startswith("data.validation")])
+    # the data the recipe reads (a variant may change it), with every family present so the fold's can be scored
+    cfg = load_config(config, [o for o in overrides if o.startswith("data.") and "exclude_families" not in o])
     samples = generated_samples(cfg)
     _, _, real_held, _ = training_images(cfg, samples)
     held = set(FOLDS[fold])
@@ -195,6 +198,7 @@ def render(results: dict[int, dict], config: str, threshold: float, footer: str)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", default="configs/nirnet_tiny_texture_dn_families.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of the config: a variant of the recipe")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--folds", type=int, nargs="*", default=None, help="only these folds (default: all)")
     parser.add_argument("--steps", type=int, default=None, help="override optim.steps (cheaper, not the recipe)")
@@ -210,7 +214,7 @@ def main() -> None:
     for seed in args.seeds:
         for fold in folds:
             run = Path(args.runs) / f"s{seed}" / f"fold{fold}"
-            overrides = fold_overrides(fold, seed, run, args.steps)
+            overrides = fold_overrides(fold, seed, run, args.steps, args.overrides)
             if not args.score_only:
                 train_fold(args.config, overrides, run)
             if not (run / "final" / "model.safetensors").is_file():
@@ -230,7 +234,7 @@ def main() -> None:
     s = np.concatenate([x["scores"] for f in complete.values() for x in f])
     threshold = best_threshold(y[~np.isnan(s)], s[~np.isnan(s)])
     footer = f"{len(y)} scorings, {time.time() - start:.0f} s (training included when it ran)."
-    text = render(results, args.config, threshold, footer)
+    text = render(results, " ".join([args.config, *args.overrides]), threshold, footer)
     print(text)
     if args.out:
         out = Path(args.out)
