@@ -11,6 +11,7 @@ from nirnet.cli import denoise as denoise_cli
 from nirnet.cli import detect as detect_cli
 from nirnet.cli import eval as eval_cli
 from nirnet.cli import export as export_cli
+from nirnet.cli import family as family_cli
 from nirnet.cli import imprint as imprint_cli
 from nirnet.cli import scale as scale_cli
 from nirnet.cli import serve as serve_cli
@@ -50,6 +51,7 @@ app.command("detect")(detect_cli.detect)
 app.command("serve")(serve_cli.serve)
 app.command("scale")(scale_cli.scale)
 app.add_typer(export_cli.app, name="export")
+app.add_typer(family_cli.app, name="family")
 
 
 @app.command()
