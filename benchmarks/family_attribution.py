@@ -39,7 +39,7 @@ from nirnet.family import (
     calibrate_open_set,
     corpus_features,
     family_images,
-    fit_head,
+    fit_rows,
     known_families,
     known_score,
     open_set_folds,
@@ -57,13 +57,9 @@ def closed_set(x, names, groups, seed: int, c: float, parts, folds: int = 5, cro
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     top3 = np.empty((len(keep), 3), dtype=object)
     for train, test in splitter.split(x[keep], names[keep], groups[keep]):
-        rows = keep[train]
-        if crops is None:
-            head = fit_head(x[rows], names[rows], parts=parts, c=c, min_images=1)
-        else:
-            crop_x, owner = crops
-            mask = np.isin(owner, rows)
-            head = fit_head(crop_x[mask], names[owner[mask]], parts=parts, c=c, min_images=1)
+        mask = np.zeros(len(names), dtype=bool)
+        mask[keep[train]] = True
+        head = fit_rows(x, names, mask, crops, parts=parts, c=c)
         probs = head.probabilities(x[keep[test]])
         order = np.argsort(-probs, axis=1)[:, :3]
         top3[test] = np.asarray(head.families)[order]
@@ -148,7 +144,7 @@ def spread(values: list[float], pct: bool = False) -> str:
 def evaluate(x, names, groups, seeds, c, parts, counts, crops=None) -> tuple[dict, dict, list[dict]]:
     runs = [closed_set(x, names, groups, seed, c, parts, crops=crops) for seed in seeds]
     closed = summarise_closed(runs, counts)
-    folds_by_seed = {s: open_set_folds(x, names, groups, parts=parts, c=c, seed=s) for s in seeds}
+    folds_by_seed = {s: open_set_folds(x, names, groups, parts=parts, c=c, seed=s, crops=crops) for s in seeds}
     return closed, summarise_open(folds_by_seed), runs
 
 
@@ -187,7 +183,8 @@ def render(closed: dict, opened: dict, args, n_images: int, seconds: float, swee
     big = closed["headline_families"]
     lines = [
         f"Family attribution of `{args.model or 'the default model'}`'s features, head: parts "
-        f"`{','.join(args.parts)}`, C={args.c}; seeds {args.seeds}; {n_images} generated images.",
+        f"`{','.join(args.parts)}`, C={args.c}, trained on {args.rows}; seeds {args.seeds}; {n_images} generated "
+        "images.",
         "",
         "| | value (mean ± sd over seeds) |",
         "|---|---|",
@@ -254,6 +251,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder or shipped name (default: the default)")
     parser.add_argument("--parts", default=",".join(DEFAULT_PARTS), help="feature parts of the head")
     parser.add_argument("--c", type=float, default=0.1, help="inverse L2 strength of the head")
+    parser.add_argument("--rows", default="crops", choices=["crops", "images"], help="training rows of the head")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cache", default="runs/family_features", help="feature cache folder")
     parser.add_argument("--out", default="docs/results/attribution", help="folder for md, json and png")
@@ -282,17 +280,18 @@ def main() -> None:
         good = remap[owner] >= 0
         return x, (crop_x[good], remap[owner][good])
 
-    x, _ = features(args.parts)
-    closed, opened, runs = evaluate(x, names, groups, args.seeds, args.c, args.parts, counts)
+    x, crops = features(args.parts)
+    closed, opened, runs = evaluate(
+        x, names, groups, args.seeds, args.c, args.parts, counts, crops if args.rows == "crops" else None
+    )
     sweep = []
     if args.sweep:
         options = [
-            (p, c, r)
+            (p, c, "images")
             for p in ("head_input", "hidden", "texture", "head_input,texture", "head_input,hidden,texture")
             for c in (0.01, 0.1, 1.0)
-            for r in ("images",)
         ]
-        options += [(",".join(args.parts), args.c, "crops")]
+        options += [(p, c, "crops") for p in ("texture", "head_input,texture") for c in (0.1, 1.0)]
         for parts, c, rows in options:
             xs, crops = features(parts.split(","))
             cl, op, _ = evaluate(
@@ -314,7 +313,15 @@ def main() -> None:
     print(text)
     out = Path(args.out)
     atomic_write_text(out / "attribution.md", text + "\n")
-    payload = {"parts": args.parts, "c": args.c, "seeds": args.seeds, "closed": closed, "open": opened, "sweep": sweep}
+    payload = {
+        "parts": args.parts,
+        "c": args.c,
+        "rows": args.rows,
+        "seeds": args.seeds,
+        "closed": closed,
+        "open": opened,
+        "sweep": sweep,
+    }
     atomic_write_text(out / "attribution.json", json.dumps(payload, indent=1, default=float) + "\n")
     confusion_plot(runs, out / "confusion.png", f"closed-set top-1, {len(args.seeds)} seeds pooled (row-normalised)")
 

@@ -226,5 +226,22 @@ def test_family_fit_cli_writes_a_model_folder_that_attributes(model_dir, tmp_pat
     detector = Detector.from_pretrained(str(out), threshold=0.0)
     assert detector.family_head.families == ["alpha", "beta", "gamma"]
     assert detector.predict(data / "img" / "beta1.png", attribute=True)[0].family in {"alpha", "beta", "gamma", UNKNOWN}
-    bad = runner.invoke(app, [*args, "--parts", "texture"])  # the tiny model has no semantic branch
+    bad = runner.invoke(
+        app, [*args, "--parts", "texture", "--cache", str(tmp_path / "cache")]
+    )  # the tiny model has no semantic branch
     assert bad.exit_code == 2 and "texture" in bad.output and "Traceback" not in bad.output
+
+
+def test_the_shipped_default_has_a_family_head_that_attributes(tmp_path):
+    from nirnet.detect import DEFAULT_MODEL
+    from nirnet.models.registry import SHIPPED_MODELS
+
+    head = FamilyHead.load(SHIPPED_MODELS / DEFAULT_MODEL)
+    assert {"sdxl", "gpt4o", "vqgan_ar", "gemini", "stylegan", "flux", "midjourney", "sd1"} <= set(head.families)
+    assert head.threshold is not None and 0 < head.threshold < 1 and head.open_set_score == "max_softmax"
+    detector = Detector.from_pretrained(backend="torch", threshold=0.0)
+    assert detector.family_head is not None, detector.family_head_problem  # fitted on the shipped weights
+    path = _images(tmp_path / "in", 1)[0]
+    result = detector.predict(path, attribute=True)[0]
+    assert result.family in {*head.families, UNKNOWN} and len(result.family_scores) == 3
+    assert result.probability == Detector.from_pretrained(backend="torch").predict(path)[0].probability

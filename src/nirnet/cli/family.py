@@ -40,6 +40,9 @@ def fit(
     seeds: list[int] = typer.Option(
         [0, 1, 2], "--seed", help="Draws of held-out source files for the open-set calibration (repeatable)."
     ),
+    rows: str = typer.Option(
+        "crops", help="Training rows: crops (every crop of every image, measured better) or images (crop means)."
+    ),
     cache: Path = typer.Option(
         Path("runs/family_features"), help="Folder for cached features (keyed by file list and model)."
     ),
@@ -66,6 +69,7 @@ def fit(
                 score=score,
                 seeds=seeds,
                 cache=cache,
+                rows=rows,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     except (FamilyHeadError, OSError) as exc:
