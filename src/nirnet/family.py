@@ -2,8 +2,9 @@
 
 A multinomial linear head reads the detector's own per-image features (the crop means of what ``NIRNet.embed``
 returns: the branch features its real/generated head reads and the frozen texture statistics) and is fitted,
-class-balanced, on a corpus of generated images whose family is known. The detector's weights, features and
-logits are untouched, so its probabilities and verdicts are the same with or without a head.
+class-balanced, on a corpus of generated images whose family is known (by default on every crop as a row). The
+detector's weights, features and logits are untouched, so its probabilities and verdicts are the same with or
+without a head.
 
 Open set: the head's largest softmax probability (``max_softmax``) or its log-sum-exp of logits (``energy``) is a
 "this is a family I know" score; below the threshold stored with the head the answer is :data:`UNKNOWN`. The
@@ -538,7 +539,9 @@ def fit_family_head(
     source = detector.source or ""
     folder = SHIPPED_MODELS / source.split(":", 1)[1] if source.startswith("shipped:") else Path(source)
     out.mkdir(parents=True, exist_ok=True)
-    if source and folder.resolve() != out.resolve():
+    if not source:  # a detector built in memory: save its model, so the folder loads on its own
+        detector.model.save_pretrained(out)
+    elif folder.resolve() != out.resolve():
         for name in ("config.json", "model.safetensors"):
             shutil.copyfile(folder / name, out / name)
     head.save(out)
