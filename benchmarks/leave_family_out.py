@@ -33,21 +33,13 @@ import numpy as np
 
 from nirnet._atomic import atomic_write_text
 from nirnet.data.datasets import Sample
-from nirnet.data.families import family_of
+from nirnet.data.families import LEAVE_OUT_FOLDS, family_of
 from nirnet.engine.config import load_config
 from nirnet.engine.train import generated_samples, training_images
 from nirnet.eval.metrics import best_threshold
 from nirnet.eval.stats import balanced_accuracy, bootstrap_auc
 
-# Each fold mixes kinds (diffusion, GAN, autoregressive, closed commercial) and sizes, so no fold removes a
-# whole kind of generator and every training set still holds ~80 % of the images.
-FOLDS: list[list[str]] = [
-    ["sd1", "gpt4o", "fastgan", "sana"],
-    ["sdxl", "midjourney", "biggan", "ideogram"],
-    ["flux", "gemini", "stylegan"],
-    ["vqgan_ar", "unclip", "sd3", "seedream"],
-    ["gigagan", "infinity", "stablecascade"],
-]
+FOLDS = LEAVE_OUT_FOLDS  # five folds of generator families (nirnet.data.families)
 REAL_HELD = 0.2
 
 

@@ -4,11 +4,16 @@
     detector = Detector.from_pretrained()          # the default model shipped in the package
     results = detector.predict(["a.jpg", "b.png"])  # paths, PIL images or [0, 1] tensors
     results[0].probability, results[0].verdict, results[0].crop_logits
+    detector.predict("c.png", attribute=True)[0].family  # a generator family or "unknown" (needs a family head)
 
 Each image is scored on the crops its model's ``preprocess`` names (``nirnet.data.transforms``); the crop logits are
 averaged and passed through a sigmoid. The verdict uses the model's calibrated threshold (``config.threshold``,
 set by ``nirnet eval --calibrate``). A file that cannot be read yields a result with ``error`` set and no score;
 it never stops the rest.
+
+With ``attribute=True`` each image whose verdict is ``generated`` also gets ``family`` (a family the model's family
+head knows, or ``unknown``) and ``family_scores`` (the head's top 3 with probabilities), from the same crops
+(:mod:`nirnet.family`); the probability and verdict are the same with or without it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from .data.tensors import to_uint8_array
 from .data.transforms import inference_transform
 from .decision import DecisionRule
 from .defaults import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_WORKERS
+from .family import Attribution, FamilyHead, FamilyHeadError, image_features
 from .models.base import DetectorModel
 from .models.registry import create_model, list_models, load_model, pretrained_folder
 from .runtime import select_forward
@@ -116,6 +122,8 @@ ROW_SCHEMA: dict[str, type] = {
     "error": str,
     "model": str,
     "threshold": float,
+    "family": str,  # a known generator family or "unknown"; only for generated verdicts with attribution asked
+    "family_scores": dict,  # {family: probability}, the top 3; flat outputs (CSV, Parquet) hold it as JSON text
 }
 ROW_FIELDS = tuple(ROW_SCHEMA)
 
@@ -129,6 +137,8 @@ class Prediction:
     error: str | None = None  # why the image could not be scored
     model: str | None = None  # the model that scored it
     threshold: float | None = None  # the threshold the verdict was made at
+    family: str | None = None  # generator family or "unknown" (attribution asked and verdict generated)
+    family_scores: dict[str, float] | None = None  # top-3 families with probabilities
 
     @property
     def ok(self) -> bool:
@@ -143,6 +153,8 @@ class Prediction:
             "error": self.error,
             "model": self.model,
             "threshold": self.threshold,
+            "family": self.family,
+            "family_scores": self.family_scores,
         }
 
     def to_dict(self) -> dict:
@@ -169,6 +181,7 @@ class Detector:
         device: str | torch.device = DEFAULT_DEVICE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         backend: str = DEFAULT_BACKEND,
+        family_head: FamilyHead | None = None,
     ) -> None:
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but this machine has no usable CUDA GPU; use cpu")
@@ -181,6 +194,8 @@ class Detector:
         self.rule = DecisionRule.of(threshold, model.config.threshold)
         self.batch_size = batch_size
         self.source: str | None = None  # where the weights came from (set by from_pretrained)
+        self.family_head = family_head  # generator-family attribution (nirnet.family); None: the model has none
+        self.family_head_problem: str | None = None  # why a head in the model folder was not loaded
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, **kwargs) -> Detector:
@@ -191,15 +206,45 @@ class Detector:
         if path.is_dir():
             detector = cls(load_model(path), **kwargs)
             detector.source = str(path.resolve())
-            return detector
+            return detector._with_family_head(path)
         if str(name_or_path) in list_models(pretrained=True):
             detector = cls(create_model(str(name_or_path), pretrained=True), **kwargs)
             detector.source = f"shipped:{name_or_path}"
-            return detector
+            return detector._with_family_head(pretrained_folder(str(name_or_path)))
         shipped = ", ".join(list_models(pretrained=True))
         raise FileNotFoundError(
             f"no model folder or shipped model named {name_or_path!r} (shipped: {shipped or 'none'}; a folder "
             "holds config.json and model.safetensors)"
+        )
+
+    def _with_family_head(self, folder: Path) -> Detector:
+        """Load the model folder's family head when it has one and it was fitted on these weights; otherwise the
+        reason is kept for :meth:`require_family_head` (detection itself never depends on the head)."""
+        if self.family_head is not None or not FamilyHead.present(folder):
+            return self
+        try:
+            head = FamilyHead.load(folder)
+        except FamilyHeadError as exc:
+            self.family_head_problem = str(exc)
+            return self
+        fitted_on = head.model_weights_sha256
+        if fitted_on is not None and fitted_on != self.provenance()["weights_sha256"]:
+            self.family_head_problem = (
+                f"the family head in {folder} was fitted on other weights than this model's; refit it with "
+                "`nirnet family fit`"
+            )
+            return self
+        self.family_head = head
+        return self
+
+    def require_family_head(self) -> FamilyHead:
+        """The family head, or a one-line :class:`~nirnet.family.FamilyHeadError` saying why there is none."""
+        if self.family_head is not None:
+            return self.family_head
+        raise FamilyHeadError(
+            self.family_head_problem
+            or f"model {self.name} has no family head, so it cannot attribute a generator family; fit one with "
+            "`nirnet family fit --model MODEL --corpus DATASET --out FOLDER` and detect with --model FOLDER"
         )
 
     @property
@@ -231,14 +276,39 @@ class Detector:
         return self.rule.verdict(probability)
 
     def result(
-        self, source: str, scored: tuple[float, list[float]] | None = None, error: str | None = None
+        self,
+        source: str,
+        scored: tuple[float, list[float]] | None = None,
+        error: str | None = None,
+        attribution: Attribution | None = None,
     ) -> Prediction:
         """The :class:`Prediction` of one input: from its (probability, crop logits), or its error; every front
-        end makes its results here, so verdict, model and threshold are filled in one way."""
+        end makes its results here, so verdict, model, threshold and family are filled in one way. The family
+        is kept only for a generated verdict."""
         if scored is None:
             return Prediction(source, error=error, model=self.name, threshold=self.threshold)
         probability, logits = scored
-        return Prediction(source, probability, self.verdict(probability), logits, None, self.name, self.threshold)
+        verdict = self.verdict(probability)
+        if verdict != "generated":
+            attribution = None
+        family, family_scores = (attribution.family, attribution.scores) if attribution else (None, None)
+        return Prediction(source, probability, verdict, logits, None, self.name, self.threshold, family, family_scores)
+
+    @torch.inference_mode()
+    def attribute_prepared(
+        self, items: Sequence[PreparedImage], scored: Sequence[tuple[float, list[float]]]
+    ) -> list[Attribution | None]:
+        """The family of each prepared image whose verdict is generated (``None`` for the others), from its
+        crops' features through the PyTorch model (the head reads features, which the ONNX graph does not give);
+        the scores themselves are left as they are."""
+        head = self.require_family_head()
+        generated = [i for i, (p, _) in enumerate(scored) if self.verdict(p) == "generated"]
+        out: list[Attribution | None] = [None] * len(items)
+        if generated:
+            answers = head.answer(image_features(self.model, [items[i] for i in generated], head.parts))
+            for i, answer in zip(generated, answers):
+                out[i] = answer
+        return out
 
     def prepare(self, img: Image.Image, num_crops: int | None = None) -> PreparedImage:
         return prepare_image(self.model.config, img, num_crops)
@@ -265,8 +335,11 @@ class Detector:
         """(probability, crop logits) of RGB PIL images, with crops from several images batched together."""
         return self.score_prepared([self.prepare(img) for img in images])
 
-    def predict(self, inputs: ImageInput | Iterable[ImageInput]) -> list[Prediction]:
-        """Score paths, PIL images or tensors; unreadable inputs get ``error`` set instead of a score."""
+    def predict(self, inputs: ImageInput | Iterable[ImageInput], attribute: bool = False) -> list[Prediction]:
+        """Score paths, PIL images or tensors; unreadable inputs get ``error`` set instead of a score.
+        ``attribute``: also name the generator family of generated verdicts (needs a family head)."""
+        if attribute:
+            self.require_family_head()
         if isinstance(inputs, (str, os.PathLike, Image.Image, torch.Tensor)):
             inputs = [inputs]
         results: list[Prediction] = []
@@ -280,15 +353,25 @@ class Detector:
                 results.append(self.result(exc.source, error=exc.reason))
         for start in range(0, len(pending), self.batch_size):
             chunk = pending[start : start + self.batch_size]
-            for (index, _), scored in zip(chunk, self.predict_images([img for _, img in chunk])):
-                results[index] = self.result(results[index].source, scored)
+            prepared = [self.prepare(img) for _, img in chunk]
+            scores = self.score_prepared(prepared)
+            families = self.attribute_prepared(prepared, scores) if attribute else [None] * len(chunk)
+            for (index, _), scored, family in zip(chunk, scores, families):
+                results[index] = self.result(results[index].source, scored, attribution=family)
         return results
 
     def predict_paths(
-        self, paths: Sequence[str | os.PathLike], workers: int = DEFAULT_WORKERS, num_crops: int | None = None
+        self,
+        paths: Sequence[str | os.PathLike],
+        workers: int = DEFAULT_WORKERS,
+        num_crops: int | None = None,
+        attribute: bool = False,
     ) -> Iterator[Prediction]:
         """Score many files in order, yielding one :class:`Prediction` each. Decoding and cropping run in
-        ``workers`` DataLoader processes, overlapped with the model; unreadable files yield ``error``."""
+        ``workers`` DataLoader processes, overlapped with the model; unreadable files yield ``error``.
+        ``attribute``: also name the generator family of generated verdicts (needs a family head)."""
+        if attribute:
+            self.require_family_head()
         dataset = _PrepareDataset(list(paths), self.model.config, num_crops)
         loader = DataLoader(
             dataset,
@@ -298,9 +381,15 @@ class Detector:
             worker_init_fn=_one_thread,
         )
         for batch in loader:
-            scores = iter(self.score_prepared([item for _, item, _ in batch if item is not None]))
+            good = [item for _, item, _ in batch if item is not None]
+            scored = self.score_prepared(good)
+            families = iter(self.attribute_prepared(good, scored) if attribute else [None] * len(good))
+            scores = iter(scored)
             for source, item, error in batch:
-                yield self.result(source, error=error) if item is None else self.result(source, next(scores))
+                if item is None:
+                    yield self.result(source, error=error)
+                else:
+                    yield self.result(source, next(scores), attribution=next(families))
 
     @torch.inference_mode()
     def explain(self, image: ImageInput) -> dict[str, np.ndarray | float]:

@@ -109,9 +109,10 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
     from .detect import ROW_SCHEMA
 
-    arrow = {str: pa.string(), float: pa.float64()}
+    arrow = {str: pa.string(), float: pa.float64(), dict: pa.string()}  # a dict (family scores) as JSON text
     schema = pa.schema([(name, arrow[kind]) for name, kind in ROW_SCHEMA.items()])
-    table = pa.Table.from_pylist(rows, schema=schema)
+    flat = [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()} for row in rows]
+    table = pa.Table.from_pylist(flat, schema=schema)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 

@@ -74,6 +74,13 @@ def detect(
     num_crops: int = typer.Option(None, help="Crops per image (default: the model's config)."),
     device: str = typer.Option(DEFAULT_DEVICE, help="cpu or cuda."),
     backend: str = backend_option(),
+    attribute: bool = typer.Option(
+        False,
+        "--attribute",
+        help="Also name the generator family of each image judged generated (a family the model's family head "
+        "knows, or 'unknown') with its top-3 family probabilities; the model needs a family head (the default has "
+        "one; see `nirnet family fit`).",
+    ),
 ) -> None:
     """Score images: probability that each is AI-generated, and a verdict at the model's threshold."""
     run_detect(
@@ -89,6 +96,7 @@ def detect(
         num_crops=num_crops,
         device=device,
         backend=backend,
+        attribute=attribute,
     )
 
 
@@ -106,6 +114,7 @@ def run_detect(
     num_crops: int | None = None,
     device: str = DEFAULT_DEVICE,
     backend: str = DEFAULT_BACKEND,
+    attribute: bool = False,
 ) -> None:
     """What `nirnet detect` does, callable from other verbs with plain Python defaults (a typer verb function
     called directly receives typer's option objects for every argument it is not given).
@@ -126,13 +135,26 @@ def run_detect(
         check_output(csv_out, "--csv")
     with ResultStream(jsonl_out, resume) if jsonl_out is not None else nullcontext() as stream:
         detector = load_detector(model, threshold=threshold, device=device, batch_size=batch_size, backend=backend)
+        if attribute:
+            _require_family_head(detector)
         done: dict[str, dict] = {}
         if stream is not None:
             stream.check_model(detector.name)
             done = stream.previous
         todo = [f for f in files if safe_text(str(f)) not in done]
-        scored = _score(detector, todo, stream, workers=workers, num_crops=num_crops)
-        _deliver(detector, _in_input_order(files, scored, done, detector), skipped, as_json, csv_out, stream)
+        scored = _score(detector, todo, stream, workers=workers, num_crops=num_crops, attribute=attribute)
+        results = _in_input_order(files, scored, done, detector)
+        _deliver(detector, results, skipped, as_json, csv_out, stream, attribute)
+
+
+def _require_family_head(detector: Detector) -> None:
+    from nirnet.cli._common import fail
+    from nirnet.family import FamilyHeadError
+
+    try:
+        detector.require_family_head()
+    except FamilyHeadError as exc:
+        fail(f"--attribute: {exc}")
 
 
 def _deliver(
@@ -142,6 +164,7 @@ def _deliver(
     as_json: bool,
     csv_out: Path | None,
     stream: ResultStream | None,
+    attribute: bool = False,
 ) -> None:
     """Stdout first, then the CSV; every output that failed is named in one error line (exit 1) after the others
     were delivered."""
@@ -150,7 +173,7 @@ def _deliver(
 
     failed = [r for r in results if not r.ok]
     problems = []
-    if (reason := to_stdout(lambda: _print_results(detector, results, skipped, as_json))) is not None:
+    if (reason := to_stdout(lambda: _print_results(detector, results, skipped, as_json, attribute))) is not None:
         problems.append(f"could not write the results to stdout: {reason}")
     if csv_out is not None and (reason := _write_csv(csv_out, results)) is not None:
         problems.append(reason)
@@ -189,14 +212,20 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 def _score(
-    detector: Detector, files: list[Path], stream: ResultStream | None, *, workers: int, num_crops: int | None
+    detector: Detector,
+    files: list[Path],
+    stream: ResultStream | None,
+    *,
+    workers: int,
+    num_crops: int | None,
+    attribute: bool = False,
 ) -> list[Prediction]:
     """Score ``files`` in order, each result appended to ``stream`` as it comes. Ctrl-C or SIGTERM ends the run
     with a one-line note of how many results were kept (exit 130 or 143)."""
     results: list[Prediction] = []
     if not files:
         return results
-    predictions = detector.predict_paths(files, workers=workers, num_crops=num_crops)
+    predictions = detector.predict_paths(files, workers=workers, num_crops=num_crops, attribute=attribute)
     try:
         with _sigterm_raises(), Progress(console=console, transient=True, disable=len(files) < 20) as progress:
             task = progress.add_task("scoring", total=len(files))
@@ -242,7 +271,10 @@ def _in_input_order(
             continue
         probability = row.get("probability")
         scored = None if probability is None else (probability, row.get("crop_logits") or [])
-        results.append(detector.result(str(file), scored, row.get("error")))
+        result = detector.result(str(file), scored, row.get("error"))
+        if result.verdict == "generated":  # a family read back stays with a verdict that is still generated
+            result.family, result.family_scores = row.get("family"), row.get("family_scores")
+        results.append(result)
     return results
 
 
@@ -256,7 +288,11 @@ def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
 
 
 def _print_results(
-    detector: Detector, results: list[Prediction], skipped: list[tuple[Path, str]], as_json: bool
+    detector: Detector,
+    results: list[Prediction],
+    skipped: list[tuple[Path, str]],
+    as_json: bool,
+    attribute: bool = False,
 ) -> None:
     """The results on stdout: JSON (strings made valid for strict parsers) or a table."""
     from nirnet.cli._common import output_console, printable
@@ -275,15 +311,29 @@ def _print_results(
         typer.echo(json.dumps(json_safe(payload), indent=1))
         return
     table = Table(title=f"{detector.name} (threshold {detector.threshold:.3f})")
-    for column in ("path", "P(generated)", "verdict"):
+    for column in ("path", "P(generated)", "verdict", *(["family (top 3)"] if attribute else [])):
         table.add_column(column, justify="right" if column == "P(generated)" else "left")
     for r in results:
         if r.ok:
             colour = "red" if r.verdict == "generated" else "green"
-            table.add_row(printable(r.source), f"{r.probability:.3f}", f"[{colour}]{r.verdict}[/{colour}]")
+            family = [_family_cell(r)] if attribute else []
+            table.add_row(printable(r.source), f"{r.probability:.3f}", f"[{colour}]{r.verdict}[/{colour}]", *family)
         else:
             table.add_row(printable(r.source), "–", f"[yellow]error: {printable(r.error)}[/yellow]")
     output_console(PipeConsole).print(table)
+
+
+def _family_cell(result: Prediction) -> str:
+    if result.family is None:
+        return ""
+    top = ", ".join(f"{name} {p:.2f}" for name, p in (result.family_scores or {}).items())
+    return f"{result.family} ({top})"
+
+
+def _flat(row: dict) -> dict:
+    """A row for a flat file: the family scores as JSON text."""
+    scores = row.get("family_scores")
+    return {**row, "family_scores": None if scores is None else json.dumps(scores)}
 
 
 def _write_csv(path: Path, results: list[Prediction]) -> str | None:
@@ -298,7 +348,7 @@ def _write_csv(path: Path, results: list[Prediction]) -> str | None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS)
     writer.writeheader()
-    writer.writerows(r.to_row() for r in results)
+    writer.writerows(_flat(r.to_row()) for r in results)
     try:
         # File names that are not valid UTF-8 are written back byte for byte (surrogateescape), never a crash.
         atomic_write_text(path, buffer.getvalue(), errors="surrogateescape")

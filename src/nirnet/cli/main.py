@@ -12,6 +12,7 @@ from nirnet.cli import denoise as denoise_cli
 from nirnet.cli import detect as detect_cli
 from nirnet.cli import eval as eval_cli
 from nirnet.cli import export as export_cli
+from nirnet.cli import family as family_cli
 from nirnet.cli import imprint as imprint_cli
 from nirnet.cli import scale as scale_cli
 from nirnet.cli import serve as serve_cli
@@ -52,6 +53,7 @@ app.command("serve")(serve_cli.serve)
 app.command("scale")(scale_cli.scale)
 app.add_typer(export_cli.app, name="export")
 app.command("demo")(demo_cli.demo)
+app.add_typer(family_cli.app, name="family")
 
 
 def _print_version(value: bool) -> None:

@@ -124,6 +124,30 @@ class NIRNet(DetectorModel):
     def build(cls, config: NIRNetConfig, semantic_pretrained: bool = True) -> NIRNet:
         return cls(config, semantic_pretrained=semantic_pretrained)
 
+    @torch.no_grad()
+    def embed(
+        self, crops: torch.Tensor, view: torch.Tensor | None = None, crops_per_view: int = 1
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(per-crop feature parts, logits), the logits exactly :meth:`forward`'s. Parts: ``head_input`` (the
+        branch features the real/generated head reads), ``hidden`` (its hidden layer) and, for models with a
+        semantic branch, ``texture`` (the frozen backbone's output before its trainable projection). Read by the
+        family head (:mod:`nirnet.family`); nothing here changes the detector's output."""
+        feats: dict[str, torch.Tensor] = {}
+        if self.imprint is not None:
+            _, feats["f_n"] = self.imprint(crops)
+        if self.frequency is not None:
+            feats["f_f"] = self.frequency(crops)
+        parts: dict[str, torch.Tensor] = {}
+        if self.semantic is not None:
+            raw = self.semantic.raw(crops if view is None else view)
+            f_s = self.semantic.proj(raw)
+            if view is not None:
+                raw, f_s = raw.repeat_interleave(crops_per_view, 0), f_s.repeat_interleave(crops_per_view, 0)
+            feats["f_s"], parts["texture"] = f_s, raw
+        parts["head_input"] = torch.cat([feats[k] for k in ("f_n", "f_f", "f_s") if k in feats], dim=1)
+        parts["hidden"] = self.head[1](self.head[0](parts["head_input"]))  # Linear, ReLU (dropout is off in eval)
+        return parts, self.classify(feats)
+
     def noise_map(self, x: torch.Tensor) -> torch.Tensor:
         """The extracted noise map ``N(x)`` (for visualisation); needs the noise branch."""
         if self.imprint is None:

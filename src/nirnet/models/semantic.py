@@ -168,10 +168,14 @@ class SemanticBranch(nn.Module):
         self.proj = nn.Sequential(norm, nn.Linear(backbone.out_dim, dim), nn.ReLU())
         self.out_dim = dim
 
-    def forward(self, view: torch.Tensor) -> torch.Tensor:
-        """``view``: ``N x 3 x S x S`` in [0, 1]; resized to ``input_size`` when it has another size."""
+    def raw(self, view: torch.Tensor) -> torch.Tensor:
+        """The frozen backbone's output before the projection (texture statistics for ``stats`` models)."""
         if self.input_size and (view.shape[-1] != self.input_size or view.shape[-2] != self.input_size):
             view = F.interpolate(
                 view, size=(self.input_size,) * 2, mode="bilinear", antialias=True, align_corners=False
             )
-        return self.proj(self.backbone(view))
+        return self.backbone(view)
+
+    def forward(self, view: torch.Tensor) -> torch.Tensor:
+        """``view``: ``N x 3 x S x S`` in [0, 1]; resized to ``input_size`` when it has another size."""
+        return self.proj(self.raw(view))

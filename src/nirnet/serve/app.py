@@ -100,13 +100,22 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
 
     @app.get("/healthz", summary="Liveness and the model being served")
     async def healthz() -> dict:  # async: on the event loop, never queued behind uploads in the thread pool
-        return {"status": "ok", "model": detector.name, "threshold": detector.threshold}
+        head = detector.family_head
+        families = head.families if head is not None else None  # what ?attribute=true can name; None: no head
+        return {"status": "ok", "model": detector.name, "threshold": detector.threshold, "families": families}
 
     @app.post("/v1/detect", summary="Score one or more uploaded images")
     async def detect(
         files: list[UploadFile] = File(..., description="One or more image files (multipart field `files`)."),
         explain: bool = Query(False, description="Also return the noise map and spectrum of each image as PNG."),
+        attribute: bool = Query(
+            False,
+            description="Also name the generator family of each image judged generated (`family`: a known family "
+            "or `unknown`; `family_scores`: the top 3 with probabilities). Needs a model with a family head.",
+        ),
     ) -> dict:
+        if attribute and detector.family_head is None:
+            raise HTTPException(400, f"attribute: {_no_head(detector)}")
         if len(files) > config.max_files:
             raise HTTPException(413, f"too many files: {len(files)} > {config.max_files} per request")
         for upload in files:
@@ -120,7 +129,7 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
             for upload in files:
                 prepared.append(await prepare(upload))
                 await upload.close()  # its temporary file goes now, not with the request
-            results = await run_in_threadpool(_score, detector, model_lock, prepared, explain)
+            results = await run_in_threadpool(_score, detector, model_lock, prepared, explain, attribute)
             del prepared
         finally:
             idle_trim.leave()
@@ -149,10 +158,24 @@ def _size(upload: UploadFile) -> int:
     return upload.file.tell()
 
 
-def _score(detector: Detector, lock: threading.Lock, prepared: list, explain: bool) -> list[dict]:
+def _no_head(detector: Detector) -> str:
+    from ..family import FamilyHeadError
+
+    try:
+        detector.require_family_head()
+    except FamilyHeadError as exc:
+        return str(exc)
+    return "no family head"
+
+
+def _score(
+    detector: Detector, lock: threading.Lock, prepared: list, explain: bool, attribute: bool = False
+) -> list[dict]:
     good = [item for _, item, _ in prepared if item is not None]
     with lock:
-        scores = iter(detector.score_prepared(good))
+        scored = detector.score_prepared(good)
+        families = iter(detector.attribute_prepared(good, scored) if attribute else [None] * len(good))
+        scores = iter(scored)
         # the first prepared crop is the centre crop (CROP_POSITIONS), the one the noise map is drawn from
         explained = iter(
             [detector.noise_maps_of_crop(item.crops[:1].float() / 255) for item in good] if explain else []
@@ -164,7 +187,7 @@ def _score(detector: Detector, lock: threading.Lock, prepared: list, explain: bo
             continue
         scored = next(scores)
         # The common row (nirnet.detect.ROW_FIELDS), then what only the service returns.
-        result = {**detector.result(name, scored).to_row(), "crop_logits": scored[1]}
+        result = {**detector.result(name, scored, attribution=next(families)).to_row(), "crop_logits": scored[1]}
         result.update(width=item.width, height=item.height)
         if explain:
             maps = next(explained)
