@@ -36,6 +36,7 @@ VERB_TESTS = {
     "imprint sample": ("test_shipped.py", "test_imprint_sample_cli"),
     "imprint reconstruct": ("test_verbs.py", "test_imprint_reconstruct_caches_round_trips"),
     "export onnx": ("test_verbs.py", "test_export_onnx_writes_and_checks"),
+    "family fit": ("test_family.py", "test_family_fit_cli_writes_a_model_folder_that_attributes"),
 }
 
 runner = CliRunner()
