@@ -86,7 +86,8 @@ def real_source_name(path: Path) -> str:
     return path.parents[2].name if path.parent.name == "real" and path.parents[1].name == "real" else path.parent.name
 
 
-def fold_scores(run: Path, samples: list[Sample], backend: str) -> np.ndarray:
+def fold_scores(run: Path, samples: list[Sample], backend: str, model: str | None = None) -> np.ndarray:
+    """Scores of ``model`` (default: the fold's own trained model, ``run/final``), cached in ``run``."""
     cache = run / "lfo_scores.json"
     keys = [str(s.path) for s in samples]
     if cache.is_file():
@@ -97,7 +98,7 @@ def fold_scores(run: Path, samples: list[Sample], backend: str) -> np.ndarray:
     from nirnet.eval.evaluate import score_samples
     from nirnet.eval.protocol import PROTOCOLS
 
-    detector = Detector.from_pretrained(str(run / "final"), backend=backend)
+    detector = Detector.from_pretrained(model or str(run / "final"), backend=backend)
     scored = score_samples(lambda ims: [p for p, _ in detector.predict_images(ims)], samples, PROTOCOLS["aligned"])
     values = [None if np.isnan(v) else float(v) for v in scored.scores]
     atomic_write_text(cache, json.dumps({"paths": keys, "scores": values}))
@@ -158,7 +159,7 @@ def render(results: dict[int, dict], config: str, threshold: float, footer: str)
     first = results[seeds[0]]
     pooled = spread([r["pooled_auc"][0] for r in results.values()])
     lines = [
-        f"Leave-family-out for `{config}`: {len(FOLDS)} folds, seeds {seeds}; aligned protocol; 95 % bootstrap "
+        f"Leave-family-out for {config}: {len(FOLDS)} folds, seeds {seeds}; aligned protocol; 95 % bootstrap "
         "intervals (first seed) in brackets, mean ± sd over seeds after them.",
         "",
         "| | value |",
@@ -198,6 +199,12 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="folder for lfo.md and lfo.json")
     parser.add_argument("--backend", default="onnx", help="scoring backend: onnx (faster on CPUs) or torch")
     parser.add_argument("--score-only", action="store_true", help="do not train; use the fold runs that exist")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="score this fixed model (a folder or a shipped name, e.g. nirnet_tiny_texture_dn) on every fold's "
+        "held-out images instead of training: a baseline on the same images (it may have trained on some families)",
+    )
     parser.add_argument("--store-threshold", default=None, help="model folder whose stored threshold to set")
     args = parser.parse_args()
     start = time.time()
@@ -207,13 +214,13 @@ def main() -> None:
         for fold in folds:
             run = Path(args.runs) / f"s{seed}" / f"fold{fold}"
             overrides = fold_overrides(fold, seed, run, args.steps, args.overrides)
-            if not args.score_only:
+            if args.model is None and not args.score_only:
                 train_fold(args.config, overrides, run)
-            if not (run / "final" / "model.safetensors").is_file():
+            if args.model is None and not (run / "final" / "model.safetensors").is_file():
                 print(f"seed {seed} fold {fold}: no finished run at {run}, left out", flush=True)
                 continue
             samples, groups = held_out_samples(args.config, overrides, fold)
-            scores = fold_scores(run, samples, args.backend)
+            scores = fold_scores(run, samples, args.backend, args.model)
             labels = np.array([s.label for s in samples])
             per_seed[seed].append({"labels": labels, "scores": scores, "groups": np.array(groups)})
             auc = bootstrap_auc(labels[~np.isnan(scores)], scores[~np.isnan(scores)])
@@ -226,7 +233,8 @@ def main() -> None:
     s = np.concatenate([x["scores"] for f in complete.values() for x in f])
     threshold = best_threshold(y[~np.isnan(s)], s[~np.isnan(s)])
     footer = f"{len(y)} scorings, {time.time() - start:.0f} s (training included when it ran)."
-    text = render(results, " ".join([args.config, *args.overrides]), threshold, footer)
+    recipe = f"the fixed model `{args.model}`" if args.model else "`" + " ".join([args.config, *args.overrides]) + "`"
+    text = render(results, recipe, threshold, footer)
     print(text)
     if args.out:
         out = Path(args.out)
