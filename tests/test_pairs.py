@@ -229,3 +229,16 @@ def test_generated_pairs_are_matched_in_fineness_and_noise_when_asked(tmp_path):
         gaps[match] = (float(np.mean(noise)), float(np.mean(fine)))
     assert gaps[False][0] > 0.5, gaps  # unmatched: the fake is visibly cleaner
     assert gaps[True][0] < 0.5 * gaps[False][0] and gaps[True][1] < gaps[False][1], gaps
+
+
+def test_colour_noise_breaks_up_a_palette():
+    from nirnet.data.degrade import match_noise_floor
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(np.clip(rng.normal(128, 6, (64, 64, 3)), 0, 255).astype(np.uint8))
+    flat = Image.new("RGB", (64, 64), (90, 120, 200))  # one colour, as a palette-quantised area
+    grey = np.asarray(match_noise_floor(flat, photo, rng), dtype=int)
+    colour = np.asarray(match_noise_floor(flat, photo, rng, colour=True), dtype=int)
+    # grey noise moves the three channels together; per-channel noise moves them apart
+    assert (np.diff(grey - [90, 120, 200], axis=2) == 0).mean() > 0.99
+    assert (np.diff(colour - [90, 120, 200], axis=2) == 0).mean() < 0.5

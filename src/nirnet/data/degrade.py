@@ -285,12 +285,15 @@ def noise_floor(img: Image.Image) -> float:
     return float(np.median(np.abs(diagonal)) / 0.6745)
 
 
-def match_noise_floor(img: Image.Image, reference: Image.Image, rng: np.random.Generator) -> Image.Image:
+def match_noise_floor(
+    img: Image.Image, reference: Image.Image, rng: np.random.Generator, colour: bool = False
+) -> Image.Image:
     """Add grey Gaussian noise to ``img`` until its :func:`noise_floor` reaches ``reference``'s (a reconstruction
-    loses the photo's sensor noise; without this, "less noise" alone would mark the twin). Never removes noise."""
+    loses the photo's sensor noise; without this, "less noise" alone would mark the twin). Never removes noise.
+    ``colour``: independent noise per channel, as a sensor's is (it also breaks up a palette-quantised image)."""
     have, want = noise_floor(img), noise_floor(reference)
     if have >= want:
         return img
     sigma = float(np.sqrt(want**2 - have**2))
-    noise = rng.normal(0.0, sigma, (img.height, img.width, 1)).astype(np.float32)
+    noise = rng.normal(0.0, sigma, (img.height, img.width, 3 if colour else 1)).astype(np.float32)
     return Image.fromarray(np.clip(np.round(np.asarray(img, dtype=np.float32) + noise), 0, 255).astype(np.uint8))

@@ -65,6 +65,7 @@ class PairConfig:
     # crop, its fineness matched to the photo's and the cleaner of the two noised up to the other's noise floor, so
     # "smoother / cleaner / fewer colours than a photo" cannot mark a family (the per-family probes found it did).
     match_generated: bool = False
+    match_colour_noise: bool = False  # with match_generated: the added noise is per channel instead of grey
     sharpness: SharpnessConfig = field(default_factory=SharpnessConfig)
     ae_mix: tuple[float, float] = (0.5, 1.0)  # lambda range of x + lambda (D(E(x)) - x) for autoencoder twins
 
@@ -224,8 +225,9 @@ class PairDataset(Dataset):
             region = self.config.region_for(params)
             real, fake = cut_region(real, region, rng), cut_region(fake, region, rng)
             fake = degrade.match_sharpness(fake, real)
-            fake = degrade.match_noise_floor(fake, real, rng)
-            noised = degrade.match_noise_floor(real, fake, rng)  # a clean photo is noised up to a noisy fake
+            colour = self.config.match_colour_noise
+            fake = degrade.match_noise_floor(fake, real, rng, colour)
+            noised = degrade.match_noise_floor(real, fake, rng, colour)  # a clean photo is noised up to a noisy fake
             if noised is not real:  # re-saved with its own history, as the fake will be: no grid-free noise cue
                 real = degrade.apply_jpeg_history(noised, self._history(path))
         # A generated PNG has no compression history; it gets the history of the photo it is paired with.
