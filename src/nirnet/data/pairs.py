@@ -221,17 +221,30 @@ class PairDataset(Dataset):
     ) -> tuple[Image.Image, Image.Image, degrade.JpegHistory | None, Path]:
         real, path = self._load_with_path(self._draw_real(rng), rng)
         fake, source = self._load_with_path(_draw(self.generated, self.generated_weights, rng), rng, self.generated)
-        if self.config.match_generated:
+        if self.config.match_generated:  # only these pixels can reach the crop, so only they are matched
             region = self.config.region_for(params)
             real, fake = cut_region(real, region, rng), cut_region(fake, region, rng)
-            fake = degrade.match_sharpness(fake, real)
-            colour = self.config.match_colour_noise
-            fake = degrade.match_noise_floor(fake, real, rng, colour)
-            noised = degrade.match_noise_floor(real, fake, rng, colour)  # a clean photo is noised up to a noisy fake
-            if noised is not real:  # re-saved with its own history, as the fake will be: no grid-free noise cue
-                real = degrade.apply_jpeg_history(noised, self._history(path))
         # A generated PNG has no compression history; it gets the history of the photo it is paired with.
         return real, fake, self._history(path), source
+
+    def _match(
+        self, real: Image.Image, fake: Image.Image, kind: str, history: degrade.JpegHistory | None, rng
+    ) -> tuple[Image.Image, Image.Image]:
+        """Remove the plain cues of a pair before its shared post-processing: a twin is brought to its photo's
+        fineness and noise floor; a generated image (not its photo's twin) too, and the cleaner of the two is noised
+        up to the other's floor, so "cleaner than a photo" cannot mark it either."""
+        if kind != "generated":
+            if self.config.match_sharpness:
+                fake = degrade.match_noise_floor(degrade.match_sharpness(fake, real), real, rng)
+            return real, fake
+        if not self.config.match_generated:
+            return real, fake
+        colour = self.config.match_colour_noise
+        fake = degrade.match_noise_floor(degrade.match_sharpness(fake, real), real, rng, colour)
+        noised = degrade.match_noise_floor(real, fake, rng, colour)
+        if noised is not real:  # re-saved with its own history, as the fake will be: no grid-free noise cue
+            real = degrade.apply_jpeg_history(noised, history)
+        return real, fake
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         real, fake, kind, _ = self.pair(key)
@@ -246,8 +259,7 @@ class PairDataset(Dataset):
         p = self.preprocess
         params = degrade.sample_params(self.config.degrade, rng, p.crop_size, p.input_scale, p.interpolation)
         real, fake, history, source = getattr(self, f"_{kind}_pair")(rng, params)
-        if self.config.match_sharpness and kind != "generated":  # a generated image is not its photo's twin
-            fake = degrade.match_noise_floor(degrade.match_sharpness(fake, real), real, rng)
+        real, fake = self._match(real, fake, kind, history, rng)
         fake = degrade.apply_jpeg_history(fake, history)
         real = degrade.sharpness_jitter(real, self.config.sharpness, rng)  # independent draws: unpaired on purpose
         fake = degrade.sharpness_jitter(fake, self.config.sharpness, rng)
