@@ -338,15 +338,17 @@ def test_a_client_dribbling_its_body_holds_no_slot_and_gets_408(detector):
         replies: list = []
 
         def dribble() -> None:
-            # Read the reply as soon as it arrives and stop writing then: a byte written after the server has
-            # answered and closed makes it reset the connection, which can discard the unread reply.
+            # Dribble for 4 s, then fall silent until the reply comes: the rate limit ends the body at about 5 s.
+            # A byte written after the server has answered and closed makes its kernel reset the connection,
+            # which can discard the unread reply, so the last byte goes out well before the deadline.
             while not stop.is_set():
                 if select.select([slow], [], [], 0.2)[0]:
                     slow.settimeout(10)
                     replies.append((_raw_reply(slow), time.perf_counter() - started))
                     return
-                with contextlib.suppress(OSError):
-                    slow.sendall(b"x")
+                if time.perf_counter() - started < 4.0:
+                    with contextlib.suppress(OSError):
+                        slow.sendall(b"x")
 
         dribbler = threading.Thread(target=dribble)
         dribbler.start()
