@@ -48,3 +48,24 @@ def model_dir(tmp_path_factory):
     torch.manual_seed(0)
     create_model("test_nirnet", semantic="none").save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def headed_dir(model_dir, tmp_path_factory):
+    """A copy of the tiny model folder plus a family head (sdxl, flux, gpt4o) fitted on random features of the
+    right width, open-set threshold 0 (never unknown)."""
+    import hashlib
+    import shutil
+
+    from nirnet.family import fit_head
+    from nirnet.models import create_model
+
+    folder = tmp_path_factory.mktemp("headed") / "m"
+    shutil.copytree(model_dir, folder)
+    width = create_model("test_nirnet", semantic="none").head[0].in_features
+    x = np.random.default_rng(0).normal(size=(30, width))
+    head = fit_head(x, ["sdxl"] * 10 + ["flux"] * 10 + ["gpt4o"] * 10, parts=("head_input",))
+    head.threshold, head.model = 0.0, "test_nirnet"
+    head.model_weights_sha256 = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    head.save(folder)
+    return folder

@@ -94,21 +94,6 @@ def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def headed_dir(model_dir, tmp_path_factory):
-    """A copy of the tiny model folder plus a family head fitted on random features of the right width."""
-    folder = tmp_path_factory.mktemp("headed") / "m"
-    shutil.copytree(model_dir, folder)
-    width = create_model("test_nirnet", semantic="none").head[0].in_features
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(30, width))
-    head = fit_head(x, ["sdxl"] * 10 + ["flux"] * 10 + ["gpt4o"] * 10, parts=("head_input",))
-    head.threshold, head.model = 0.0, "test_nirnet"
-    head.model_weights_sha256 = _sha(folder / "model.safetensors")
-    head.save(folder)
-    return folder
-
-
 def _images(folder, n: int = 3) -> list:
     folder.mkdir(exist_ok=True)
     paths = []

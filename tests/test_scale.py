@@ -118,6 +118,30 @@ def test_scale_verb_writes_parquet_rows(local_ray, corpus, model_dir, tmp_path):
     assert bad.exit_code == 2 and "Traceback" not in bad.output
 
 
+def test_scale_attribute_names_families_of_generated_rows(local_ray, corpus, headed_dir, model_dir, tmp_path):
+    """`nirnet scale --attribute`: family and top-3 scores for generated verdicts, from paths and tar shards alike,
+    equal to `detect`'s; a model without a family head is refused in one line before Ray starts."""
+    from typer.testing import CliRunner
+
+    from nirnet.cli.main import app
+
+    out = tmp_path / "out"
+    args = ["scale", str(corpus / "folder"), str(corpus / "shards"), "--out", str(out), "--model", str(headed_dir)]
+    result = CliRunner().invoke(app, [*args, "--actors", "1", "--threshold", "0", "--backend", "torch", "--attribute"])
+    assert result.exit_code == 0, result.output
+    rows = {r["path"]: r for r in read_rows(out)}
+    scored = [r for r in rows.values() if not r["error"]]
+    assert len(scored) == 9 and all(r["family"] in {"sdxl", "flux", "gpt4o"} for r in scored)
+    detector = Detector.from_pretrained(str(headed_dir), threshold=0.0)
+    for p in detector.predict_paths(sorted((corpus / "folder").glob("*")), workers=0, attribute=True):
+        if p.ok:
+            assert rows[p.source]["family"] == p.family
+            assert json.loads(rows[p.source]["family_scores"]) == pytest.approx(p.family_scores, abs=1e-4)
+    bad = CliRunner().invoke(app, ["scale", str(corpus / "folder"), "--out", str(tmp_path / "x"), "--attribute",
+                                   "--model", str(model_dir)])  # fmt: skip
+    assert bad.exit_code == 2 and "has no family head" in bad.output and "Traceback" not in bad.output
+
+
 def test_a_bad_backend_fails_in_one_line_before_ray_starts(tmp_path, corpus):
     with pytest.raises(ValueError, match="backend must be one of auto, torch, onnx"):
         score_at_scale([corpus / "folder"], tmp_path / "out", backend="tpu")

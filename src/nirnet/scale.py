@@ -8,7 +8,9 @@ folder skips the chunks whose file exists, so an interrupted job resumes where i
 read is a row with ``error`` set, never a failed job.
 
 Rows: the result schema of :data:`nirnet.detect.ROW_FIELDS` (``path`` is the file path, or
-``shard.tar::key.ext`` for a tar member).
+``shard.tar::key.ext`` for a tar member). With ``attribute`` the generated verdicts also get ``family`` and
+``family_scores`` (the model's family head), as ``nirnet detect --attribute`` gives them; a resumed run keeps the
+chunks already written as they are.
 """
 
 from __future__ import annotations
@@ -60,7 +62,13 @@ class ChunkScorer:
     """A Ray actor: one detector, scores whole chunks and writes one Parquet file per chunk."""
 
     def __init__(
-        self, model: str | None, out_dir: str, threshold: float | None, batch_size: int, backend: str = DEFAULT_BACKEND
+        self,
+        model: str | None,
+        out_dir: str,
+        threshold: float | None,
+        batch_size: int,
+        backend: str = DEFAULT_BACKEND,
+        attribute: bool = False,
     ) -> None:
         import torch
 
@@ -69,6 +77,9 @@ class ChunkScorer:
         torch.set_num_threads(1)  # one actor per core
         self.detector = Detector.from_pretrained(model, threshold=threshold, batch_size=batch_size, backend=backend)
         self.out_dir = Path(out_dir)
+        self.attribute = attribute
+        if attribute:
+            self.detector.require_family_head()
 
     def __call__(self, batch: dict) -> dict:
         written = []
@@ -83,16 +94,23 @@ class ChunkScorer:
         from .detect import prepare_source
 
         if chunk.shard is None:
-            yield from self._rows(self.detector.predict_paths(list(chunk.paths), workers=0))
+            predictions = self.detector.predict_paths(list(chunk.paths), workers=0, attribute=self.attribute)
+            yield from self._rows(predictions)
             return
         items = []  # (name, prepared or None, error)
         for name, data, error in shard_members(chunk.shard):
             items.append(
                 (name, None, error) if error else (name, *prepare_source(self.detector.model.config, data, name))
             )
-        scores = iter(self.detector.score_prepared([item for _, item, _ in items if item is not None]))
+        good = [item for _, item, _ in items if item is not None]
+        scored = self.detector.score_prepared(good)
+        families = iter(self.detector.attribute_prepared(good, scored) if self.attribute else [None] * len(good))
+        scores = iter(scored)
         for name, item, error in items:
-            yield self._row(name, None if item is None else next(scores), error)
+            if item is None:
+                yield self._row(name, None, error)
+            else:
+                yield self.detector.result(name, next(scores), attribution=next(families)).to_row()
 
     def _rows(self, predictions) -> Iterator[dict]:
         for p in predictions:
@@ -138,11 +156,13 @@ def score_at_scale(
     jsonl: bool = False,
     backend: str = DEFAULT_BACKEND,
     verbose: bool = False,
+    attribute: bool = False,
 ) -> ScaleReport:
     """Score every input image on Ray (a local Ray in this process without ``address`` / ``RAY_ADDRESS``); writes
-    ``out_dir/part-*.parquet`` (and ``out_dir/results.jsonl`` with ``jsonl``); returns counts. ``backend``: where
-    each actor runs the forward pass (``auto``, ``torch`` or ``onnx``, see :mod:`nirnet.runtime`). Ray's own log
-    lines (start-up, Data progress) are off unless ``verbose``."""
+        ``out_dir/part-*.parquet`` (and ``out_dir/results.jsonl`` with ``jsonl``); returns counts. ``backend``: where
+        each actor runs the forward pass (``auto``, ``torch`` or ``onnx``, see :mod:`nirnet.runtime`). Ray's own log
+        lines (start-up, Data progress) are off unless ``verbose``. ``attribute``: also the generator family of
+    generated verdicts (the model needs a family head; checked before Ray starts)."""
     try:
         import ray
     except ImportError as exc:
@@ -152,6 +172,10 @@ def score_at_scale(
     check_backend(backend)  # one line here rather than a failure inside every actor
     if threshold is not None:
         threshold = DecisionRule(threshold).threshold  # likewise: an invalid threshold is refused before Ray starts
+    if attribute:
+        from .detect import Detector
+
+        Detector.from_pretrained(model, backend="torch").require_family_head()  # likewise, before Ray starts
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     chunks, skipped = plan(inputs, chunk_size)
@@ -176,7 +200,7 @@ def score_at_scale(
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds.map_batches(
             ChunkScorer,
-            fn_constructor_args=(model, str(out), threshold, batch_size, backend),
+            fn_constructor_args=(model, str(out), threshold, batch_size, backend, attribute),
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(pool, len(items))),
             num_cpus=1,

@@ -34,6 +34,12 @@ def scale(
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write all rows to OUT/results.jsonl."),
     backend: str = backend_option(),
     verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own log lines (start-up, Data progress)."),
+    attribute: bool = typer.Option(
+        False,
+        "--attribute",
+        help="Also name the generator family of each image judged generated (family, family_scores columns; the "
+        "model needs a family head, the default has one). Chunks already written by an earlier run are kept.",
+    ),
 ) -> None:
     """Score images at scale with Ray Data: one detector per actor, one row per image (path, probability, verdict,
     error, model, threshold) in Parquet. A rerun into the same folder skips the chunks already written; a bad file
@@ -45,7 +51,7 @@ def scale(
 
         report = score_at_scale(
             inputs, out, model, threshold, address or os.environ.get("RAY_ADDRESS"), actors, chunk_size, batch_size,
-            jsonl, backend, verbose=verbose,
+            jsonl, backend, verbose=verbose, attribute=attribute,
         )  # fmt: skip
     except ImportError as exc:
         fail(exc)
