@@ -418,7 +418,8 @@ def open_set_folds(
     ``min_images`` images in all of ``families``) without the fold's families and without ``held_share`` of every
     other known family's groups, and its logits on both held-out sides (every image of the fold's families, known
     or too small to be known, against the held-out groups of the others). Returns per fold ``logits``,
-    ``is_known`` (1 = held-out image of a known family), ``family`` and ``predicted`` (the head's top family).
+    ``is_known`` (1 = held-out image of a known family), ``family``, ``predicted`` (the head's top family),
+    ``index`` (their rows of ``x``), ``train`` (the rows fitted on) and the fitted ``head``.
     ``crops``: (per-crop features, owner row of each crop) to fit on single crops (:func:`fit_rows`)."""
     names, group_arr = np.asarray(families), np.asarray(groups)
     known = known_families(names, min_images)
@@ -442,6 +443,9 @@ def open_set_folds(
                 "is_known": test_known[test].astype(int),
                 "family": names[test],
                 "predicted": np.asarray(head.families)[logits.argmax(axis=1)],
+                "index": np.flatnonzero(test),  # rows of x on the held-out sides, in the order of logits
+                "train": train,  # the mask of rows the head was fitted on
+                "head": head,
             }
         )
     return out
