@@ -36,7 +36,9 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def fold_scores(fold: dict, x: np.ndarray, crop_x: np.ndarray, crop_row: np.ndarray) -> dict[str, np.ndarray]:
+def fold_scores(
+    fold: dict, x: np.ndarray, names: np.ndarray, crop_x: np.ndarray, crop_row: np.ndarray
+) -> dict[str, np.ndarray]:
     """Every candidate "known" score (higher = a known family) of one fold's held-out images."""
     head, logits, index, train = fold["head"], fold["logits"], fold["index"], fold["train"]
     probs, top = softmax(logits), logits.argmax(axis=1)
@@ -65,10 +67,10 @@ def fold_scores(fold: dict, x: np.ndarray, crop_x: np.ndarray, crop_row: np.ndar
     similarity = np.sort(unit[index] @ unit[train].T, axis=1)
     out["knn cosine k=1"], out["knn cosine k=5"] = similarity[:, -1], similarity[:, -5]
     pca = PCA(32, random_state=0).fit(z[train])
-    p, names = pca.transform(z), np.asarray(fold["train_names"])
-    families = sorted(set(names.tolist()))
-    means = np.stack([p[train][names == f].mean(0) for f in families])
-    precision = LedoitWolf().fit(p[train] - means[np.searchsorted(families, names)]).precision_
+    p, fitted = pca.transform(z), names[train]
+    families = sorted(set(fitted.tolist()))
+    means = np.stack([p[train][fitted == f].mean(0) for f in families])
+    precision = LedoitWolf().fit(p[train] - means[np.searchsorted(families, fitted)]).precision_
     d = np.stack([np.einsum("ij,jk,ik->i", p[index] - m, precision, p[index] - m) for m in means], axis=1)
     out["mahalanobis (32 PCs)"] = -d.min(axis=1)
     return out
@@ -100,7 +102,7 @@ def main() -> None:
     for seed in args.seeds:
         folds = open_set_folds(x, names, groups, parts=parts, c=args.c, seed=seed, crops=(crop_x, crop_row))
         y = np.concatenate([f["is_known"] for f in folds])
-        per_fold = [fold_scores({**f, "train_names": names[f["train"]]}, x, crop_x, crop_row) for f in folds]
+        per_fold = [fold_scores(f, x, names, crop_x, crop_row) for f in folds]
         for name in per_fold[0]:
             aurocs.setdefault(name, []).append(float(roc_auc_score(y, np.concatenate([f[name] for f in per_fold]))))
         print(f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in aurocs.items()), flush=True)

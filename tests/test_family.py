@@ -163,6 +163,26 @@ def test_detect_cli_attribute_json_csv_and_table(headed_dir, tmp_path):
     assert table.exit_code == 0 and "family (top 3)" in table.stdout
 
 
+def test_resumed_detect_keeps_families_read_back_only_for_generated_verdicts(headed_dir, tmp_path):
+    """Rows read back from --jsonl keep their family while the verdict is still generated; at a threshold that
+    makes them real the family goes, as for a freshly scored image."""
+    paths = _images(tmp_path / "in", 2)
+    log = tmp_path / "log.jsonl"
+    common = ["--model", str(headed_dir), "--workers", "0", "--attribute", "--json", "--jsonl", str(log)]
+    first = runner.invoke(app, ["detect", str(paths[0]), *common, "--threshold", "0"])
+    assert first.exit_code == 0, first.output
+    resumed = runner.invoke(app, ["detect", *map(str, paths), *common, "--threshold", "0", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    rows = json.loads(resumed.stdout[resumed.stdout.index("{") :])["results"]
+    before = json.loads(first.stdout[first.stdout.index("{") :])["results"][0]
+    assert rows[0]["family"] == before["family"] and rows[0]["family_scores"] == before["family_scores"]
+    assert rows[1]["family"] in {"sdxl", "flux", "gpt4o"}
+    real = runner.invoke(app, ["detect", *map(str, paths), *common, "--threshold", "1", "--resume"])
+    assert real.exit_code == 0, real.output
+    rows = json.loads(real.stdout[real.stdout.index("{") :])["results"]
+    assert [(r["verdict"], r["family"], r["family_scores"]) for r in rows] == [("real", None, None)] * 2
+
+
 def test_http_attribute_flag_and_page(model_dir, headed_dir):
     pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
     pytest.importorskip("httpx", reason="fastapi's test client needs httpx")

@@ -18,6 +18,7 @@ head knows, or ``unknown``) and ``family_scores`` (the head's top 3 with probabi
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,11 @@ ROW_SCHEMA: dict[str, type] = {
     "family_scores": dict,  # {family: probability}, the top 3; flat outputs (CSV, Parquet) hold it as JSON text
 }
 ROW_FIELDS = tuple(ROW_SCHEMA)
+
+
+def flat_row(row: dict) -> dict:
+    """A result row for a flat file (CSV, Parquet): the ``dict`` fields (family scores) as JSON text."""
+    return {k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()}
 
 
 @dataclass
@@ -335,6 +341,25 @@ class Detector:
         """(probability, crop logits) of RGB PIL images, with crops from several images batched together."""
         return self.score_prepared([self.prepare(img) for img in images])
 
+    def predictions(
+        self, entries: Sequence[tuple[str, PreparedImage | None, str | None]], attribute: bool = False
+    ) -> list[Prediction]:
+        """The results of (source, prepared image or ``None``, error) entries, in their order: the readable ones
+        scored together, their generated verdicts attributed when asked, each unreadable one with its error.
+        Every front end that prepares its own inputs (paths, uploads, tar shards) ends here."""
+        good = [item for _, item, _ in entries if item is not None]
+        scored = self.score_prepared(good)
+        families = self.attribute_prepared(good, scored) if attribute else [None] * len(good)
+        answers = iter(zip(scored, families))
+        results = []
+        for source, item, error in entries:
+            if item is None:
+                results.append(self.result(source, error=error))
+            else:
+                score, family = next(answers)
+                results.append(self.result(source, score, attribution=family))
+        return results
+
     def predict(self, inputs: ImageInput | Iterable[ImageInput], attribute: bool = False) -> list[Prediction]:
         """Score paths, PIL images or tensors; unreadable inputs get ``error`` set instead of a score.
         ``attribute``: also name the generator family of generated verdicts (needs a family head)."""
@@ -343,22 +368,17 @@ class Detector:
         if isinstance(inputs, (str, os.PathLike, Image.Image, torch.Tensor)):
             inputs = [inputs]
         results: list[Prediction] = []
-        pending: list[tuple[int, Image.Image]] = []
-        for item in inputs:
+        entries: list[tuple[str, PreparedImage | None, str | None]] = []
+        for item in inputs:  # prepared a batch at a time, so only one batch of images is held
             try:
                 source, img = _as_image(item)
-                results.append(Prediction(source))  # replaced once scored
-                pending.append((len(results) - 1, img))
+                entries.append((source, self.prepare(img), None))
             except ImageLoadError as exc:
-                results.append(self.result(exc.source, error=exc.reason))
-        for start in range(0, len(pending), self.batch_size):
-            chunk = pending[start : start + self.batch_size]
-            prepared = [self.prepare(img) for _, img in chunk]
-            scores = self.score_prepared(prepared)
-            families = self.attribute_prepared(prepared, scores) if attribute else [None] * len(chunk)
-            for (index, _), scored, family in zip(chunk, scores, families):
-                results[index] = self.result(results[index].source, scored, attribution=family)
-        return results
+                entries.append((exc.source, None, exc.reason))
+            if len(entries) == self.batch_size:
+                results += self.predictions(entries, attribute)
+                entries = []
+        return results + self.predictions(entries, attribute)
 
     def predict_paths(
         self,
@@ -381,15 +401,7 @@ class Detector:
             worker_init_fn=_one_thread,
         )
         for batch in loader:
-            good = [item for _, item, _ in batch if item is not None]
-            scored = self.score_prepared(good)
-            families = iter(self.attribute_prepared(good, scored) if attribute else [None] * len(good))
-            scores = iter(scored)
-            for source, item, error in batch:
-                if item is None:
-                    yield self.result(source, error=error)
-                else:
-                    yield self.result(source, next(scores), attribution=next(families))
+            yield from self.predictions(batch, attribute)
 
     @torch.inference_mode()
     def explain(self, image: ImageInput) -> dict[str, np.ndarray | float]:

@@ -95,29 +95,15 @@ class ChunkScorer:
 
         if chunk.shard is None:
             predictions = self.detector.predict_paths(list(chunk.paths), workers=0, attribute=self.attribute)
-            yield from self._rows(predictions)
-            return
-        items = []  # (name, prepared or None, error)
-        for name, data, error in shard_members(chunk.shard):
-            items.append(
-                (name, None, error) if error else (name, *prepare_source(self.detector.model.config, data, name))
-            )
-        good = [item for _, item, _ in items if item is not None]
-        scored = self.detector.score_prepared(good)
-        families = iter(self.detector.attribute_prepared(good, scored) if self.attribute else [None] * len(good))
-        scores = iter(scored)
-        for name, item, error in items:
-            if item is None:
-                yield self._row(name, None, error)
-            else:
-                yield self.detector.result(name, next(scores), attribution=next(families)).to_row()
-
-    def _rows(self, predictions) -> Iterator[dict]:
+        else:
+            items = []  # (name, prepared or None, error)
+            for name, data, error in shard_members(chunk.shard):
+                items.append(
+                    (name, None, error) if error else (name, *prepare_source(self.detector.model.config, data, name))
+                )
+            predictions = self.detector.predictions(items, self.attribute)
         for p in predictions:
             yield p.to_row()
-
-    def _row(self, path: str, scored: tuple[float, list[float]] | None, error: str | None) -> dict:
-        return self.detector.result(path, scored, error).to_row()
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
@@ -125,12 +111,11 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .detect import ROW_SCHEMA
+    from .detect import ROW_SCHEMA, flat_row
 
     arrow = {str: pa.string(), float: pa.float64(), dict: pa.string()}  # a dict (family scores) as JSON text
     schema = pa.schema([(name, arrow[kind]) for name, kind in ROW_SCHEMA.items()])
-    flat = [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()} for row in rows]
-    table = pa.Table.from_pylist(flat, schema=schema)
+    table = pa.Table.from_pylist([flat_row(row) for row in rows], schema=schema)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
@@ -159,9 +144,9 @@ def score_at_scale(
     attribute: bool = False,
 ) -> ScaleReport:
     """Score every input image on Ray (a local Ray in this process without ``address`` / ``RAY_ADDRESS``); writes
-        ``out_dir/part-*.parquet`` (and ``out_dir/results.jsonl`` with ``jsonl``); returns counts. ``backend``: where
-        each actor runs the forward pass (``auto``, ``torch`` or ``onnx``, see :mod:`nirnet.runtime`). Ray's own log
-        lines (start-up, Data progress) are off unless ``verbose``. ``attribute``: also the generator family of
+    ``out_dir/part-*.parquet`` (and ``out_dir/results.jsonl`` with ``jsonl``); returns counts. ``backend``: where
+    each actor runs the forward pass (``auto``, ``torch`` or ``onnx``, see :mod:`nirnet.runtime`). Ray's own log
+    lines (start-up, Data progress) are off unless ``verbose``. ``attribute``: also the generator family of
     generated verdicts (the model needs a family head; checked before Ray starts)."""
     try:
         import ray

@@ -24,6 +24,17 @@ def backend_option():
     return typer.Option(DEFAULT_BACKEND, help=BACKEND_HELP)
 
 
+def attribute_option(where: str):
+    """The ``--attribute`` option of the scoring verbs; ``where`` says how this verb reports the family."""
+    return typer.Option(
+        False,
+        "--attribute",
+        help="Also name the generator family of each image judged generated (a family the model's family head "
+        f"knows, or 'unknown'), {where}. The model needs a family head: the default has one; see `nirnet family "
+        "fit`.",
+    )
+
+
 def printable(value: object) -> str:
     """Text that rich prints as is: undecodable bytes as escapes, markup characters not interpreted."""
     return escape(str(value).encode("utf-8", "backslashreplace").decode("utf-8"))

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from nirnet.cli._common import backend_option
+from nirnet.cli._common import attribute_option, backend_option
 from nirnet.defaults import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_WORKERS
 
 if TYPE_CHECKING:
@@ -74,13 +74,7 @@ def detect(
     num_crops: int = typer.Option(None, help="Crops per image (default: the model's config)."),
     device: str = typer.Option(DEFAULT_DEVICE, help="cpu or cuda."),
     backend: str = backend_option(),
-    attribute: bool = typer.Option(
-        False,
-        "--attribute",
-        help="Also name the generator family of each image judged generated (a family the model's family head "
-        "knows, or 'unknown') with its top-3 family probabilities; the model needs a family head (the default has "
-        "one; see `nirnet family fit`).",
-    ),
+    attribute: bool = attribute_option("with its top-3 family probabilities"),
 ) -> None:
     """Score images: probability that each is AI-generated, and a verdict at the model's threshold."""
     run_detect(
@@ -261,6 +255,7 @@ def _in_input_order(
     """The results of all ``files`` in order: those read back from the ``--jsonl`` file (verdicts at the current
     threshold) and the ones scored now."""
     from nirnet.cli._outputs import safe_text
+    from nirnet.family import Attribution
 
     fresh = iter(scored)
     results = []
@@ -271,10 +266,8 @@ def _in_input_order(
             continue
         probability = row.get("probability")
         scored = None if probability is None else (probability, row.get("crop_logits") or [])
-        result = detector.result(str(file), scored, row.get("error"))
-        if result.verdict == "generated":  # a family read back stays with a verdict that is still generated
-            result.family, result.family_scores = row.get("family"), row.get("family_scores")
-        results.append(result)
+        family = Attribution(row["family"], row.get("family_scores") or {}) if row.get("family") else None
+        results.append(detector.result(str(file), scored, row.get("error"), attribution=family))
     return results
 
 
@@ -330,25 +323,19 @@ def _family_cell(result: Prediction) -> str:
     return f"{result.family} ({top})"
 
 
-def _flat(row: dict) -> dict:
-    """A row for a flat file: the family scores as JSON text."""
-    scores = row.get("family_scores")
-    return {**row, "family_scores": None if scores is None else json.dumps(scores)}
-
-
 def _write_csv(path: Path, results: list[Prediction]) -> str | None:
     """Write the CSV atomically: ``None``, or why it could not be written (the target is checked again, so a link
     or device put there during scoring is not replaced either)."""
     from nirnet._atomic import atomic_write_text
     from nirnet.cli._outputs import output_problem
-    from nirnet.detect import ROW_FIELDS
+    from nirnet.detect import ROW_FIELDS, flat_row
 
     if (reason := output_problem(path)) is not None:
         return f"could not write --csv {path}: {reason}"
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS)
     writer.writeheader()
-    writer.writerows(_flat(r.to_row()) for r in results)
+    writer.writerows(flat_row(r.to_row()) for r in results)
     try:
         # File names that are not valid UTF-8 are written back byte for byte (surrogateescape), never a crash.
         atomic_write_text(path, buffer.getvalue(), errors="surrogateescape")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from nirnet.cli._common import backend_option
+from nirnet.cli._common import attribute_option, backend_option
 from nirnet.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE
 
 console = Console(stderr=True)
@@ -34,11 +34,8 @@ def scale(
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write all rows to OUT/results.jsonl."),
     backend: str = backend_option(),
     verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own log lines (start-up, Data progress)."),
-    attribute: bool = typer.Option(
-        False,
-        "--attribute",
-        help="Also name the generator family of each image judged generated (family, family_scores columns; the "
-        "model needs a family head, the default has one). Chunks already written by an earlier run are kept.",
+    attribute: bool = attribute_option(
+        "in the family and family_scores columns; chunks already written by an earlier run are kept as they are"
     ),
 ) -> None:
     """Score images at scale with Ray Data: one detector per actor, one row per image (path, probability, verdict,

@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..detect import Detector
+from ..family import FamilyHeadError
 from ..render import data_url, noise_map_png, spectrum_png
 from .budget import MemoryBudget
 from .config import ServeConfig
@@ -114,8 +115,11 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
             "or `unknown`; `family_scores`: the top 3 with probabilities). Needs a model with a family head.",
         ),
     ) -> dict:
-        if attribute and detector.family_head is None:
-            raise HTTPException(400, f"attribute: {_no_head(detector)}")
+        if attribute:
+            try:
+                detector.require_family_head()
+            except FamilyHeadError as exc:
+                raise HTTPException(400, f"attribute: {exc}") from None
         if len(files) > config.max_files:
             raise HTTPException(413, f"too many files: {len(files)} > {config.max_files} per request")
         for upload in files:
@@ -158,41 +162,27 @@ def _size(upload: UploadFile) -> int:
     return upload.file.tell()
 
 
-def _no_head(detector: Detector) -> str:
-    from ..family import FamilyHeadError
-
-    try:
-        detector.require_family_head()
-    except FamilyHeadError as exc:
-        return str(exc)
-    return "no family head"
-
-
 def _score(
     detector: Detector, lock: threading.Lock, prepared: list, explain: bool, attribute: bool = False
 ) -> list[dict]:
-    good = [item for _, item, _ in prepared if item is not None]
     with lock:
-        scored = detector.score_prepared(good)
-        families = iter(detector.attribute_prepared(good, scored) if attribute else [None] * len(good))
-        scores = iter(scored)
+        predictions = detector.predictions(prepared, attribute)
         # the first prepared crop is the centre crop (CROP_POSITIONS), the one the noise map is drawn from
         explained = iter(
-            [detector.noise_maps_of_crop(item.crops[:1].float() / 255) for item in good] if explain else []
+            [detector.noise_maps_of_crop(item.crops[:1].float() / 255) for _, item, _ in prepared if item is not None]
+            if explain
+            else []
         )
     results = []
-    for name, item, error in prepared:
-        if item is None:
-            results.append(detector.result(name, error=error).to_row())
-            continue
-        scored = next(scores)
+    for (_, item, _), prediction in zip(prepared, predictions):
         # The common row (nirnet.detect.ROW_FIELDS), then what only the service returns.
-        result = {**detector.result(name, scored, attribution=next(families)).to_row(), "crop_logits": scored[1]}
-        result.update(width=item.width, height=item.height)
-        if explain:
-            maps = next(explained)
-            result["noise_map_png"] = data_url(noise_map_png(maps["noise_map"]))
-            result["spectrum_png"] = data_url(spectrum_png(maps["spectrum"]))
+        result = prediction.to_row()
+        if item is not None:
+            result.update(crop_logits=prediction.crop_logits, width=item.width, height=item.height)
+            if explain:
+                maps = next(explained)
+                result["noise_map_png"] = data_url(noise_map_png(maps["noise_map"]))
+                result["spectrum_png"] = data_url(spectrum_png(maps["spectrum"]))
         results.append(result)
     return results
 
