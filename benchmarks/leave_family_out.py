@@ -87,12 +87,17 @@ def real_source_name(path: Path) -> str:
 
 
 def fold_scores(run: Path, samples: list[Sample], backend: str, model: str | None = None) -> np.ndarray:
-    """Scores of ``model`` (default: the fold's own trained model, ``run/final``), cached in ``run``."""
+    """Scores of ``model`` (default: the fold's own trained model, ``run/final``), cached in ``run``. A fixed
+    ``model`` scores the same held-out images for every seed (the split does not depend on it), so another
+    seed's cache of this fold is reused when it holds the same model and images."""
     cache = run / "lfo_scores.json"
     keys = [str(s.path) for s in samples]
-    if cache.is_file():
-        stored = json.loads(cache.read_text())
-        if stored["paths"] == keys:
+    candidates = [cache] + (sorted(run.parent.parent.glob(f"s*/{run.name}/lfo_scores.json")) if model else [])
+    for file in candidates:
+        stored = json.loads(file.read_text()) if file.is_file() else {}
+        if stored.get("paths") == keys and stored.get("model") == model:
+            if file != cache:
+                atomic_write_text(cache, json.dumps(stored))
             return np.array([np.nan if v is None else v for v in stored["scores"]])
     from nirnet.detect import Detector
     from nirnet.eval.evaluate import score_samples
@@ -101,7 +106,7 @@ def fold_scores(run: Path, samples: list[Sample], backend: str, model: str | Non
     detector = Detector.from_pretrained(model or str(run / "final"), backend=backend)
     scored = score_samples(lambda ims: [p for p, _ in detector.predict_images(ims)], samples, PROTOCOLS["aligned"])
     values = [None if np.isnan(v) else float(v) for v in scored.scores]
-    atomic_write_text(cache, json.dumps({"paths": keys, "scores": values}))
+    atomic_write_text(cache, json.dumps({"paths": keys, "scores": values, "model": model}))
     return scored.scores
 
 

@@ -83,3 +83,24 @@ def test_leave_family_out_runs_every_fold(tmp_path):
         assert cfg["data"]["exclude_families"] and cfg["data"]["validation"] == 0.2
     stored = json.loads((model / "final" / "config.json").read_text())["threshold"]
     assert stored == report["threshold"] and 0 <= stored <= 1
+
+    # A fixed model (--model) scores each fold's held-out images once: another seed reuses them, so a second seed
+    # runs even when the model can no longer be loaded.
+    def fixed(seed: int) -> subprocess.CompletedProcess:
+        args = ["-c", str(config), "--runs", str(tmp_path / "fixed"), "--model", str(model / "final"), "--seeds"]
+        return subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "leave_family_out.py"), *args, str(seed), "--backend", "torch"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+
+    assert fixed(0).returncode == 0
+    (model / "final" / "model.safetensors").unlink()
+    again = fixed(1)
+    assert again.returncode == 0, again.stderr[-2000:]
+    for fold in range(5):
+        first, second = (
+            json.loads((tmp_path / "fixed" / s / f"fold{fold}" / "lfo_scores.json").read_text()) for s in ("s0", "s1")
+        )
+        assert first == second

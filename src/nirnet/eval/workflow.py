@@ -53,13 +53,6 @@ def calibrate_threshold(detector: Detector, data: str | os.PathLike, protocol: P
     return best_threshold([s.label for s, good in zip(scored.samples, ok) if good], scored.scores[ok])
 
 
-def store_threshold(model: str | os.PathLike, threshold: float) -> Path:
-    """Write ``threshold`` into the model folder ``model`` (its config.json); returns the file written."""
-    from ..models.base import DetectorModel
-
-    return DetectorModel.store_threshold(model, threshold)
-
-
 def run_evaluation(
     detector: Detector,
     data: str | os.PathLike,
@@ -80,6 +73,7 @@ def run_evaluation(
     blur / resize grid, resumable from ``out/robustness.partial.json``. ``on_message``: progress notes (a stored
     threshold, a resumed grid) as they happen."""
     from ..data.datasets import read_dataset
+    from ..models.base import DetectorModel
     from .evaluate import RobustnessLog, evaluate_robustness, score_samples
     from .report import metrics_table, plot_robustness, plot_roc, robustness_table
 
@@ -98,7 +92,8 @@ def run_evaluation(
         threshold = calibrate_threshold(detector, calibrate, proto, progress)
         detector.rule = DecisionRule(threshold)  # calibration replaces the rule the model was loaded with
         if model_folder is not None and Path(model_folder).is_dir():
-            on_message(f"stored threshold {threshold:.4f} in {store_threshold(model_folder, threshold)}")
+            stored = DetectorModel.store_threshold(model_folder, threshold)
+            on_message(f"stored threshold {threshold:.4f} in {stored}")
         else:
             on_message(f"calibrated threshold {threshold:.4f} (not stored: the model is not a folder)")
         report["threshold_calibrated_on"] = str(calibrate)
