@@ -27,6 +27,7 @@ the same pass and the shallow kinds are their first columns. Features are cached
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import statistics
@@ -37,19 +38,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from family_curve import BENCH, GENERATED, HELD, REAL, balanced_weights, oof, probe_scores
-from leave_family_out import real_source_name
+from family_curve import balanced_weights, oof, probe_data, probe_scores
 from nirnet._atomic import atomic_write_text
-from nirnet.data.datasets import read_dataset, real_image_paths
 from nirnet.data.families import family_of
 from nirnet.data.io import ImageLoadError, load_image
-from nirnet.data.split import is_validation
 from nirnet.data.transforms import inference_transform
 from nirnet.eval.protocol import PROTOCOLS
-from nirnet.eval.stats import bootstrap_auc
+from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference
 from nirnet.models import get_config
 from nirnet.models.semantic import create_backbone
-from unseen_generators import read_manifest
 
 # backbone -> (shallow taps, deep taps); shallow = ends of stages 1-4 (the default's), deep adds stages 5 and 6
 TAPS = {
@@ -94,7 +91,8 @@ def featurise_all(paths: list[Path], backbones: list[str], cache: Path) -> tuple
         for i, path in enumerate(paths):
             try:
                 image = protocol(load_image(path))
-                crops, view = transform.crops(image), content_view(image)
+                crops = transform.crops(image)
+                view = content_view(image) if any(b.startswith(CONTENT) for b in todo) else None
                 ok.append(True)
             except ImageLoadError:
                 crops = view = None
@@ -114,25 +112,20 @@ def featurise_all(paths: list[Path], backbones: list[str], cache: Path) -> tuple
     return {b: loaded[b]["x"] for b in backbones}, loaded[backbones[0]]["ok"]
 
 
-def kind_matrix(features: dict[str, np.ndarray], key: str, columns: int | None) -> np.ndarray:
-    """The feature matrix of a kind: ``key`` is a cached backbone, or parts ``<backbone>[@<columns>]`` joined by
-    ``+`` (features side by side, e.g. the content control beside texture statistics)."""
-    if "+" in key:
-        parts = [part.partition("@") for part in key.split("+")]
-        return np.concatenate([kind_matrix(features, b, int(c) if c else None) for b, _, c in parts], axis=1)
-    return features[key][:, :columns] if columns else features[key]
+Part = tuple[str, "int | None"]  # (cached feature key, leading columns kept or None for all)
 
 
-def kind_cost_ms(key: str, columns: int | None) -> float:
-    """Per-crop cost of a kind (a content part costs one whole image at 224 px); parts of a combined kind add up."""
-    total = 0.0
-    for part in key.split("+"):
-        backbone, _, cols = part.partition("@")
-        if backbone.startswith(CONTENT):
-            total += crop_cost_ms(backbone.removeprefix(CONTENT), (), size=CONTENT_SIZE)
-        else:
-            total += crop_cost_ms(backbone, TAPS[backbone][0 if (cols or columns) else 1])
-    return total
+def kind_matrix(features: dict[str, np.ndarray], parts: tuple[Part, ...]) -> np.ndarray:
+    """The feature matrix of a kind: its parts side by side (e.g. the content control beside texture statistics)."""
+    return np.concatenate([features[key][:, :columns] if columns else features[key] for key, columns in parts], 1)
+
+
+@functools.cache
+def part_cost_ms(key: str, shallow: bool) -> float:
+    """Cost of one part: per 256 px crop of texture statistics, per whole image (224 px) of a content part."""
+    if key.startswith(CONTENT):
+        return crop_cost_ms(key.removeprefix(CONTENT), (), size=CONTENT_SIZE)
+    return crop_cost_ms(key, TAPS[key][0 if shallow else 1])
 
 
 def crop_cost_ms(backbone: str, taps: tuple[int, ...], repeats: int = 7, size: int = 256) -> float:
@@ -167,8 +160,8 @@ def open_set_table(kinds, features, fakes, first_fake: int, seeds: list[int], re
         "| backbone, taps | open-set AUROC | closed-set top-1 |",
         "|---|---|---|",
     ]
-    for name, backbone, _, columns in kinds:
-        x = kind_matrix(features, backbone, columns)[index]
+    for name, parts in kinds:
+        x = kind_matrix(features, parts)[index]
         aurocs, top1 = [], []
         for seed in seeds:
             folds = open_set_folds(x, names, groups, parts=["texture"], c=0.1, seed=seed)
@@ -197,92 +190,117 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     start = time.time()
-    reals = list(dict.fromkeys(real_image_paths(REAL)))
-    fakes = [s for src in GENERATED for s in read_dataset(src) if s.label == 1]
-    bench, bench_sources = read_manifest(BENCH)
-    paths = reals + [s.path for s in fakes] + [s.path for s in bench]
+    everything = probe_data()
     specs = args.backbones + [CONTENT + b for b in args.content]
-    features, ok = featurise_all(paths, specs, Path(args.cache))
-    n = len(reals) + len(fakes)
-    labels = np.r_[np.zeros(len(reals), int), np.ones(len(fakes), int)]
-    families = np.array(["real"] * len(reals) + [family_of(s.subset) for s in fakes])
-    sources = np.array([real_source_name(p) for p in reals] + ["-"] * len(fakes))
-    held_real = np.array([is_validation(p, HELD) for p in reals] + [False] * len(fakes))
-    keep = ok[:n]
-    labels, families, sources, held_real = labels[keep], families[keep], sources[keep], held_real[keep]
+    features, ok = featurise_all(everything.paths, specs, Path(args.cache))
+    n, keep, bench, bench_sources = everything.n, ok[: everything.n], everything.bench, everything.bench_sources
+    data = everything.readable(ok)
+    labels, families, sources, held_real = data.labels, data.families, data.sources, data.held_real
     bl = np.array([s.label for s in bench])
     bg = np.array([s.subset for s in bench])
     bsrc = np.array(bench_sources)
     seen = np.array([family_of(g) in set(families[labels == 1]) for g in bg])
     bok = ok[n:]
 
-    kinds = []
+    kinds: list[tuple[str, tuple[Part, ...]]] = []
     for b in args.backbones:
-        kinds.append((f"{b} {'/'.join(map(str, TAPS[b][0]))}", b, TAPS[b][0], shallow_columns(b)))
-        kinds.append((f"{b} {'/'.join(map(str, TAPS[b][1]))}", b, TAPS[b][1], None))
+        kinds.append((f"{b} {'/'.join(map(str, TAPS[b][0]))}", ((b, shallow_columns(b)),)))
+        kinds.append((f"{b} {'/'.join(map(str, TAPS[b][1]))}", ((b, None),)))
+    controls = []
     for b in args.content:
-        kinds.append((f"{b} pooled, whole image at 224 px (content control)", CONTENT + b, (), None))
-        # does texture add to content? each backbone's shallow and deep statistics beside the content control
-        for other in args.backbones[:1]:
-            cols = shallow_columns(other)
-            kinds.append((f"content control + {other} shallow", f"{CONTENT}{b}+{other}@{cols}", (), None))
+        control = (CONTENT + b, None)
+        controls.append(f"{b} pooled, whole image at 224 px (content control)")
+        kinds.append((controls[-1], (control,)))
+        # does texture add to content? the first backbone's shallow statistics, and this one's deep, beside it
+        first = args.backbones[0]
+        kinds.append((f"content control + {first} shallow", (control, (first, shallow_columns(first)))))
         if b in args.backbones:
-            kinds.append((f"content control + {b} deep", f"{CONTENT}{b}+{b}", (), None))
+            kinds.append((f"content control + {b} deep", (control, (b, None))))
+    # every cost measured here, back to back, before the probes (measured between fits it varied 1.5x)
+    costs = {name: sum(part_cost_ms(key, columns is not None) for key, columns in parts) for name, parts in kinds}
     result: dict = {"n_real": int((labels == 0).sum()), "n_fake": int((labels == 1).sum()), "kinds": {}}
-    lines = [
-        "## Frozen features under leave-family-out (balanced logistic probes), and their cost",
-        "",
-        "| backbone, taps | dims | pooled LFO AUC, mean ± sd over seeds | seed 0 (95 % CI) | balanced ACC at 0.5 |"
-        " bench-dev unseen | bench-dev seen | ms per 256 px crop |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
     per_group: dict[str, dict[str, list[float]]] = {}
-    for name, backbone, _taps, columns in kinds:
-        x_all = kind_matrix(features, backbone, columns)
+    first_oof: dict[str, np.ndarray] = {}  # seed 0's out-of-fold scores (same images, same order, every kind)
+    first_bench: dict[str, np.ndarray] = {}
+    train = ((labels == 0) & ~held_real) | (labels == 1)
+    weights = balanced_weights(labels[train], families[train], sources[train])
+    unseen_rows = bok & ((bl == 0) | (~seen & (bl == 1)))
+    for name, parts in kinds:
+        x_all = kind_matrix(features, parts)
         x = x_all[:n][keep]
-        aucs, baccs = [], []
+        aucs, baccs, bench_unseen = [], [], []
         groups = per_group.setdefault(name, {})
         for seed in args.seeds:
             y, s, g = oof(x, labels, families, sources, held_real, None, seed)
-            triple = bootstrap_auc(y, s)
-            aucs.append(triple[0])
+            aucs.append(bootstrap_auc(y, s)[0])
             baccs.append(0.5 * (np.mean(s[y == 1] >= 0.5) + np.mean(s[y == 0] < 0.5)))
-            if seed == args.seeds[0]:
-                first = triple
             for fam in set(g[y == 1]):
                 m = (y == 0) | (g == fam)
                 groups.setdefault(fam, []).append(bootstrap_auc(y[m], s[m])[0])
             for src in set(g[y == 0]):
                 m = (y == 1) | (g == src)
                 groups.setdefault("real:" + src, []).append(bootstrap_auc(y[m], s[m])[0])
-        train = ((labels == 0) & ~held_real) | (labels == 1)
-        w = balanced_weights(labels[train], families[train], sources[train])
-        bench_scores = probe_scores(x[train], labels[train], w, x_all[n:], args.seeds[0])
+            bench_scores = probe_scores(x[train], labels[train], weights, x_all[n:], seed)
+            bench_unseen.append(bootstrap_auc(bl[unseen_rows], bench_scores[unseen_rows])[0])
+            if seed == args.seeds[0]:
+                first_oof[name], first_bench[name] = s, bench_scores
         bench_auc = {}
         for title, mask in (("unseen", ~seen & (bl == 1)), ("seen", seen & (bl == 1))):
             m = bok & ((bl == 0) | mask)
-            bench_auc[title] = bootstrap_auc(bl[m], bench_scores[m])
+            bench_auc[title] = bootstrap_auc(bl[m], first_bench[name][m])
         for group in sorted(set(bsrc[bl == 0])):
             m = bok & (((bl == 0) & (bsrc == group)) | (~seen & (bl == 1)))
-            bench_auc["real:" + group] = bootstrap_auc(bl[m], bench_scores[m])
-        cost = kind_cost_ms(backbone, columns)
+            bench_auc["real:" + group] = bootstrap_auc(bl[m], first_bench[name][m])
         result["kinds"][name] = {
             "dims": int(x.shape[1]),
             "pooled": aucs,
-            "first": first,
+            "first": bootstrap_auc(y, first_oof[name]),
             "balanced_acc": baccs,
             "groups": groups,
             "bench": bench_auc,
-            "ms_per_crop": cost,
+            "bench_unseen_by_seed": bench_unseen,
+            "ms_per_crop": costs[name],
         }
+        print(f"{name}: pooled LFO {np.mean(aucs):.3f}, bench-dev unseen {np.mean(bench_unseen):.3f}", flush=True)
+
+    # differences against the content control on the same images (paired bootstrap, seed 0)
+    control = controls[0] if controls else None
+    lines = [
+        "## Frozen features under leave-family-out (balanced logistic probes), and their cost",
+        "",
+        "LFO: pooled out-of-fold AUC; bench-dev: the probe trained on every family, unseen families against all real"
+        " photos. Mean ± sd over probe seeds; intervals and differences are seed "
+        f"{args.seeds[0]}'s, a difference as the paired bootstrap against {control} (same images resampled).",
+        "",
+        "| backbone, taps | dims | LFO AUC | seed 0 (95 % CI) | LFO minus content (CI) | balanced ACC at 0.5 |"
+        " bench-dev unseen | seed 0 (CI) | bench-dev unseen minus content (CI) | bench-dev seen | ms per crop |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, _ in kinds:
+        k = result["kinds"][name]
+        if control is not None and name != control:
+            lfo_diff = bootstrap_auc_difference(y, first_oof[name], first_oof[control])
+            bench_diff = bootstrap_auc_difference(
+                bl[unseen_rows], first_bench[name][unseen_rows], first_bench[control][unseen_rows]
+            )
+            k["minus_content"] = {"lfo": lfo_diff, "bench_unseen": bench_diff}
+            diffs = [f"{d[0]:+.3f} ({d[1]:+.2f} to {d[2]:+.2f})" for d in (lfo_diff, bench_diff)]
+        else:
+            diffs = ["", ""]
+        first, unseen = k["first"], k["bench"]["unseen"]
         lines.append(
-            f"| {name} | {x.shape[1]} | {np.mean(aucs):.3f} ± {np.std(aucs):.3f} | {first[0]:.3f} "
-            f"({first[1]:.2f}-{first[2]:.2f}) | {np.mean(baccs):.3f} | {bench_auc['unseen'][0]:.3f} "
-            f"({bench_auc['unseen'][1]:.2f}-{bench_auc['unseen'][2]:.2f}) | {bench_auc['seen'][0]:.3f} | {cost:.1f} |"
+            f"| {name} | {k['dims']} | {np.mean(k['pooled']):.3f} ± {np.std(k['pooled']):.3f} | {first[0]:.3f} "
+            f"({first[1]:.2f}-{first[2]:.2f}) | {diffs[0]} | {np.mean(k['balanced_acc']):.3f} | "
+            f"{np.mean(k['bench_unseen_by_seed']):.3f} ± {np.std(k['bench_unseen_by_seed']):.3f} | {unseen[0]:.3f} "
+            f"({unseen[1]:.2f}-{unseen[2]:.2f}) | {diffs[1]} | {k['bench']['seen'][0]:.3f} | {costs[name]:.1f} |"
         )
-        print(lines[-1], flush=True)
+    lines += [
+        "",
+        "ms per crop: two threads, batch of four 256 px crops (a content part: per whole image at 224 px), measured "
+        "back to back before the probes; parts of a combined kind add up.",
+    ]
     if args.open_set:
-        lines += ["", *open_set_table(kinds, features, fakes, len(reals), args.seeds, result)]
+        lines += ["", *open_set_table(kinds, features, everything.fakes, n - len(everything.fakes), args.seeds, result)]
     names = [k[0] for k in kinds]
     keys = sorted(per_group[names[0]], key=lambda f: np.mean(per_group[names[0]][f]))
     lines += ["", "Per held-out family, and per real source against all out-of-fold fakes (mean over seeds):", ""]

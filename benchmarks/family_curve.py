@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,45 @@ REAL = ["../shared/data/real-train", "runs/corpus", "runs/photos"]
 GENERATED = ["../shared/data/gen-train", "runs/corpus"]
 BENCH = Path("../shared/data/bench-dev")
 HELD = 0.2
+
+
+@dataclass
+class ProbeData:
+    """The images of the frozen-feature probes: training reals and fakes, then bench-dev, in ``paths`` order, with
+    the per-row arrays of the first ``n`` (training) rows; :meth:`readable` drops the rows that failed to load."""
+
+    paths: list[Path]
+    n: int
+    labels: np.ndarray
+    families: np.ndarray
+    sources: np.ndarray
+    held_real: np.ndarray
+    fakes: list
+    bench: list
+    bench_sources: list[str]
+
+    def readable(self, ok: np.ndarray) -> ProbeData:
+        keep = ok[: self.n]
+        rows = (self.labels[keep], self.families[keep], self.sources[keep], self.held_real[keep])
+        return replace(self, labels=rows[0], families=rows[1], sources=rows[2], held_real=rows[3])
+
+
+def probe_data() -> ProbeData:
+    """Real photos of every training source, the generated images of gen-train and the corpus, then bench-dev."""
+    reals = list(dict.fromkeys(real_image_paths(REAL)))
+    fakes = [s for src in GENERATED for s in read_dataset(src) if s.label == 1]
+    bench, bench_sources = read_manifest(BENCH)
+    return ProbeData(
+        paths=reals + [s.path for s in fakes] + [s.path for s in bench],
+        n=len(reals) + len(fakes),
+        labels=np.r_[np.zeros(len(reals), int), np.ones(len(fakes), int)],
+        families=np.array(["real"] * len(reals) + [family_of(s.subset) for s in fakes]),
+        sources=np.array([real_source_name(p) for p in reals] + ["-"] * len(fakes)),
+        held_real=np.array([is_validation(p, HELD) for p in reals] + [False] * len(fakes)),
+        fakes=fakes,
+        bench=bench,
+        bench_sources=bench_sources,
+    )
 
 
 def featurise(paths: list[Path], cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -119,18 +159,11 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     start = time.time()
-    reals = list(dict.fromkeys(real_image_paths(REAL)))
-    fakes = [s for src in GENERATED for s in read_dataset(src) if s.label == 1]
-    bench, bench_sources = read_manifest(BENCH)
-    paths = reals + [s.path for s in fakes] + [s.path for s in bench]
-    texture, plain, ok = featurise(paths, Path(args.cache))
-    n = len(reals) + len(fakes)
-    labels = np.r_[np.zeros(len(reals), int), np.ones(len(fakes), int)]
-    families = np.array(["real"] * len(reals) + [family_of(s.subset) for s in fakes])
-    sources = np.array([real_source_name(p) for p in reals] + ["-"] * len(fakes))
-    held_real = np.array([is_validation(p, HELD) for p in reals] + [False] * len(fakes))
-    keep = ok[:n]
-    labels, families, sources, held_real = labels[keep], families[keep], sources[keep], held_real[keep]
+    data = probe_data()
+    texture, plain, ok = featurise(data.paths, Path(args.cache))
+    n, keep, bench, bench_sources = data.n, ok[: data.n], data.bench, data.bench_sources
+    data = data.readable(ok)
+    labels, families, sources, held_real = data.labels, data.families, data.sources, data.held_real
     feats = {"texture": texture[:n][keep], "plain": plain[:n][keep]}
     result: dict = {"n_real": int((labels == 0).sum()), "n_fake": int((labels == 1).sum()), "lfo": {}, "curve": {}}
 

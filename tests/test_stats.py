@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from nirnet.eval.stats import _auc_of, balanced_accuracy, bootstrap_auc, bootstrap_mean_auc
+from nirnet.eval.stats import _auc_of, balanced_accuracy, bootstrap_auc, bootstrap_auc_difference, bootstrap_mean_auc
 
 
 def test_rank_auc_equals_scikit_learn_with_ties():
@@ -31,3 +31,18 @@ def test_mean_auc_and_balanced_accuracy():
     assert point == pytest.approx(0.5)  # one generator perfectly separated, one perfectly inverted
     assert lo <= point <= hi
     assert balanced_accuracy([0, 0, 1, 1], [0.1, 0.7, 0.8, 0.2], 0.5) == pytest.approx(0.5)
+
+
+def test_paired_difference_sees_a_small_gain_that_separate_intervals_cannot():
+    """Scorer b = a plus a small shift on the fakes: the two AUC intervals overlap, the paired one excludes 0."""
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(200, int), np.ones(200, int)]
+    a = rng.normal(size=400) + 0.8 * y
+    b = a + 0.15 * y
+    auc_a, auc_b = bootstrap_auc(y, a), bootstrap_auc(y, b)
+    assert auc_b[1] < auc_a[2]  # separate intervals overlap
+    diff, lo, hi = bootstrap_auc_difference(y, b, a)
+    assert diff == pytest.approx(auc_b[0] - auc_a[0]) and 0 < lo <= diff <= hi
+    assert bootstrap_auc_difference(y, a, a) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="one score per label"):
+        bootstrap_auc_difference(y, a, a[:-1])

