@@ -186,6 +186,12 @@ def check_model(model: torch.nn.Module, parts: Sequence[str]) -> None:
     name = getattr(getattr(model, "config", None), "name", type(model).__name__)
     if not hasattr(model, "embed"):
         raise FamilyHeadError(f"model {name} exposes no features for a family head (NIRNet models do)")
+    if hasattr(model, "part_widths"):  # a model that names its own parts (the frozen-feature probe)
+        if missing := set(parts) - set(model.part_widths()):
+            raise FamilyHeadError(
+                f"model {name} gives no {sorted(missing)} features; it has {sorted(model.part_widths())}"
+            )
+        return
     if "texture" in parts and getattr(model, "semantic", None) is None:
         raise FamilyHeadError(f"model {name} has no semantic branch, so no 'texture' features; use other parts")
 
@@ -264,7 +270,10 @@ def corpus_features(
     from .detect import prepare_source
 
     model = detector.model
-    parts = [p for p in FEATURE_PARTS if p != "texture" or model.semantic is not None]
+    if hasattr(model, "part_widths"):
+        parts = [p for p in FEATURE_PARTS if p in model.part_widths()]
+    else:
+        parts = [p for p in FEATURE_PARTS if p != "texture" or model.semantic is not None]
     check_model(model, parts)
     key = hashlib.sha256(
         "\n".join([model_key(detector), str(num_crops), *(str(i.path) for i in images)]).encode()
@@ -299,6 +308,8 @@ def corpus_features(
 
 def _width(model: torch.nn.Module, part: str) -> int:
     """The width of one feature part (read from the layers that produce it)."""
+    if hasattr(model, "part_widths"):
+        return int(model.part_widths()[part])
     if part == "hidden":
         return int(model.head[0].out_features)
     if part == "head_input":

@@ -69,10 +69,27 @@ class InitConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """How a frozen-feature model (``arch: frozen_probe``) is fitted; ignored by every other model."""
+
+    # What happens to every image, of both classes alike, before its features are taken (nirnet.eval.protocol):
+    # "aligned" = centre crop to <= 512 px and JPEG 90, the same footing as the evaluation.
+    protocol: str = "aligned"
+    c: float = 0.1  # inverse L2 strength of the logistic regression (features standardised first)
+    subsample: float = 1.0  # share of training rows drawn by run.seed (< 1: a seed's spread can be measured)
+    # Per-image features, reused by every later fit with the same backbones and protocol (resumes a crash).
+    feature_cache: str = "runs/feature_cache/probe"
+    # Fit the decision threshold on the out-of-fold scores of leave-family-out folds (nirnet.data.families
+    # LEAVE_OUT_FOLDS; needs data.validation > 0 for the held-out real photos): a verdict for unseen generators.
+    calibrate: bool = True
+
+
+@dataclass
 class TrainConfig:
     model: str = "nirnet_tiny"
     model_overrides: dict[str, Any] = field(default_factory=dict)
     init: InitConfig = field(default_factory=InitConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -169,6 +186,7 @@ __all__ = [
     "DataConfig",
     "DegradeConfig",
     "OptimConfig",
+    "ProbeConfig",
     "RunConfig",
     "TrainConfig",
     "dump_config",

@@ -37,7 +37,7 @@ from ..imprint.autoencoders import create_autoencoder
 from ..imprint.bank import ImprintBank
 from ..imprint.fusion import ImprintSimulator
 from ..models.losses import DifferenceAwareLoss, bce_with_smoothing
-from ..models.registry import create_model, get_config
+from ..models.registry import create_model, get_config, model_entry
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_config
 from .denoise import denoiser_file, init_noise_extractor
@@ -346,6 +346,10 @@ def train(
     before any work when the run cannot start (see :func:`check_inputs`, :func:`prepare_run_folder`)."""
     say = on_message or (lambda _: None)
     check_inputs(config)
+    if model_entry(config.model).architecture.arch == "frozen_probe":  # fitted in closed form, not by steps
+        from .probe_fit import fit_probe
+
+        return fit_probe(config, resume, show_progress, overwrite, say)
     device, rank, world = setup_process(config)
     out_dir = Path(config.run.out_dir)
     if rank == 0:

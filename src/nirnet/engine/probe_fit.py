@@ -1,0 +1,295 @@
+"""Fitting a frozen-feature detector (:class:`nirnet.models.probe.FrozenProbe`): features once, then closed form.
+
+``nirnet train`` calls :func:`fit_probe` for a model of arch ``frozen_probe``. Every training image, real and
+generated alike, goes through the same protocol (``probe.protocol``: centre crop to <= 512 px and JPEG 90), is read
+the way the model reads it (its crops and whole-image view) and described by the model's frozen features, crops
+averaged. The features are cached per image (``probe.feature_cache``), so a crash loses at most one image and a
+refit costs seconds. Then:
+
+1. The final model: standardiser + balanced, L2-penalised logistic regression (each generator family, and each
+   real source folder, the same total weight with ``data.balance``; the two classes the same total weight).
+2. The threshold for unseen generators (``probe.calibrate``): for every fold of
+   :data:`nirnet.data.families.LEAVE_OUT_FOLDS`, the same fit without that fold's families, scored on them against
+   the held-out real photos (``data.validation``); the stored threshold maximises balanced accuracy on these pooled
+   out-of-fold scores, which are also reported (AUC with bootstrap interval, per family, per real source) in
+   ``<out_dir>/leave_family_out.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._atomic import atomic_write, atomic_write_text
+from ..data.balance import family_weights, source_of, source_weights
+from ..data.families import LEAVE_OUT_FOLDS, family_of
+from ..data.io import ImageLoadError, load_image
+from ..data.transforms import inference_transform
+from ..eval.protocol import PROTOCOLS
+from ..eval.stats import bootstrap_auc
+from ..models.probe import FrozenProbe
+from ..models.registry import create_model
+from .config import TrainConfig, dump_config
+from .train import SetupError, generated_samples, prepare_run_folder, training_images, write_validation_manifest
+
+
+def feature_key(model: FrozenProbe, protocol: str) -> str:
+    """What cached features depend on besides the file: the backbones, taps, crops, view size and protocol."""
+    c = model.config
+    spec = {
+        "content": [c.content_backbone, c.content_size],
+        "texture": [c.texture_backbone, list(c.texture_taps)],
+        "preprocess": c.preprocess.to_dict(),
+        "protocol": protocol,
+    }
+    return json.dumps(spec, sort_keys=True)
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # a handle, so numpy does not add ".npy" to the temporary name
+        np.save(handle, array.astype(np.float32))
+
+
+def _cache_file(cache: Path, spec: str, path: Path) -> Path:
+    stat = path.stat()
+    key = hashlib.sha256(f"{spec}\n{path.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}".encode()).hexdigest()
+    return cache / key[:2] / f"{key}.npy"
+
+
+@torch.inference_mode()
+def image_features(
+    model: FrozenProbe,
+    paths: list[Path],
+    protocol: str = "aligned",
+    cache: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(``N x D`` crop-mean frozen features, readable mask, one-line problems) of ``paths``; each image read
+    through ``protocol``, then the model's inference transform. Unreadable rows are zeros and reported."""
+    spec, read, transform = feature_key(model, protocol), PROTOCOLS[protocol], inference_transform(model.config)
+    rows, ok, problems = [], [], []
+    for index, path in enumerate(paths):
+        file = _cache_file(Path(cache), spec, path) if cache else None
+        if file is not None and file.is_file():
+            rows.append(np.load(file)), ok.append(True)
+        else:
+            try:
+                item = transform(read(load_image(path)))
+            except ImageLoadError as exc:
+                problems.append(f"{path}: {exc}")
+                rows.append(None), ok.append(False)
+            else:
+                feats = model.raw_features(item.crops, item.view, len(item.crops)).mean(0).numpy()
+                rows.append(feats.astype(np.float32)), ok.append(True)
+                if file is not None:
+                    atomic_write(file, lambda tmp, f=feats: _save_npy(tmp, f))
+        if progress is not None:
+            progress(index + 1, len(paths))
+    width = model.feature_dim
+    x = np.stack([r if r is not None else np.zeros(width, np.float32) for r in rows]) if rows else np.zeros((0, width))
+    return x, np.array(ok, dtype=bool), problems
+
+
+def class_balanced(weights: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``weights`` rescaled so that each class sums to half the number of rows (the scale the penalty ``c`` of
+    the logistic regression was chosen at)."""
+    w = np.asarray(weights, dtype=float).copy()
+    for cls in (0, 1):
+        m = labels == cls
+        if m.any():
+            w[m] *= 0.5 * len(labels) / w[m].sum()
+    return w
+
+
+def fit_linear(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float, subsample: float = 1.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(feature mean, feature scale, weights, bias) of a standardised, weighted, L2-penalised logistic regression
+    on a ``subsample`` of the rows drawn by ``seed``."""
+    from sklearn.linear_model import LogisticRegression
+
+    keep = np.random.default_rng(seed).random(len(y)) < subsample if subsample < 1 else np.ones(len(y), bool)
+    if len(set(y[keep])) < 2:
+        raise SetupError("the probe needs real and generated images among its training rows")
+    mean = x[keep].mean(0)
+    scale = x[keep].std(0)
+    scale[scale < 1e-8] = 1.0  # a constant feature: leave it unscaled (its weight is penalised to zero)
+    z = (x[keep] - mean) / scale
+    model = LogisticRegression(C=c, max_iter=5000)
+    model.fit(z, y[keep], sample_weight=class_balanced(w[keep], y[keep]))
+    return mean, scale, model.coef_[0], float(model.intercept_[0])
+
+
+def predict(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, bias: float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(((x - mean) / scale) @ coef + bias)))
+
+
+def best_balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """(threshold, balanced accuracy) maximising balanced accuracy of ``score >= threshold`` is generated."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    balanced = 0.5 * (tpr + 1 - fpr)
+    best = int(np.argmax(balanced[1:])) + 1  # the first point is "nothing is generated" (threshold infinite)
+    return float(np.clip(thresholds[best], 0.0, 1.0)), float(balanced[best])
+
+
+def leave_family_out(
+    x: np.ndarray,
+    labels: np.ndarray,
+    families: np.ndarray,
+    sources: np.ndarray,
+    held: np.ndarray,
+    weights: np.ndarray,
+    c: float,
+    subsample: float,
+    seed: int,
+    folds: list[list[str]] = LEAVE_OUT_FOLDS,
+) -> dict:
+    """Out-of-fold scores of the held-out families of each fold against the held-out real photos (``held``),
+    each fold fitted on the other families and the training real photos; with the threshold they imply."""
+    present = set(families[labels == 1])
+    ys, ss, gs = [], [], []
+    used = []
+    for fold in folds:
+        out = [f for f in fold if f in present]
+        if not out or not present - set(out):
+            continue
+        train = ((labels == 0) & ~held) | ((labels == 1) & ~np.isin(families, out) & ~held)
+        test = ((labels == 0) & held) | ((labels == 1) & np.isin(families, out))
+        mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], c, subsample, seed)
+        ys.append(labels[test]), ss.append(predict(x[test], mean, scale, coef, bias))
+        gs.append(np.where(labels[test] == 1, families[test], sources[test]))
+        used.append(out)
+    if not used or not (labels[held] == 0).any():
+        return {}
+    y, s, g = np.concatenate(ys), np.concatenate(ss), np.concatenate(gs)
+    threshold, balanced = best_balanced_threshold(y, s)
+    auc = bootstrap_auc(y, s)
+    per_family = {f: bootstrap_auc(y[(y == 0) | (g == f)], s[(y == 0) | (g == f)]) for f in sorted(set(g[y == 1]))}
+    per_source = {r: bootstrap_auc(y[(y == 1) | (g == r)], s[(y == 1) | (g == r)]) for r in sorted(set(g[y == 0]))}
+    never = sorted(present - {f for fold in used for f in fold})
+    return {
+        "folds": used,
+        "never_held_out": never,
+        "pooled_auc": auc,
+        "threshold": threshold,
+        "balanced_accuracy": balanced,
+        "real_accuracy": float(np.mean(s[y == 0] < threshold)),
+        "generated_accuracy": float(np.mean(s[y == 1] >= threshold)),
+        "per_family_auc": per_family,
+        "per_real_source_auc": per_source,
+        "n_real": int((y == 0).sum()),
+        "n_generated": int((y == 1).sum()),
+    }
+
+
+def fit_probe(
+    config: TrainConfig,
+    resume: bool = False,
+    show_progress: bool = True,
+    overwrite: bool = False,
+    on_message: Callable[[str], None] | None = None,
+) -> Path:
+    """Fit a ``frozen_probe`` model as :mod:`this module <nirnet.engine.probe_fit>` describes; returns the folder
+    of the final model (``<out_dir>/final``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    say = on_message or (lambda _: None)
+    p = config.probe
+    if p.protocol not in PROTOCOLS:
+        raise SetupError(f"probe.protocol must be one of {', '.join(PROTOCOLS)}, got {p.protocol!r}")
+    if not 0 < p.subsample <= 1 or p.c <= 0:
+        raise SetupError("probe.subsample must be in (0, 1] and probe.c positive")
+    out_dir = Path(config.run.out_dir)
+    prepare_run_folder(out_dir, resume, overwrite)
+    start = time.perf_counter()
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    model = create_model(config.model, **config.model_overrides)
+    if not isinstance(model, FrozenProbe):
+        raise SetupError(f"{config.model} is not a frozen-feature model (arch frozen_probe)")
+    model.eval()
+    samples = generated_samples(config)
+    real_train, gen_train, real_held, gen_held = training_images(config, samples)
+    generator_of = {s.path: s.subset for s in samples}
+    paths = real_train + real_held + gen_train + gen_held
+    labels = np.r_[np.zeros(len(real_train) + len(real_held), int), np.ones(len(gen_train) + len(gen_held), int)]
+    held = np.r_[
+        np.zeros(len(real_train), bool), np.ones(len(real_held), bool), np.zeros(len(gen_train), bool),
+        np.ones(len(gen_held), bool),
+    ]  # fmt: skip
+    real = real_train + real_held
+    families = np.array(["real"] * len(real) + [family_of(generator_of[q]) for q in gen_train + gen_held])
+    sources = np.array([source_of(q) for q in real] + ["-"] * (len(paths) - len(real)))
+    if config.data.balance:
+        weights = np.r_[
+            source_weights(real),
+            family_weights([generator_of[q] for q in paths[len(real) :]], config.data.min_family_images),
+        ]
+    else:
+        weights = np.ones(len(paths))
+    atomic_write_text(out_dir / "config.yaml", dump_config(config))
+    write_validation_manifest(config, out_dir)
+
+    say(
+        f"features of {len(paths)} images ({len(real)} real, {len(paths) - len(real)} generated), "
+        f"cached in {p.feature_cache}"
+    )
+    bar = Progress(
+        TextColumn("features"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not show_progress
+    )
+    with bar:
+        task = bar.add_task("features", total=len(paths))
+        x, ok, problems = image_features(
+            model, paths, p.protocol, p.feature_cache, lambda done, _: bar.update(task, completed=done)
+        )
+    for line in problems[:20]:
+        say(f"skipped {line}")
+    if len(problems) > 20:
+        say(f"... and {len(problems) - 20} more unreadable images")
+    featurised = time.perf_counter() - start
+
+    keep = ok
+    x, labels, held, families, sources, weights = (a[keep] for a in (x, labels, held, families, sources, weights))
+    report: dict = {}
+    if p.calibrate:
+        report = leave_family_out(x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed)
+        if not report:
+            say("no threshold calibration: it needs data.validation > 0 and families of LEAVE_OUT_FOLDS")
+    train = ~held
+    mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], p.c, p.subsample, config.run.seed)
+    with torch.no_grad():
+        model.feature_mean.copy_(torch.from_numpy(mean).float())
+        model.feature_scale.copy_(torch.from_numpy(scale).float())
+        model.head.weight.copy_(torch.from_numpy(coef).float()[None])
+        model.head.bias.fill_(bias)
+    if report:
+        model.config = model.config.replace(threshold=report["threshold"])
+    final = out_dir / "final"
+    model.save_pretrained(final)
+    summary = {
+        "model": config.model,
+        "images": {"real": int((labels == 0).sum()), "generated": int((labels == 1).sum())},
+        "unreadable": len(problems),
+        "families": sorted(set(families[labels == 1])),
+        "threshold": model.config.threshold,
+        "features_s": round(featurised, 1),
+        "total_s": round(time.perf_counter() - start, 1),
+    }
+    if report:
+        atomic_write_text(out_dir / "leave_family_out.json", json.dumps(report, indent=1))
+        auc = report["pooled_auc"]
+        summary["leave_family_out"] = {"pooled_auc": auc, "balanced_accuracy": report["balanced_accuracy"]}
+        say(
+            f"leave-family-out: pooled AUC {auc[0]:.3f} ({auc[1]:.2f}-{auc[2]:.2f}), balanced accuracy "
+            f"{report['balanced_accuracy']:.3f} at the stored threshold {report['threshold']:.3f}"
+        )
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
+    return final

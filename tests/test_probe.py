@@ -1,0 +1,136 @@
+"""The frozen-feature detector (arch frozen_probe): what it computes, how it is saved, and its fit by `nirnet train`
+(features cached, balanced logistic regression, threshold from leave-family-out folds)."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image, ImageFilter
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from nirnet.cli.main import app
+from nirnet.data.transforms import inference_transform
+from nirnet.engine.probe_fit import best_balanced_threshold, class_balanced
+from nirnet.eval.protocol import PROTOCOLS
+from nirnet.models import create_model, load_model
+from nirnet.models.probe import FrozenProbe
+from nirnet.testing import synthetic_photo
+
+GENERATORS = ["sd15", "anime", "flux", "mindalle", "gigagan"]  # one family of each leave-family-out fold
+
+
+@pytest.fixture(scope="module")
+def probe():
+    torch.manual_seed(0)
+    model = create_model("test_probe").eval()  # Lite0's packaged weights, so a reload rebuilds the same model
+    with torch.no_grad():
+        model.feature_mean.normal_()
+        model.feature_scale.uniform_(0.5, 2.0)
+        model.head.weight.normal_(std=0.05)
+    return model
+
+
+def test_image_score_is_the_probe_on_the_mean_feature(probe):
+    """The head is linear, so the mean of the crops' logits is the logit of their mean feature: the quantity the
+    probe is fitted on."""
+    image = Image.fromarray(synthetic_photo(150, 120, seed=3))
+    probability, logits = probe.score_image(image)
+    read = inference_transform(probe.config)(image)
+    raw = probe.raw_features(read.crops, read.view, len(read.crops)).mean(0)
+    expected = torch.sigmoid(probe.head(probe.standardise(raw))).item()
+    assert len(logits) == probe.config.preprocess.num_crops
+    assert probability == pytest.approx(expected, abs=1e-5)
+
+
+def test_saved_probe_holds_only_the_fitted_part_and_reloads(probe, tmp_path):
+    folder = probe.save_pretrained(tmp_path / "probe")
+    saved = set(probe.trainable_state_dict())
+    assert saved == {"feature_mean", "feature_scale", "head.weight", "head.bias"}  # backbones are rebuilt
+    config = json.loads((folder / "config.json").read_text())
+    assert config["arch"] == "frozen_probe" and config["texture_taps"] == [0, 2]
+    again = load_model(folder)
+    crops, view = torch.rand(4, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    assert isinstance(again, FrozenProbe)
+    assert torch.allclose(again(crops, view, 2), probe(crops, view, 2), atol=1e-6)
+
+
+def test_probe_refuses_crops_without_the_view(probe):
+    with pytest.raises(ValueError, match="whole-image view"):
+        probe(torch.rand(2, 3, 64, 64))
+
+
+def test_probe_exports_to_onnx(probe, tmp_path):
+    from nirnet.export import check_onnx, export_onnx
+
+    path = export_onnx(probe, tmp_path / "probe.onnx")
+    assert check_onnx(probe, path).max_abs_diff < 1e-3
+
+
+def test_class_balanced_weights_give_each_class_half():
+    labels = np.array([0, 0, 0, 1])
+    w = class_balanced(np.ones(4), labels)
+    assert w[labels == 0].sum() == pytest.approx(2.0) and w[labels == 1].sum() == pytest.approx(2.0)
+
+
+def test_balanced_threshold_separates_separable_scores():
+    threshold, balanced = best_balanced_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.3, 0.6, 0.9]))
+    assert balanced == 1.0 and 0.3 < threshold <= 0.6
+
+
+def _looks_generated(seed: int) -> Image.Image:
+    """Smooth, posterised pictures: a cue the frozen features see at once."""
+    image = Image.fromarray(synthetic_photo(96, 96, seed=seed)).filter(ImageFilter.GaussianBlur(3))
+    return image.quantize(12).convert("RGB")
+
+
+def test_train_fits_a_probe_with_a_leave_family_out_threshold(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(24):
+        Image.fromarray(synthetic_photo(96, 96, seed=i)).save(photos / f"photo{i}.png")
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")  # reported and left out, not fatal
+    corpus = tmp_path / "corpus"
+    rows = []
+    for g, generator in enumerate(GENERATORS):
+        for i in range(4):
+            path = corpus / generator / f"{generator}{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _looks_generated(100 + 10 * g + i).save(path)
+            rows.append([path.relative_to(corpus).as_posix(), 1, generator])
+    with (corpus / "manifest.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["path", "label", "generator"], *rows])
+    config = tmp_path / "probe.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": "test_probe",
+                "data": {"real": [str(photos)], "generated": [str(corpus)], "balance": True, "validation": 0.3},
+                "probe": {"feature_cache": str(tmp_path / "cache")},
+                "run": {"out_dir": str(tmp_path / "run"), "threads": 1},
+            }
+        )
+    )
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "-c", str(config), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "broken.png" in result.output and "leave-family-out: pooled AUC" in result.output
+    report = json.loads((tmp_path / "run" / "leave_family_out.json").read_text())
+    assert len(report["folds"]) == 5 and report["pooled_auc"][0] > 0.9
+    model = load_model(tmp_path / "run" / "final")
+    assert isinstance(model, FrozenProbe) and model.config.threshold == pytest.approx(report["threshold"])
+    # the fitted model, as a user loads it, separates its own training images through the same protocol
+    paths = sorted(photos.glob("photo*.png")) + sorted(corpus.glob("*/*.png"))
+    scores = [model.score_image(PROTOCOLS["aligned"](Image.open(p).convert("RGB")))[0] for p in paths]
+    assert roc_auc_score([0] * 24 + [1] * 20, scores) > 0.95
+    # a second fit reads every feature from the cache and gives the same model
+    cached = sorted(Path(tmp_path / "cache").rglob("*.npy"))
+    result = runner.invoke(app, ["train", "-c", str(config), "--no-progress", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert sorted(Path(tmp_path / "cache").rglob("*.npy")) == cached
+    again = load_model(tmp_path / "run" / "final")
+    assert torch.equal(again.head.weight, model.head.weight)
