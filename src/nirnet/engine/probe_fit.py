@@ -21,6 +21,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,38 @@ def best_balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[flo
     return float(np.clip(thresholds[best], 0.0, 1.0)), float(balanced[best])
 
 
+def out_of_fold(
+    x: np.ndarray,
+    labels: np.ndarray,
+    families: np.ndarray,
+    sources: np.ndarray,
+    held: np.ndarray,
+    weights: np.ndarray,
+    c: float,
+    subsample: float,
+    seed: int,
+    folds: list[list[str]] = LEAVE_OUT_FOLDS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[str]]]:
+    """(labels, scores, group, folds used) of the held-out families of each fold against the held-out real photos
+    (``held``), each fold fitted on the other families and the training real photos; ``group`` is the family of a
+    generated row and the source of a real one. A family in no fold is never held out (always trained on)."""
+    present = set(families[labels == 1])
+    ys, ss, gs, used = [], [], [], []
+    for fold in folds:
+        out = [f for f in fold if f in present]
+        if not out or not present - set(out):
+            continue
+        train = ((labels == 0) & ~held) | ((labels == 1) & ~np.isin(families, out) & ~held)
+        test = ((labels == 0) & held) | ((labels == 1) & np.isin(families, out))
+        mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], c, subsample, seed)
+        ys.append(labels[test]), ss.append(predict(x[test], mean, scale, coef, bias))
+        gs.append(np.where(labels[test] == 1, families[test], sources[test]))
+        used.append(out)
+    if not used:
+        return np.zeros(0, int), np.zeros(0), np.zeros(0, str), []
+    return np.concatenate(ys), np.concatenate(ss), np.concatenate(gs), used
+
+
 def leave_family_out(
     x: np.ndarray,
     labels: np.ndarray,
@@ -152,33 +185,19 @@ def leave_family_out(
     seed: int,
     folds: list[list[str]] = LEAVE_OUT_FOLDS,
 ) -> dict:
-    """Out-of-fold scores of the held-out families of each fold against the held-out real photos (``held``),
-    each fold fitted on the other families and the training real photos; with the threshold they imply."""
-    present = set(families[labels == 1])
-    ys, ss, gs = [], [], []
-    used = []
-    for fold in folds:
-        out = [f for f in fold if f in present]
-        if not out or not present - set(out):
-            continue
-        train = ((labels == 0) & ~held) | ((labels == 1) & ~np.isin(families, out) & ~held)
-        test = ((labels == 0) & held) | ((labels == 1) & np.isin(families, out))
-        mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], c, subsample, seed)
-        ys.append(labels[test]), ss.append(predict(x[test], mean, scale, coef, bias))
-        gs.append(np.where(labels[test] == 1, families[test], sources[test]))
-        used.append(out)
-    if not used or not (labels[held] == 0).any():
+    """The :func:`out_of_fold` scores summarised: pooled AUC with bootstrap interval, per family and per real
+    source, and the threshold that maximises balanced accuracy on them (empty without held-out real photos)."""
+    y, s, g, used = out_of_fold(x, labels, families, sources, held, weights, c, subsample, seed, folds)
+    if not used or not (y == 0).any():
         return {}
-    y, s, g = np.concatenate(ys), np.concatenate(ss), np.concatenate(gs)
     threshold, balanced = best_balanced_threshold(y, s)
-    auc = bootstrap_auc(y, s)
     per_family = {f: bootstrap_auc(y[(y == 0) | (g == f)], s[(y == 0) | (g == f)]) for f in sorted(set(g[y == 1]))}
     per_source = {r: bootstrap_auc(y[(y == 1) | (g == r)], s[(y == 1) | (g == r)]) for r in sorted(set(g[y == 0]))}
-    never = sorted(present - {f for fold in used for f in fold})
+    present = set(families[labels == 1])
     return {
         "folds": used,
-        "never_held_out": never,
-        "pooled_auc": auc,
+        "never_held_out": sorted(present - {f for fold in used for f in fold}),
+        "pooled_auc": bootstrap_auc(y, s),
         "threshold": threshold,
         "balanced_accuracy": balanced,
         "real_accuracy": float(np.mean(s[y == 0] < threshold)),
@@ -188,6 +207,43 @@ def leave_family_out(
         "n_real": int((y == 0).sum()),
         "n_generated": int((y == 1).sum()),
     }
+
+
+@dataclass
+class ProbeTable:
+    """The rows a probe is fitted on, in one order: training then held-out real photos, then training then
+    held-out generated images, with their label, held-out flag, family ("real" for photos), real source folder
+    ("-" for generated rows) and sampling weight (``data.balance``)."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    held: np.ndarray
+    families: np.ndarray
+    sources: np.ndarray
+    weights: np.ndarray
+
+
+def probe_table(config: TrainConfig) -> ProbeTable:
+    """The :class:`ProbeTable` of a training config's data section."""
+    samples = generated_samples(config)
+    real_train, gen_train, real_held, gen_held = training_images(config, samples)
+    generator_of = {s.path: s.subset for s in samples}
+    real, generated = real_train + real_held, gen_train + gen_held
+    if config.data.balance:
+        weights = np.r_[
+            source_weights(real), family_weights([generator_of[q] for q in generated], config.data.min_family_images)
+        ]
+    else:
+        weights = np.ones(len(real) + len(generated))
+    held = [np.zeros(len(real_train)), np.ones(len(real_held)), np.zeros(len(gen_train)), np.ones(len(gen_held))]
+    return ProbeTable(
+        paths=real + generated,
+        labels=np.r_[np.zeros(len(real), int), np.ones(len(generated), int)],
+        held=np.concatenate(held).astype(bool),
+        families=np.array(["real"] * len(real) + [family_of(generator_of[q]) for q in generated]),
+        sources=np.array([source_of(q) for q in real] + ["-"] * len(generated)),
+        weights=weights,
+    )
 
 
 def fit_probe(
@@ -216,31 +272,14 @@ def fit_probe(
     if not isinstance(model, FrozenProbe):
         raise SetupError(f"{config.model} is not a frozen-feature model (arch frozen_probe)")
     model.eval()
-    samples = generated_samples(config)
-    real_train, gen_train, real_held, gen_held = training_images(config, samples)
-    generator_of = {s.path: s.subset for s in samples}
-    paths = real_train + real_held + gen_train + gen_held
-    labels = np.r_[np.zeros(len(real_train) + len(real_held), int), np.ones(len(gen_train) + len(gen_held), int)]
-    held = np.r_[
-        np.zeros(len(real_train), bool), np.ones(len(real_held), bool), np.zeros(len(gen_train), bool),
-        np.ones(len(gen_held), bool),
-    ]  # fmt: skip
-    real = real_train + real_held
-    families = np.array(["real"] * len(real) + [family_of(generator_of[q]) for q in gen_train + gen_held])
-    sources = np.array([source_of(q) for q in real] + ["-"] * (len(paths) - len(real)))
-    if config.data.balance:
-        weights = np.r_[
-            source_weights(real),
-            family_weights([generator_of[q] for q in paths[len(real) :]], config.data.min_family_images),
-        ]
-    else:
-        weights = np.ones(len(paths))
+    table = probe_table(config)
+    paths, labels = table.paths, table.labels
+    n_real = int((labels == 0).sum())
     atomic_write_text(out_dir / "config.yaml", dump_config(config))
     write_validation_manifest(config, out_dir)
 
     say(
-        f"features of {len(paths)} images ({len(real)} real, {len(paths) - len(real)} generated), "
-        f"cached in {p.feature_cache}"
+        f"features of {len(paths)} images ({n_real} real, {len(paths) - n_real} generated), cached in {p.feature_cache}"
     )
     bar = Progress(
         TextColumn("features"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not show_progress
@@ -256,8 +295,9 @@ def fit_probe(
         say(f"... and {len(problems) - 20} more unreadable images")
     featurised = time.perf_counter() - start
 
-    keep = ok
-    x, labels, held, families, sources, weights = (a[keep] for a in (x, labels, held, families, sources, weights))
+    x, labels, held, families, sources, weights = (
+        a[ok] for a in (x, labels, table.held, table.families, table.sources, table.weights)
+    )
     report: dict = {}
     if p.calibrate:
         report = leave_family_out(x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed)
