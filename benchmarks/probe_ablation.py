@@ -1,0 +1,213 @@
+"""Do simulator twins, or the noise map, earn a place in the frozen-feature detector? Leave-family-out, paired.
+
+    python benchmarks/probe_ablation.py [-c configs/nirnet_probe.yaml] [--seeds 0 1 2] [--out docs/results/probe]
+
+The issue "Learn from many generators" asks the paper's claims again at the corpus's scale: simulator twins on and
+off with one family and with all families, and the noise branch on and off with all families. The shipped probe
+recipe (``nirnet_probe``: frozen content and texture features, one linear logit) makes these questions cheap and
+exactly paired, because a fit takes seconds once features are cached:
+
+* **simulator twins**: every training real photo, after the protocol's centre crop, stamped with an imprint of the
+  shipped imprint bank (fused and extrapolated as in training: alpha 1, beta 0.3, gamma 0.2-1, two models per
+  twin), then the protocol's JPEG 90 like its photo: an aligned pair that differs only by the imprint. The twins
+  join the generated rows as one more family ("simulator", never held out).
+* **noise map**: statistics of ``N(x)``, the residual of the shipped default's frozen, pretrained denoiser, on the
+  model's four crops: per-channel deviation, mean absolute value and kurtosis, the radially averaged log power
+  spectrum in 16 bands and the spectrum's energy at the periods 8, 4 and 2 px (decoder grids), crops averaged;
+  appended to the probe's features.
+
+Each variant is scored with :func:`nirnet.engine.probe_fit.out_of_fold` (the recipe's folds and held-out real
+photos, balanced weights) for every seed (an 80 % subsample of the training rows per seed), and against the plain
+probe with the paired bootstrap of the AUC difference (the same out-of-fold images, seed 0). "One family" trains
+on gen-train's family (sd1) alone, on the folds that do not hold it out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nirnet._atomic import atomic_write_text
+from nirnet.data.io import ImageLoadError, load_image
+from nirnet.data.tensors import to_float_tensor, to_image
+from nirnet.data.transforms import inference_transform
+from nirnet.engine.config import load_config
+from nirnet.engine.probe_fit import image_features, out_of_fold, probe_table
+from nirnet.eval.protocol import PROTOCOLS
+from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference
+from nirnet.imprint.bank import ImprintBank
+from nirnet.imprint.fusion import ImprintSimulator, SimulatorConfig
+from nirnet.models import create_model
+
+SIMULATOR = SimulatorConfig(alpha=1.0, beta=0.3, b_min=0.001, gamma=(0.2, 1.0), models_per_sample=2)
+BANDS = 16
+
+
+def cached(file: Path, compute):
+    if file.is_file():
+        return np.load(file)["x"], np.load(file)["ok"]
+    x, ok = compute()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(file, x=x, ok=ok)
+    return x, ok
+
+
+def twin_features(model, paths: list[Path], protocol: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The probe's features of a simulator twin of each photo (centre crop, imprint, then the protocol's JPEG)."""
+    simulator = ImprintSimulator(ImprintBank.load(None), SIMULATOR)
+    read, transform = PROTOCOLS[protocol], inference_transform(model.config)
+    rows, ok = [], []
+    for i, path in enumerate(paths):
+        try:
+            region = read.crop(load_image(path))
+        except ImageLoadError:
+            rows.append(np.zeros(model.feature_dim, np.float32)), ok.append(False)
+            continue
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        twin = to_image(simulator(to_float_tensor(region), generator).images[0])
+        item = transform(read.finish(twin))
+        with torch.inference_mode():
+            rows.append(model.raw_features(item.crops, item.view, len(item.crops)).mean(0).numpy()), ok.append(True)
+        if i % 100 == 0:
+            print(f"twins {i}/{len(paths)}", flush=True)
+    return np.array(rows), np.array(ok)
+
+
+def noise_statistics(noise: torch.Tensor) -> np.ndarray:
+    """Statistics of noise maps ``K x 3 x S x S`` (crops averaged): per-channel deviation, mean |N| and kurtosis,
+    the radially averaged log power spectrum in :data:`BANDS` bands, and the log power at periods 8, 4 and 2 px."""
+    n = noise.double()
+    std = n.std(dim=(-2, -1))
+    kurt = ((n - n.mean(dim=(-2, -1), keepdim=True)) ** 4).mean(dim=(-2, -1)) / std.pow(4).clamp_min(1e-12)
+    power = torch.fft.fft2(n).abs().pow(2).mean(1)  # K x S x S, channels averaged
+    size = power.shape[-1]
+    f = torch.fft.fftfreq(size, dtype=torch.float64)
+    radius = (f[:, None] ** 2 + f[None, :] ** 2).sqrt() / 0.5**0.5 * 0.999
+    band = (radius * BANDS).long().clamp(max=BANDS - 1)
+    radial = torch.stack([power[:, band == b].mean(-1) for b in range(BANDS)], 1)
+    peaks = [power[:, size // p, 0] + power[:, 0, size // p] for p in (8, 4, 2)]
+    parts = [std, n.abs().mean(dim=(-2, -1)), kurt.log(), radial.log(), torch.stack(peaks, 1).log()]
+    return torch.cat(parts, 1).mean(0).float().numpy()
+
+
+def noise_features(model, paths: list[Path], protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`noise_statistics` of the shipped default's frozen denoiser on each image's crops."""
+    denoiser = create_model("nirnet_tiny_texture_dn", pretrained=True).imprint.extractor.eval()
+    read, transform = PROTOCOLS[protocol], inference_transform(model.config)
+    rows, ok = [], []
+    for i, path in enumerate(paths):
+        try:
+            crops = transform.crops(read(load_image(path)))
+        except ImageLoadError:
+            rows.append(None), ok.append(False)
+            continue
+        with torch.inference_mode():
+            rows.append(noise_statistics(denoiser(crops))), ok.append(True)
+        if i % 200 == 0:
+            print(f"noise {i}/{len(paths)}", flush=True)
+    width = next(len(r) for r in rows if r is not None)
+    return np.array([r if r is not None else np.zeros(width, np.float32) for r in rows]), np.array(ok)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", default="configs/nirnet_probe.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--subsample", type=float, default=0.8, help="share of training rows per seed")
+    parser.add_argument("--cache", default="runs/feature_cache", help="folder of the twin and noise features")
+    parser.add_argument("--out", default=None, help="folder for probe_ablation.md / .json")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    start = time.time()
+    config = load_config(args.config)
+    p = config.probe
+    table = probe_table(config)
+    model = create_model(config.model, **config.model_overrides).eval()
+    x, ok, _ = image_features(model, table.paths, p.protocol, p.feature_cache)
+    key = hashlib.sha256("\n".join(map(str, table.paths)).encode()).hexdigest()[:16]
+    photos = np.flatnonzero((table.labels == 0) & ~table.held)
+    twins, twins_ok = cached(
+        Path(args.cache) / f"probe-twins-{key}.npz",
+        lambda: twin_features(model, [table.paths[i] for i in photos], p.protocol),
+    )
+    noise, noise_ok = cached(
+        Path(args.cache) / f"probe-noise-{key}.npz", lambda: noise_features(model, table.paths, p.protocol)
+    )
+    keep = ok & noise_ok
+    base = (x, table.labels, table.families, table.sources, table.held, table.weights)
+    rows = photos[twins_ok]
+    n_fams = len(set(table.families[table.labels == 1]))
+    # twins: one more family, weighted like any other (each family the same total weight)
+    fake_total = table.weights[table.labels == 1].sum() / n_fams
+    with_twins = (
+        np.r_[x, twins[twins_ok]],
+        np.r_[table.labels, np.ones(len(rows), int)],
+        np.r_[table.families, ["simulator"] * len(rows)],
+        np.r_[table.sources, ["-"] * len(rows)],
+        np.r_[table.held, np.zeros(len(rows), bool)],
+        np.r_[table.weights, np.full(len(rows), fake_total / len(rows))],
+    )
+    keep_twins = np.r_[keep, np.ones(len(rows), bool)]
+    variants = {
+        "probe (content + texture)": ([a[keep] for a in base], None),
+        "+ simulator twins": ([a[keep_twins] for a in with_twins], None),
+        "+ noise-map statistics": ([np.c_[x, noise][keep], *[a[keep] for a in base[1:]]], None),
+        "one family (sd1)": ([a[keep] for a in base], {"sd1"}),
+        "one family (sd1) + simulator twins": ([a[keep_twins] for a in with_twins], {"sd1", "simulator"}),
+    }
+    result: dict = {"variants": {}, "n_twins": int(len(rows))}
+    scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, (arrays, allowed) in variants.items():
+        aucs = []
+        for seed in args.seeds:
+            oof = out_of_fold(*arrays, p.c, args.subsample, seed, allowed=allowed)
+            y, s, used = oof.labels, oof.scores, oof.folds
+            aucs.append(bootstrap_auc(y, s)[0])
+            if seed == args.seeds[0]:
+                scores[name] = (y, s)
+                first = bootstrap_auc(y, s)
+        result["variants"][name] = {"pooled": aucs, "first": first, "folds": used}
+        print(f"{name}: {np.mean(aucs):.3f} ± {np.std(aucs):.3f}", flush=True)
+    pairs = {
+        "+ simulator twins": "probe (content + texture)",
+        "+ noise-map statistics": "probe (content + texture)",
+        "one family (sd1) + simulator twins": "one family (sd1)",
+    }
+    lines = [
+        "## Simulator twins and the noise map in the frozen-feature detector (leave-family-out, paired)",
+        "",
+        f"Pooled out-of-fold AUC, mean ± sd over seeds {args.seeds} ({args.subsample:.0%} subsamples); interval and "
+        "difference: the first seed's, the difference as a paired bootstrap on the same out-of-fold images.",
+        "",
+        "| variant | folds | pooled AUC | first seed (95 % CI) | minus its baseline (paired, 95 % CI) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, v in result["variants"].items():
+        diff = ""
+        if name in pairs:
+            (y, s), (y0, s0) = scores[name], scores[pairs[name]]
+            assert np.array_equal(y, y0)  # twins are never test rows: the same images in the same order
+            d = bootstrap_auc_difference(y, s, s0)
+            v["minus_baseline"] = d
+            diff = f"{d[0]:+.3f} ({d[1]:+.3f} to {d[2]:+.3f})"
+        f = v["first"]
+        lines.append(
+            f"| {name} | {len(v['folds'])} | {np.mean(v['pooled']):.3f} ± {np.std(v['pooled']):.3f} | "
+            f"{f[0]:.3f} ({f[1]:.2f}-{f[2]:.2f}) | {diff} |"
+        )
+    lines += ["", f"{len(rows)} simulator twins of the training photos; {time.time() - start:.0f} s."]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        atomic_write_text(Path(args.out) / "probe_ablation.md", text + "\n")
+        atomic_write_text(Path(args.out) / "probe_ablation.json", json.dumps(result, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
