@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from nirnet._atomic import atomic_write_text
+from nirnet.data.families import LEAVE_OUT_FOLDS
 from nirnet.data.io import ImageLoadError, load_image
 from nirnet.data.tensors import to_float_tensor, to_image
 from nirnet.data.transforms import inference_transform
@@ -154,19 +155,21 @@ def main() -> None:
         np.r_[table.weights, np.full(len(rows), fake_total / len(rows))],
     )
     keep_twins = np.r_[keep, np.ones(len(rows), bool)]
+    # the one-family rows use the folds that do not hold sd1 out, with and without twins alike
+    sd1_folds = [fold for fold in LEAVE_OUT_FOLDS if "sd1" not in fold]
     variants = {
-        "probe (content + texture)": ([a[keep] for a in base], None),
-        "+ simulator twins": ([a[keep_twins] for a in with_twins], None),
-        "+ noise-map statistics": ([np.c_[x, noise][keep], *[a[keep] for a in base[1:]]], None),
-        "one family (sd1)": ([a[keep] for a in base], {"sd1"}),
-        "one family (sd1) + simulator twins": ([a[keep_twins] for a in with_twins], {"sd1", "simulator"}),
+        "probe (content + texture)": ([a[keep] for a in base], None, LEAVE_OUT_FOLDS),
+        "+ simulator twins": ([a[keep_twins] for a in with_twins], None, LEAVE_OUT_FOLDS),
+        "+ noise-map statistics": ([np.c_[x, noise][keep], *[a[keep] for a in base[1:]]], None, LEAVE_OUT_FOLDS),
+        "one family (sd1)": ([a[keep] for a in base], {"sd1"}, sd1_folds),
+        "one family (sd1) + simulator twins": ([a[keep_twins] for a in with_twins], {"sd1", "simulator"}, sd1_folds),
     }
     result: dict = {"variants": {}, "n_twins": int(len(rows))}
     scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name, (arrays, allowed) in variants.items():
+    for name, (arrays, allowed, folds) in variants.items():
         aucs = []
         for seed in args.seeds:
-            oof = out_of_fold(*arrays, p.c, args.subsample, seed, allowed=allowed)
+            oof = out_of_fold(*arrays, p.c, args.subsample, seed, folds, allowed)
             y, s, used = oof.labels, oof.scores, oof.folds
             aucs.append(bootstrap_auc(y, s)[0])
             if seed == args.seeds[0]:

@@ -31,7 +31,7 @@ from nirnet.detect import Detector
 from nirnet.eval.evaluate import score_samples
 from nirnet.eval.protocol import PROTOCOLS
 from nirnet.eval.sanity import jpeg_trace_scorer
-from nirnet.eval.stats import balanced_accuracy, bootstrap_auc, bootstrap_mean_auc
+from nirnet.eval.stats import balanced_accuracy, bootstrap_auc, bootstrap_auc_difference, bootstrap_mean_auc
 
 
 def real_source_group(source: str) -> str:
@@ -175,6 +175,22 @@ def model_scores(
     return scored.scores, detector.threshold
 
 
+def paired_lines(scores: dict[str, np.ndarray], samples, seen: set[str]) -> list[str]:
+    """Each model's pooled unseen AUC minus the first model's, as a paired bootstrap on the images both scored
+    (first seed of each), so what the images share cancels."""
+    names = list(scores)
+    if len(names) < 2:
+        return []
+    labels = np.array([s.label for s in samples])
+    unseen = (labels == 0) | ~np.isin([s.subset for s in samples], list(seen))
+    lines = [f"Pooled unseen AUC minus {names[0]}'s, paired bootstrap on the same images (first seed):", ""]
+    for name in names[1:]:
+        both = unseen & ~np.isnan(scores[name]) & ~np.isnan(scores[names[0]])
+        d = bootstrap_auc_difference(labels[both], scores[name][both], scores[names[0]][both])
+        lines.append(f"- {name}: {d[0]:+.3f} ({d[1]:+.3f} to {d[2]:+.3f})")
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/bench-dev")
@@ -192,6 +208,7 @@ def main() -> None:
     seen = set(args.seen)
     protocol = PROTOCOLS["aligned"]
     results: dict[str, list[dict]] = defaultdict(list)
+    first_scores: dict[str, np.ndarray] = {}  # each model's first seed, for the paired differences
     for spec in args.model or ["default"]:
         name, _, folders = spec.partition("=")
         for folder in folders.split(",") if folders else [None]:
@@ -203,12 +220,14 @@ def main() -> None:
             scores = np.mean([sc for sc, _ in scored], axis=0)
             threshold = float(np.mean([t for _, t in scored]))
             results[name].append(summarise(scores, samples, sources, seen, threshold))
+            first_scores.setdefault(name, scores)
             print(f"{name} {folder or ''}: pooled unseen AUC {fmt(results[name][-1]['pooled_auc'])}", flush=True)
     if not args.no_jpeg_trace:
         scored = score_samples(jpeg_trace_scorer, samples, protocol)
         results["jpeg-trace"].append(summarise(scored.scores, samples, sources, seen, None))
 
-    text = render_tables(results, seen, f"{len(samples)} images, {time.time() - start:.0f} s.")
+    footer = paired_lines(first_scores, samples, seen) + [f"{len(samples)} images, {time.time() - start:.0f} s."]
+    text = render_tables(results, seen, "\n".join(footer))
     print(text)
     if args.out:
         save_tables(Path(args.out), "unseen", text, results)

@@ -150,3 +150,15 @@ def test_out_of_fold_holds_each_family_out_once_and_can_train_on_one():
     assert np.array_equal(oof.labels, labels[oof.rows]) and (oof.labels == 0).sum() == 5 * held.sum()
     only_sd1 = out_of_fold(x, labels, families, sources, held, np.ones(80), 0.1, 1.0, 0, allowed={"sd1"})
     assert ["sd1"] not in only_sd1.folds and len(only_sd1.folds) == 4  # the fold of sd1 has nothing to train on
+
+
+def test_shipped_probe_loads_with_its_family_head(tmp_path):
+    from nirnet.detect import Detector
+
+    detector = Detector.from_pretrained("nirnet_probe", backend="torch")
+    assert detector.family_head is not None and "sd1" in detector.family_head.families
+    assert 0 < detector.threshold < 0.5  # fitted on leave-family-out folds, not the default 0.5
+    path = tmp_path / "photo.png"
+    Image.fromarray(synthetic_photo(300, 260, seed=5)).save(path)
+    (row,) = detector.predict([path], attribute=True)
+    assert (row.family is not None) == (row.verdict == "generated")
