@@ -25,7 +25,9 @@ def train(
 
     The resolved config is written to <run.out_dir>/config.yaml, metrics to metrics.jsonl, checkpoints to
     step_*/ and the final model to final/ (model.safetensors + config.json). For several GPUs or nodes, launch
-    with torchrun: `torchrun --nproc_per_node 4 -m nirnet.cli.main train -c CONFIG`.
+    with torchrun: `torchrun --nproc_per_node 4 -m nirnet.cli.main train -c CONFIG`. A frozen-feature model
+    (nirnet_probe, configs/nirnet_probe.yaml) is fitted in closed form on cached per-image features instead, its
+    threshold set on leave-family-out folds (leave_family_out.json beside final/).
     """
     from nirnet.cli._common import fail
     from nirnet.engine.config import ConfigError, load_config
