@@ -134,6 +134,11 @@ def test_train_fits_a_probe_with_a_leave_family_out_threshold(tmp_path):
     assert sorted(Path(tmp_path / "cache").rglob("*.npy")) == cached
     again = load_model(tmp_path / "run" / "final")
     assert torch.equal(again.head.weight, model.head.weight)
+    # without held-out photos there is nothing to calibrate on: said, and the threshold stays the default
+    result = runner.invoke(app, ["train", "-c", str(config), "data.validation=0", "--no-progress", "--overwrite"])
+    assert result.exit_code == 0 and "no threshold calibration" in result.output
+    assert load_model(tmp_path / "run" / "final").config.threshold == 0.5
+    assert not (tmp_path / "run" / "leave_family_out.json").exists()
 
 
 def test_out_of_fold_holds_each_family_out_once_and_can_train_on_one():

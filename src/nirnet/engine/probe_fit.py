@@ -189,31 +189,17 @@ def out_of_fold(
     return OutOfFold(*(np.concatenate(a) for a in (ys, ss, gs, rows)), used)
 
 
-def leave_family_out(
-    x: np.ndarray,
-    labels: np.ndarray,
-    families: np.ndarray,
-    sources: np.ndarray,
-    held: np.ndarray,
-    weights: np.ndarray,
-    c: float,
-    subsample: float,
-    seed: int,
-    folds: list[list[str]] = LEAVE_OUT_FOLDS,
-) -> dict:
-    """The :func:`out_of_fold` scores summarised: pooled AUC with bootstrap interval, per family and per real
-    source, and the threshold that maximises balanced accuracy on them (empty without held-out real photos)."""
-    result = out_of_fold(x, labels, families, sources, held, weights, c, subsample, seed, folds)
-    y, s, g, used = result.labels, result.scores, result.groups, result.folds
-    if not used or not (y == 0).any():
+def leave_family_out_report(oof: OutOfFold) -> dict:
+    """:func:`out_of_fold` scores summarised: pooled AUC with bootstrap interval, per family and per real source,
+    and the threshold that maximises balanced accuracy on them (empty without folds or held-out real photos)."""
+    y, s, g = oof.labels, oof.scores, oof.groups
+    if not oof.folds or not (y == 0).any():
         return {}
     threshold, balanced = best_balanced_threshold(y, s)
     per_family = {f: bootstrap_auc(y[(y == 0) | (g == f)], s[(y == 0) | (g == f)]) for f in sorted(set(g[y == 1]))}
     per_source = {r: bootstrap_auc(y[(y == 1) | (g == r)], s[(y == 1) | (g == r)]) for r in sorted(set(g[y == 0]))}
-    present = set(families[labels == 1])
     return {
-        "folds": used,
-        "never_held_out": sorted(present - {f for fold in used for f in fold}),
+        "folds": oof.folds,
         "pooled_auc": bootstrap_auc(y, s),
         "threshold": threshold,
         "balanced_accuracy": balanced,
@@ -317,7 +303,10 @@ def fit_probe(
     )
     report: dict = {}
     if p.calibrate:
-        report = leave_family_out(x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed)
+        oof = out_of_fold(x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed)
+        report = leave_family_out_report(oof)
+        if report:
+            report["never_held_out"] = sorted(set(families[labels == 1]) - {f for fold in oof.folds for f in fold})
         if not report:
             say("no threshold calibration: it needs data.validation > 0 and families of LEAVE_OUT_FOLDS")
     train = ~held

@@ -85,7 +85,7 @@ def _device(spec: str) -> torch.device:
     return device
 
 
-RUN_FILES = ("latest.json", "metrics.jsonl", "summary.json", "final")
+RUN_FILES = ("latest.json", "metrics.jsonl", "summary.json", "final", "leave_family_out.json")
 
 
 def _previous_run(out_dir: Path) -> list[str]:
