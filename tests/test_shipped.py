@@ -167,7 +167,10 @@ def test_shipped_model_is_its_registry_entry(name):
         hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == model_entry(name).pretrained.sha256
     )
     images = [Image.fromarray(synthetic_photo(h, w, seed=h)) for h, w in [(300, 400), (90, 120), (517, 333)]]
-    from_entry = create_model(name)
+    try:
+        from_entry = create_model(name)
+    except ImportError as exc:  # e.g. nirnet_probe without the lite extra
+        pytest.skip(f"{name} needs an optional package: {exc}")
     load_trainable_state(from_entry, load_file(str(folder / "model.safetensors")), name)
     pretrained = create_model(name, pretrained=True)
     detector = Detector.from_pretrained(name, backend="torch")
