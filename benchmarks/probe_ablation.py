@@ -16,6 +16,11 @@ exactly paired, because a fit takes seconds once features are cached:
   spectrum in 16 bands and the spectrum's energy at the periods 8, 4 and 2 px (decoder grids), crops averaged;
   appended to the probe's features.
 
+* **matched generated images** (a shortcut check, not a claim of the paper): each generated training image, after
+  the protocol's crop, brought to a random training photo's fineness and noise floor (the trained recipe's
+  ``match_generated``, colour noise) before the JPEG; test rows stay as a user gives them. With
+  ``probe_shortcuts.py``'s cache present, the plain-statistic probe per family is reported before and after.
+
 Each variant is scored with :func:`nirnet.engine.probe_fit.out_of_fold` (the recipe's folds and held-out real
 photos, balanced weights) for every seed (an 80 % subsample of the training rows per seed), and against the plain
 probe with the paired bootstrap of the AUC difference (the same out-of-fold images, seed 0). "One family" trains
@@ -33,7 +38,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from family_probes import STATS, logistic_auc
 from nirnet._atomic import atomic_write_text
+from nirnet.data import degrade
 from nirnet.data.families import LEAVE_OUT_FOLDS
 from nirnet.data.io import ImageLoadError, load_image
 from nirnet.data.tensors import to_float_tensor, to_image
@@ -78,6 +85,31 @@ def twin_features(model, paths: list[Path], protocol: str, seed: int = 0) -> tup
         if i % 100 == 0:
             print(f"twins {i}/{len(paths)}", flush=True)
     return np.array(rows), np.array(ok)
+
+
+def matched_generated(model, table, protocol: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(probe features, plain statistics, ok) of every generated row after the trained recipe's matching: the
+    image, after the protocol's crop, brought to a random training photo's fineness and noise floor (colour noise),
+    then the protocol's JPEG. What a user gives the model is not matched, so only training rows use these."""
+    read, transform = PROTOCOLS[protocol], inference_transform(model.config)
+    photos = [table.paths[i] for i in np.flatnonzero((table.labels == 0) & ~table.held)]
+    rows, stats, ok = [], [], []
+    for i, index in enumerate(np.flatnonzero(table.labels == 1)):
+        rng = np.random.default_rng([seed, i])
+        try:
+            fake = read.crop(load_image(table.paths[index]))
+            real = read.crop(load_image(photos[int(rng.integers(len(photos)))]))
+        except ImageLoadError:
+            rows.append(np.zeros(model.feature_dim, np.float32)), stats.append([0.0] * len(STATS)), ok.append(False)
+            continue
+        fake = degrade.match_noise_floor(degrade.match_sharpness(fake, real), real, rng, colour=True)
+        item = transform(read.finish(fake))
+        with torch.inference_mode():
+            rows.append(model.raw_features(item.crops, item.view, len(item.crops)).mean(0).numpy())
+        stats.append([f(to_image(item.crops[0])) for f in STATS.values()]), ok.append(True)
+        if i % 100 == 0:
+            print(f"matched {i}", flush=True)
+    return np.array(rows), np.array(stats), np.array(ok)
 
 
 def noise_statistics(noise: torch.Tensor) -> np.ndarray:
@@ -140,7 +172,17 @@ def main() -> None:
     noise, noise_ok = cached(
         Path(args.cache) / f"probe-noise-{key}.npz", lambda: noise_features(model, table.paths, p.protocol)
     )
+    matched_file = Path(args.cache) / f"probe-matched-{key}.npz"
+    if not matched_file.is_file():
+        np.savez(matched_file, *matched_generated(model, table, p.protocol))
+    stored = np.load(matched_file)
+    matched, matched_stats, matched_ok = stored["arr_0"], stored["arr_1"], stored["arr_2"]
     keep = ok & noise_ok
+    generated_rows = np.flatnonzero(table.labels == 1)
+    x_matched = x.copy()
+    x_matched[generated_rows] = matched
+    keep_matched = keep.copy()
+    keep_matched[generated_rows] &= matched_ok
     base = (x, table.labels, table.families, table.sources, table.held, table.weights)
     rows = photos[twins_ok]
     n_fams = len(set(table.families[table.labels == 1]))
@@ -157,19 +199,31 @@ def main() -> None:
     keep_twins = np.r_[keep, np.ones(len(rows), bool)]
     # the one-family rows use the folds that do not hold sd1 out, with and without twins alike
     sd1_folds = [fold for fold in LEAVE_OUT_FOLDS if "sd1" not in fold]
+    every = LEAVE_OUT_FOLDS
     variants = {
-        "probe (content + texture)": ([a[keep] for a in base], None, LEAVE_OUT_FOLDS),
-        "+ simulator twins": ([a[keep_twins] for a in with_twins], None, LEAVE_OUT_FOLDS),
-        "+ noise-map statistics": ([np.c_[x, noise][keep], *[a[keep] for a in base[1:]]], None, LEAVE_OUT_FOLDS),
-        "one family (sd1)": ([a[keep] for a in base], {"sd1"}, sd1_folds),
-        "one family (sd1) + simulator twins": ([a[keep_twins] for a in with_twins], {"sd1", "simulator"}, sd1_folds),
+        "probe (content + texture)": ([a[keep] for a in base], None, every, None),
+        "+ simulator twins": ([a[keep_twins] for a in with_twins], None, every, None),
+        "+ noise-map statistics": ([np.c_[x, noise][keep], *[a[keep] for a in base[1:]]], None, every, None),
+        "trained on matched generated images": (
+            [x_matched[keep_matched], *[a[keep_matched] for a in base[1:]]],
+            None,
+            every,
+            x[keep_matched],
+        ),
+        "one family (sd1)": ([a[keep] for a in base], {"sd1"}, sd1_folds, None),
+        "one family (sd1) + simulator twins": (
+            [a[keep_twins] for a in with_twins],
+            {"sd1", "simulator"},
+            sd1_folds,
+            None,
+        ),
     }
     result: dict = {"variants": {}, "n_twins": int(len(rows))}
     scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name, (arrays, allowed, folds) in variants.items():
+    for name, (arrays, allowed, folds, test_features) in variants.items():
         aucs = []
         for seed in args.seeds:
-            oof = out_of_fold(*arrays, p.c, args.subsample, seed, folds, allowed)
+            oof = out_of_fold(*arrays, p.c, args.subsample, seed, folds, allowed, test_features)
             y, s, used = oof.labels, oof.scores, oof.folds
             aucs.append(bootstrap_auc(y, s)[0])
             if seed == args.seeds[0]:
@@ -180,6 +234,7 @@ def main() -> None:
     pairs = {
         "+ simulator twins": "probe (content + texture)",
         "+ noise-map statistics": "probe (content + texture)",
+        "trained on matched generated images": "probe (content + texture)",
         "one family (sd1) + simulator twins": "one family (sd1)",
     }
     lines = [
@@ -204,6 +259,26 @@ def main() -> None:
             f"| {name} | {len(v['folds'])} | {np.mean(v['pooled']):.3f} ± {np.std(v['pooled']):.3f} | "
             f"{f[0]:.3f} ({f[1]:.2f}-{f[2]:.2f}) | {diff} |"
         )
+    plain_file = Path(args.cache) / f"probe-plain-{key}.npz"  # written by probe_shortcuts.py
+    if plain_file.is_file():
+        plain = np.load(plain_file)["x"]
+        real = plain[(table.labels == 0) & ~table.held & keep]
+        within = {}
+        for family in sorted(set(table.families[table.labels == 1])):
+            rows_f = (table.families[generated_rows] == family) & matched_ok
+            before = logistic_auc(real, plain[generated_rows][rows_f])[0]
+            after = logistic_auc(real, matched_stats[rows_f])[0]
+            within[family] = (before, after)
+        result["plain_probe_matched"] = within
+        n_before = sum(abs(b - 0.5) <= 0.1 for b, _ in within.values())
+        n_after = sum(abs(a - 0.5) <= 0.1 for _, a in within.values())
+        lines += [
+            "",
+            "Plain statistics (probe_shortcuts.py's six) of each family against the training photos, 5-fold logistic "
+            f"AUC, families within 0.1 of chance: {n_before} of {len(within)} as read, {n_after} of {len(within)} "
+            "after matching; per family (as read -> matched): "
+            + ", ".join(f"{f} {b:.2f} -> {a:.2f}" for f, (b, a) in within.items()),
+        ]
     lines += ["", f"{len(rows)} simulator twins of the training photos; {time.time() - start:.0f} s."]
     text = "\n".join(lines)
     print(text)

@@ -166,11 +166,13 @@ def out_of_fold(
     seed: int,
     folds: list[list[str]] = LEAVE_OUT_FOLDS,
     allowed: set[str] | None = None,
+    test_features: np.ndarray | None = None,
 ) -> OutOfFold:
     """Scores of the held-out families of each fold against the held-out real photos (``held``), each fold fitted
     on the other families and the training real photos. A family in no fold is never held out (always trained on).
     ``allowed``: train only on these families (a point of the diversity curve); folds holding all of them out
-    are skipped."""
+    are skipped. ``test_features``: what the test rows are scored on (default ``x``), when the training rows are
+    post-processed copies of the images a user would give the model."""
     present = set(families[labels == 1])
     ys, ss, gs, rows, used = [], [], [], [], []
     for fold in folds:
@@ -181,7 +183,8 @@ def out_of_fold(
         train = ((labels == 0) & ~held) | ((labels == 1) & np.isin(families, list(trainable)) & ~held)
         test = ((labels == 0) & held) | ((labels == 1) & np.isin(families, out))
         mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], c, subsample, seed)
-        ys.append(labels[test]), ss.append(predict(x[test], mean, scale, coef, bias))
+        scored = x if test_features is None else test_features
+        ys.append(labels[test]), ss.append(predict(scored[test], mean, scale, coef, bias))
         gs.append(np.where(labels[test] == 1, families[test], sources[test]))
         rows.append(np.flatnonzero(test)), used.append(out)
     if not used:
