@@ -118,3 +118,16 @@ def test_docs_are_served_without_a_cdn(client):
     assert docs.status_code == 200 and "docs-assets/swagger-ui-bundle.js" in docs.text
     assert "cdn" not in docs.text.lower().replace("fastapi", "")
     assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_a_model_without_noise_branch_says_so_instead_of_failing():
+    """?explain=true asks for a noise map; a model without a noise branch (the frozen-feature probe, or NIRNet with
+    use_noise=false) answers 400 naming why, /healthz says it has none, and plain scoring works."""
+    detector = Detector(create_model("test_nirnet", use_noise=False, semantic_pretrained=False))
+    service = TestClient(create_app(detector))
+    assert service.get("/healthz").json()["noise_map"] is False
+    files = [("files", ("a.jpg", _jpeg(), "image/jpeg"))]
+    refused = service.post("/v1/detect?explain=true", files=files)
+    assert refused.status_code == 400 and "no noise branch" in refused.json()["detail"]
+    assert service.post("/v1/detect", files=files).status_code == 200
+    assert TestClient(create_app(Detector(create_model("test_nirnet")))).get("/healthz").json()["noise_map"] is True

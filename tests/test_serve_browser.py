@@ -36,11 +36,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server_url():
+def _serve(detector: Detector):
+    """Serve ``detector`` on a free port in a thread; yields the page's URL."""
     port = _free_port()
-    app = create_app(Detector(create_model("test_nirnet")))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(detector), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -51,6 +50,11 @@ def server_url():
     yield f"http://127.0.0.1:{port}/"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    yield from _serve(Detector(create_model("test_nirnet")))
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +109,18 @@ def test_api_docs_render_offline(server_url, browser):
     pytest.importorskip("fastapi_offline", reason="fastapi-offline (part of the serve extra) is not installed")
     browser.get(server_url + "docs")
     WebDriverWait(browser, 30).until(lambda d: "/v1/detect" in d.find_element(By.CSS_SELECTOR, ".swagger-ui").text)
+
+
+def test_page_scores_with_a_model_that_has_no_noise_map(browser, tmp_path):
+    """A model without a noise branch (the frozen-feature probe): the page asks for no noise map and shows the
+    verdict without the two figures (it used to ask for them and show only an error)."""
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(synthetic_photo(300, 400, seed=6)).save(photo, quality=90)
+    for url in _serve(Detector(create_model("test_nirnet", use_noise=False, semantic_pretrained=False))):
+        browser.get(url)
+        WebDriverWait(browser, 20).until(lambda d: "test_nirnet" in d.find_element(By.ID, "model-info").text)
+        browser.find_element(By.ID, "file-input").send_keys(str(photo))
+        card = WebDriverWait(browser, 60).until(lambda d: d.find_element(By.CSS_SELECTOR, ".result"))
+        assert card.find_element(By.CSS_SELECTOR, ".verdict").text in ("real", "generated")
+        assert not card.find_elements(By.CLASS_NAME, "noise-map")
+        assert "Scored 1 of 1" in browser.find_element(By.ID, "status").text

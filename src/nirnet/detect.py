@@ -416,9 +416,15 @@ class Detector:
         """The noise map of an RGB image's centre crop and its spectrum, without scoring the image."""
         return self.noise_maps_of_crop(inference_transform(self.model.config).crops(img, num_crops=1))
 
+    def require_noise_map(self) -> None:
+        """A ``ValueError`` saying why, when the model has no noise branch to draw a noise map from."""
+        if getattr(self.model, "imprint", None) is None:
+            raise ValueError(f"model {self.name} has no noise branch, so there is no noise map to show")
+
     @torch.inference_mode()
     def noise_maps_of_crop(self, crop: torch.Tensor) -> dict[str, np.ndarray]:
         """:meth:`noise_maps` of a ``1 x 3 x S x S`` crop in [0, 1]."""
+        self.require_noise_map()
         noise = self.model.noise_map(crop.to(self.device))[0].float().cpu()
         grey = noise.mean(0)
         spectrum = torch.fft.fftshift(torch.fft.fft2(grey - grey.mean()).abs().add(1e-8).log())

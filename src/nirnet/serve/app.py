@@ -103,7 +103,14 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
     async def healthz() -> dict:  # async: on the event loop, never queued behind uploads in the thread pool
         head = detector.family_head
         families = head.families if head is not None else None  # what ?attribute=true can name; None: no head
-        return {"status": "ok", "model": detector.name, "threshold": detector.threshold, "families": families}
+        noise_map = getattr(detector.model, "imprint", None) is not None  # what ?explain=true can show
+        return {
+            "status": "ok",
+            "model": detector.name,
+            "threshold": detector.threshold,
+            "families": families,
+            "noise_map": noise_map,
+        }
 
     @app.post("/v1/detect", summary="Score one or more uploaded images")
     async def detect(
@@ -120,6 +127,11 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
                 detector.require_family_head()
             except FamilyHeadError as exc:
                 raise HTTPException(400, f"attribute: {exc}") from None
+        if explain:
+            try:
+                detector.require_noise_map()
+            except ValueError as exc:
+                raise HTTPException(400, f"explain: {exc}") from None
         if len(files) > config.max_files:
             raise HTTPException(413, f"too many files: {len(files)} > {config.max_files} per request")
         for upload in files:
