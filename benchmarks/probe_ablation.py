@@ -57,13 +57,13 @@ SIMULATOR = SimulatorConfig(alpha=1.0, beta=0.3, b_min=0.001, gamma=(0.2, 1.0), 
 BANDS = 16
 
 
-def cached(file: Path, compute):
-    if file.is_file():
-        return np.load(file)["x"], np.load(file)["ok"]
-    x, ok = compute()
-    file.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(file, x=x, ok=ok)
-    return x, ok
+def cached(file: Path, compute) -> tuple[np.ndarray, ...]:
+    """The arrays ``compute()`` returns, kept in ``file`` and read back from it on later runs."""
+    if not file.is_file():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(file, *compute())
+    stored = np.load(file)
+    return tuple(stored[name] for name in stored.files)  # in the order they were saved
 
 
 def twin_features(model, paths: list[Path], protocol: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -172,11 +172,9 @@ def main() -> None:
     noise, noise_ok = cached(
         Path(args.cache) / f"probe-noise-{key}.npz", lambda: noise_features(model, table.paths, p.protocol)
     )
-    matched_file = Path(args.cache) / f"probe-matched-{key}.npz"
-    if not matched_file.is_file():
-        np.savez(matched_file, *matched_generated(model, table, p.protocol))
-    stored = np.load(matched_file)
-    matched, matched_stats, matched_ok = stored["arr_0"], stored["arr_1"], stored["arr_2"]
+    matched, matched_stats, matched_ok = cached(
+        Path(args.cache) / f"probe-matched-{key}.npz", lambda: matched_generated(model, table, p.protocol)
+    )
     keep = ok & noise_ok
     generated_rows = np.flatnonzero(table.labels == 1)
     x_matched = x.copy()

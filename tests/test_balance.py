@@ -1,6 +1,5 @@
 """Balanced sampling by generator family and real source, and leaving families out of training."""
 
-import csv
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from nirnet.data.pairs import PairDataset, _draw, _probabilities
 from nirnet.data.transforms import PreprocessConfig
 from nirnet.engine.config import load_config
 from nirnet.engine.train import build_dataset, generated_samples, sampling_weights, training_images
-from nirnet.testing import synthetic_photo
+from nirnet.testing import synthetic_photo, write_labelled_dataset
 
 
 def test_every_family_gets_the_same_total_weight_and_small_ones_less():
@@ -48,17 +47,8 @@ def test_weighted_draw_follows_the_weights_and_uniform_draw_is_unchanged():
 def _corpus(root: Path) -> Path:
     """A built-corpus-like dataset: 6 sdxl, 2 anime (family sdxl), 4 gpt4o images, 3 real photos."""
     rows = [("sdxl", 1)] * 6 + [("anime", 1)] * 2 + [("gpt4o", 1)] * 4 + [("real", 0)] * 3
-    lines = []
-    for i, (gen, label) in enumerate(rows):
-        path = root / ("generated" if label else "real") / gen / f"{gen}{i}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(synthetic_photo(72, 72, seed=i)).save(path)
-        lines.append([path.relative_to(root).as_posix(), label, gen])
-    with (root / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "generator"])
-        writer.writerows(lines)
-    return root
+    images = [(gen, label, Image.fromarray(synthetic_photo(72, 72, seed=i))) for i, (gen, label) in enumerate(rows)]
+    return write_labelled_dataset(root, images)
 
 
 def _config(tmp_path: Path, *extra: str):

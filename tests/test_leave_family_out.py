@@ -1,7 +1,6 @@
 """benchmarks/leave_family_out.py end to end on a tiny model: every fold trains without its families, is scored on
 them against held-out real photos, and the fitted threshold is stored."""
 
-import csv
 import json
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from nirnet.testing import synthetic_photo
+from nirnet.testing import synthetic_photo, write_labelled_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATORS = ["sd15", "anime", "flux", "mindalle", "gigagan"]  # one family of each fold
@@ -21,16 +20,12 @@ def test_leave_family_out_runs_every_fold(tmp_path):
     photos.mkdir()
     for i in range(30):
         Image.fromarray(synthetic_photo(72, 72, seed=i)).save(photos / f"photo{i}.png")
-    corpus = tmp_path / "corpus"
-    rows = []
-    for g, generator in enumerate(GENERATORS):
-        for i in range(3):
-            path = corpus / "generated" / generator / f"{generator}{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(synthetic_photo(72, 72, seed=100 + 10 * g + i)).save(path)
-            rows.append([path.relative_to(corpus).as_posix(), 1, generator])
-    with (corpus / "manifest.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([["path", "label", "generator"], *rows])
+    images = [
+        (gen, 1, Image.fromarray(synthetic_photo(72, 72, seed=100 + 10 * g + i)))
+        for g, gen in enumerate(GENERATORS)
+        for i in range(3)
+    ]
+    corpus = write_labelled_dataset(tmp_path / "corpus", images)
     config = tmp_path / "recipe.yaml"
     config.write_text(
         yaml.safe_dump(

@@ -1,7 +1,6 @@
 """The frozen-feature detector (arch frozen_probe): what it computes, how it is saved, and its fit by `nirnet train`
 (features cached, balanced logistic regression, threshold from leave-family-out folds)."""
 
-import csv
 import json
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from nirnet.engine.probe_fit import best_balanced_threshold, class_balanced
 from nirnet.eval.protocol import PROTOCOLS
 from nirnet.models import create_model, load_model
 from nirnet.models.probe import FrozenProbe
-from nirnet.testing import synthetic_photo
+from nirnet.testing import synthetic_photo, write_labelled_dataset
 
 GENERATORS = ["sd15", "anime", "flux", "mindalle", "gigagan"]  # one family of each leave-family-out fold
 
@@ -94,16 +93,8 @@ def test_train_fits_a_probe_with_a_leave_family_out_threshold(tmp_path):
     for i in range(24):
         Image.fromarray(synthetic_photo(96, 96, seed=i)).save(photos / f"photo{i}.png")
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")  # reported and left out, not fatal
-    corpus = tmp_path / "corpus"
-    rows = []
-    for g, generator in enumerate(GENERATORS):
-        for i in range(4):
-            path = corpus / generator / f"{generator}{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _looks_generated(100 + 10 * g + i).save(path)
-            rows.append([path.relative_to(corpus).as_posix(), 1, generator])
-    with (corpus / "manifest.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([["path", "label", "generator"], *rows])
+    images = [(gen, 1, _looks_generated(100 + 10 * g + i)) for g, gen in enumerate(GENERATORS) for i in range(4)]
+    corpus = write_labelled_dataset(tmp_path / "corpus", images)
     config = tmp_path / "probe.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -124,7 +115,7 @@ def test_train_fits_a_probe_with_a_leave_family_out_threshold(tmp_path):
     model = load_model(tmp_path / "run" / "final")
     assert isinstance(model, FrozenProbe) and model.config.threshold == pytest.approx(report["threshold"])
     # the fitted model, as a user loads it, separates its own training images through the same protocol
-    paths = sorted(photos.glob("photo*.png")) + sorted(corpus.glob("*/*.png"))
+    paths = sorted(photos.glob("photo*.png")) + sorted(corpus.glob("generated/*/*.png"))
     scores = [model.score_image(PROTOCOLS["aligned"](Image.open(p).convert("RGB")))[0] for p in paths]
     assert roc_auc_score([0] * 24 + [1] * 20, scores) > 0.95
     # a second fit reads every feature from the cache and gives the same model

@@ -416,9 +416,14 @@ class Detector:
         """The noise map of an RGB image's centre crop and its spectrum, without scoring the image."""
         return self.noise_maps_of_crop(inference_transform(self.model.config).crops(img, num_crops=1))
 
+    @property
+    def has_noise_map(self) -> bool:
+        """Whether the model has a noise branch, so :meth:`explain` can draw its noise map."""
+        return getattr(self.model, "imprint", None) is not None
+
     def require_noise_map(self) -> None:
         """A ``ValueError`` saying why, when the model has no noise branch to draw a noise map from."""
-        if getattr(self.model, "imprint", None) is None:
+        if not self.has_noise_map:
             raise ValueError(f"model {self.name} has no noise branch, so there is no noise map to show")
 
     @torch.inference_mode()

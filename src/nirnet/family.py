@@ -184,16 +184,13 @@ class FamilyHead:
 def check_model(model: torch.nn.Module, parts: Sequence[str]) -> None:
     """A :class:`FamilyHeadError` when ``model`` cannot give these feature parts."""
     name = getattr(getattr(model, "config", None), "name", type(model).__name__)
-    if not hasattr(model, "embed"):
+    if not hasattr(model, "embed") or not hasattr(model, "part_widths"):
         raise FamilyHeadError(f"model {name} exposes no features for a family head (NIRNet models do)")
-    if hasattr(model, "part_widths"):  # a model that names its own parts (the frozen-feature probe)
-        if missing := set(parts) - set(model.part_widths()):
-            raise FamilyHeadError(
-                f"model {name} gives no {sorted(missing)} features; it has {sorted(model.part_widths())}"
-            )
-        return
-    if "texture" in parts and getattr(model, "semantic", None) is None:
-        raise FamilyHeadError(f"model {name} has no semantic branch, so no 'texture' features; use other parts")
+    if missing := set(parts) - set(model.part_widths()):
+        raise FamilyHeadError(
+            f"model {name} gives no {sorted(missing)} features (it has {', '.join(model.part_widths())})"
+            + ("; 'texture' needs a semantic branch" if "texture" in missing else "")
+        )
 
 
 @torch.inference_mode()
@@ -270,11 +267,9 @@ def corpus_features(
     from .detect import prepare_source
 
     model = detector.model
-    if hasattr(model, "part_widths"):
-        parts = [p for p in FEATURE_PARTS if p in model.part_widths()]
-    else:
-        parts = [p for p in FEATURE_PARTS if p != "texture" or model.semantic is not None]
-    check_model(model, parts)
+    check_model(model, ())
+    widths = model.part_widths()
+    parts = [p for p in FEATURE_PARTS if p in widths]
     key = hashlib.sha256(
         "\n".join([model_key(detector), str(num_crops), *(str(i.path) for i in images)]).encode()
     ).hexdigest()[:20]
@@ -289,7 +284,7 @@ def corpus_features(
         ok.append(item is not None)
         if item is not None:
             both = crop_features(model, item, parts)  # one forward, split back into parts by their widths
-            for p, piece in zip(parts, np.split(both, np.cumsum([_width(model, p) for p in parts])[:-1], axis=1)):
+            for p, piece in zip(parts, np.split(both, np.cumsum([widths[p] for p in parts])[:-1], axis=1)):
                 feats[p].append(piece)
             owner += [index] * len(item.crops)
         if progress is not None:
@@ -304,17 +299,6 @@ def corpus_features(
 
         atomic_write(file, write)
     return out, owner_arr, ok_arr
-
-
-def _width(model: torch.nn.Module, part: str) -> int:
-    """The width of one feature part (read from the layers that produce it)."""
-    if hasattr(model, "part_widths"):
-        return int(model.part_widths()[part])
-    if part == "hidden":
-        return int(model.head[0].out_features)
-    if part == "head_input":
-        return int(model.head[0].in_features)
-    return int(model.semantic.backbone.out_dim)
 
 
 def pooled(crop_feats: dict[str, np.ndarray], owner: np.ndarray, n: int, parts: Sequence[str]) -> np.ndarray:

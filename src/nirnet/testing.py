@@ -1,4 +1,4 @@
-"""Synthetic inputs for tests and benchmarks: an unusual/malformed image corpus and seeded synthetic photos.
+"""Synthetic inputs for tests and benchmarks: odd and malformed images, seeded synthetic photos, labelled datasets.
 
 :func:`write_input_corpus` writes files that a real folder of user images may contain (odd modes, bit depths,
 animations, orientations) and files that must be refused (empty, truncated, not images, decompression bombs).
@@ -7,6 +7,7 @@ Each :class:`CorpusCase` says whether the loader should accept it.
 
 from __future__ import annotations
 
+import csv
 import io
 import struct
 import zlib
@@ -33,6 +34,21 @@ def synthetic_photo(height: int = 96, width: int = 128, seed: int = 0) -> np.nda
     img = Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC)
     arr = np.asarray(img).astype(np.float32) + rng.normal(0, 4, (height, width, 3))
     return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def write_labelled_dataset(root: str | Path, images: list[tuple[str, int, Image.Image]]) -> Path:
+    """A dataset folder in the project's layout: each ``(generator, label, image)`` saved as PNG under
+    ``generated/`` or ``real/`` ``<generator>/`` and listed in ``manifest.csv`` (path,label,generator)."""
+    root = Path(root)
+    rows = []
+    for i, (generator, label, image) in enumerate(images):
+        path = root / ("generated" if label else "real") / generator / f"{generator}{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        rows.append([path.relative_to(root).as_posix(), label, generator])
+    with (root / "manifest.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["path", "label", "generator"], *rows])
+    return root
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

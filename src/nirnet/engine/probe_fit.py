@@ -310,7 +310,7 @@ def fit_probe(
         report = leave_family_out_report(oof)
         if report:
             report["never_held_out"] = sorted(set(families[labels == 1]) - {f for fold in oof.folds for f in fold})
-        if not report:
+        else:
             say("no threshold calibration: it needs data.validation > 0 and families of LEAVE_OUT_FOLDS")
     train = ~held
     mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], p.c, p.subsample, config.run.seed)

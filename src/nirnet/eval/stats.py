@@ -20,17 +20,29 @@ def bootstrap_auc(
     """``(AUC, lower, upper)``: the AUC and its percentile bootstrap interval (classes resampled separately)."""
     y = np.asarray(labels, dtype=int)
     s = np.asarray(scores, dtype=float)
-    real, fake = s[y == 0], s[y == 1]
+    real, fake = _class_rows(y)
+    values = [_auc_of(s[r], s[f]) for r, f in _resamples(real, fake, rounds, seed)]
+    return (_auc_of(s[real], s[fake]), *_interval(values, level))
+
+
+def _class_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the real (0) and generated (1) images; both must be present."""
+    real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
     if not len(real) or not len(fake):
         raise ValueError("an AUC needs both classes")
+    return real, fake
+
+
+def _resamples(real: np.ndarray, fake: np.ndarray, rounds: int, seed: int):
+    """``rounds`` bootstrap resamples of the rows, each class resampled separately (so both stay present)."""
     rng = np.random.default_rng(seed)
-    values = np.empty(rounds)
-    for i in range(rounds):
-        r = real[rng.integers(0, len(real), len(real))]
-        f = fake[rng.integers(0, len(fake), len(fake))]
-        values[i] = _auc_of(r, f)
+    for _ in range(rounds):
+        yield real[rng.integers(0, len(real), len(real))], fake[rng.integers(0, len(fake), len(fake))]
+
+
+def _interval(values, level: float) -> tuple[float, float]:
     tail = (1 - level) / 2 * 100
-    return _auc_of(real, fake), float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
 def _auc_of(real: np.ndarray, fake: np.ndarray) -> float:
@@ -91,15 +103,6 @@ def bootstrap_auc_difference(
     a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     if a.shape != b.shape or a.shape != y.shape:
         raise ValueError("both scorers need one score per label")
-    real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
-    if not len(real) or not len(fake):
-        raise ValueError("an AUC needs both classes")
-    rng = np.random.default_rng(seed)
-    values = np.empty(rounds)
-    for i in range(rounds):
-        r = real[rng.integers(0, len(real), len(real))]
-        f = fake[rng.integers(0, len(fake), len(fake))]
-        values[i] = _auc_of(a[r], a[f]) - _auc_of(b[r], b[f])
-    tail = (1 - level) / 2 * 100
-    point = _auc_of(a[real], a[fake]) - _auc_of(b[real], b[fake])
-    return point, float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+    real, fake = _class_rows(y)
+    values = [_auc_of(a[r], a[f]) - _auc_of(b[r], b[f]) for r, f in _resamples(real, fake, rounds, seed)]
+    return (_auc_of(a[real], a[fake]) - _auc_of(b[real], b[fake]), *_interval(values, level))

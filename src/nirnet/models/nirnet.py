@@ -148,6 +148,14 @@ class NIRNet(DetectorModel):
         parts["hidden"] = self.head[1](self.head[0](parts["head_input"]))  # Linear, ReLU (dropout is off in eval)
         return parts, self.classify(feats)
 
+    def part_widths(self) -> dict[str, int]:
+        """Widths of the feature parts :meth:`embed` gives (read by the family head); ``texture`` only with a
+        semantic branch."""
+        widths = {"head_input": self.head[0].in_features, "hidden": self.head[0].out_features}
+        if self.semantic is not None:
+            widths["texture"] = self.semantic.backbone.out_dim
+        return widths
+
     def noise_map(self, x: torch.Tensor) -> torch.Tensor:
         """The extracted noise map ``N(x)`` (for visualisation); needs the noise branch."""
         if self.imprint is None:

@@ -35,7 +35,7 @@ class FrozenProbeConfig(DetectorConfig):
     content_backbone: str = "efficientnet_lite1"  # pooled output on the whole image; "none": no content part
     content_size: int = 224
     texture_backbone: str = "efficientnet_lite0"  # texture statistics on the crops; "none": no texture part
-    texture_taps: tuple[int, ...] = (0, 2, 4, 7)
+    texture_taps: tuple[int, ...] = (0, 2, 4, 7)  # ignored without a texture backbone
     label_smoothing: float = 0.0  # the probe is fitted by penalised logistic regression, not smoothed targets
 
     @classmethod
@@ -64,8 +64,6 @@ class FrozenProbe(DetectorModel):
         c = config
         self.content = create_backbone(c.content_backbone, semantic_pretrained)
         self.texture = create_backbone(c.texture_backbone, semantic_pretrained, None, c.texture_taps)
-        if self.texture is None and c.texture_taps:
-            raise ValueError("texture_taps are set but texture_backbone is none")
         if self.content is None and self.texture is None:
             raise ValueError("a frozen probe needs a content or a texture backbone")
         width = self.feature_dim

@@ -103,13 +103,12 @@ def create_app(detector: Detector | None = None, config: ServeConfig = ServeConf
     async def healthz() -> dict:  # async: on the event loop, never queued behind uploads in the thread pool
         head = detector.family_head
         families = head.families if head is not None else None  # what ?attribute=true can name; None: no head
-        noise_map = getattr(detector.model, "imprint", None) is not None  # what ?explain=true can show
         return {
             "status": "ok",
             "model": detector.name,
             "threshold": detector.threshold,
             "families": families,
-            "noise_map": noise_map,
+            "noise_map": detector.has_noise_map,  # whether ?explain=true can show one
         }
 
     @app.post("/v1/detect", summary="Score one or more uploaded images")
