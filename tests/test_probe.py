@@ -176,3 +176,59 @@ def test_detect_says_in_one_line_when_the_probe_backbone_is_not_installed(tmp_pa
     Image.fromarray(synthetic_photo(64, 64, seed=1)).save(path)
     result = CliRunner().invoke(app, ["detect", str(path), "--model", "nirnet_probe", "--backend", "torch"])
     assert result.exit_code == 2 and "nirnet[lite]" in result.output and "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def member_folder(tmp_path_factory):
+    """A tiny trained-detector folder to stack: test_nirnet without its whole-image view."""
+    torch.manual_seed(1)
+    member = create_model("test_nirnet", semantic="none").eval()
+    return member.save_pretrained(tmp_path_factory.mktemp("member") / "member")
+
+
+def test_member_features_and_logit_join_the_probe_and_are_not_saved(member_folder, tmp_path):
+    stacked = create_model("test_probe", member=str(member_folder)).eval()
+    alone = create_model("test_probe").eval()
+    member = load_model(member_folder).eval()
+    crops, view = torch.rand(2, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    parts, logits = member.embed(crops)
+    raw = stacked.raw_features(crops, view, 2)
+    assert stacked.feature_dim == alone.feature_dim + member.part_widths()["head_input"] + 1
+    assert torch.allclose(raw[:, : alone.feature_dim], alone.raw_features(crops, view, 2), atol=1e-5)
+    assert torch.allclose(raw[:, alone.feature_dim :], torch.cat([parts["head_input"], logits[:, None]], 1), atol=1e-5)
+    stacked.train()
+    assert not stacked.member.training  # frozen, its batch norms keep their statistics
+    folder = stacked.eval().save_pretrained(tmp_path / "stacked")
+    assert set(stacked.trainable_state_dict()) == {"feature_mean", "feature_scale", "head.weight", "head.bias"}
+    config = json.loads((folder / "config.json").read_text())
+    assert len(config["member_sha256"]) == 64
+    assert torch.allclose(load_model(folder)(crops, view, 2), stacked(crops, view, 2), atol=1e-6)
+
+
+def test_a_stacked_probe_refuses_other_member_weights(member_folder, tmp_path):
+    import shutil
+
+    folder = create_model("test_probe", member=str(member_folder)).save_pretrained(tmp_path / "stacked")
+    changed = shutil.copytree(member_folder, tmp_path / "changed")
+    config = json.loads((folder / "config.json").read_text())
+    config["member"] = str(changed)
+    (folder / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(2)
+    create_model("test_nirnet", semantic="none").save_pretrained(changed)  # other weights under the same config
+    with pytest.raises(ValueError, match="refit"):
+        load_model(folder)
+
+
+def test_a_member_must_read_crops_alone(tmp_path):
+    viewer = create_model("test_nirnet", semantic_view="image", semantic_pretrained=False)  # reads a whole image
+    folder = viewer.save_pretrained(tmp_path / "viewer")
+    with pytest.raises(ValueError, match="cannot be a member"):
+        create_model("test_probe", member=str(folder))
+
+
+def test_stacked_probe_exports_to_onnx(member_folder, tmp_path):
+    from nirnet.export import check_onnx, export_onnx
+
+    stacked = create_model("test_probe", member=str(member_folder)).eval()
+    path = export_onnx(stacked, tmp_path / "stacked.onnx")
+    assert check_onnx(stacked, path).max_abs_diff < 1e-3

@@ -41,7 +41,8 @@ from .train import SetupError, generated_samples, prepare_run_folder, training_i
 
 
 def feature_key(model: FrozenProbe, protocol: str) -> str:
-    """What cached features depend on besides the file: the backbones, taps, crops, view size and protocol."""
+    """What cached features depend on besides the file: the backbones, taps, member weights, crops, view size and
+    protocol."""
     c = model.config
     spec = {
         "content": [c.content_backbone, c.content_size],
@@ -49,6 +50,8 @@ def feature_key(model: FrozenProbe, protocol: str) -> str:
         "preprocess": c.preprocess.to_dict(),
         "protocol": protocol,
     }
+    if model.member is not None:  # only then, so the keys of features cached without a member stay valid
+        spec["member"] = [model.member_digest, list(c.member_parts)]
     return json.dumps(spec, sort_keys=True)
 
 

@@ -6,7 +6,12 @@ features of the whole image resized to ``content_size`` (a *content* view: what 
 and the per-channel mean and deviation of a backbone's activations at ``texture_taps`` on the native-resolution
 crops (the texture statistics of ``nirnet_tiny_texture``). This model is that probe as a detector:
 
-    logit(crop) = w . standardise([content(view), texture(crop)]) + b
+    logit(crop) = w . standardise([content(view), texture(crop), member(crop)]) + b
+
+``member`` (optional) is a trained detector of our own, frozen: its ``embed`` parts and its logit on the same crops
+join the features, so one linear head stacks it with the frozen backbones, and the family head reads all of them.
+It is loaded from its shipped weights (or a model folder) and not saved with the probe; the SHA-256 of its weights
+is recorded at save time and checked at load, because the fitted head is only valid for those weights.
 
 The backbones are frozen and never saved (they are rebuilt from their own weights); the checkpoint holds the
 standardiser (feature mean and scale) and the linear layer, a few kilobytes. Because the head is linear, the mean
@@ -17,7 +22,9 @@ quantity the probe was fitted on. It is fitted in closed form on cached features
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -36,13 +43,21 @@ class FrozenProbeConfig(DetectorConfig):
     content_size: int = 224
     texture_backbone: str = "efficientnet_lite0"  # texture statistics on the crops; "none": no texture part
     texture_taps: tuple[int, ...] = (0, 2, 4, 7)  # ignored without a texture backbone
+    member: str = "none"  # a shipped model name or a model folder whose frozen features join; "none": no member
+    member_parts: tuple[str, ...] = ("head_input",)  # the member's embed parts used (its logit is always added)
+    member_sha256: str = ""  # of the member's model.safetensors when the probe was saved; checked at load
     label_smoothing: float = 0.0  # the probe is fitted by penalised logistic regression, not smoothed targets
 
     @classmethod
     def _upgrade(cls, data: dict) -> dict:
-        if isinstance(data.get("texture_taps"), list):  # JSON has no tuples
-            data["texture_taps"] = tuple(data["texture_taps"])
+        for key in ("texture_taps", "member_parts"):
+            if isinstance(data.get(key), list):  # JSON has no tuples
+                data[key] = tuple(data[key])
         return data
+
+    @property
+    def has_member(self) -> bool:
+        return self.member not in ("none", "", None)
 
     @property
     def uses_image_view(self) -> bool:
@@ -56,7 +71,7 @@ class FrozenProbeConfig(DetectorConfig):
 class FrozenProbe(DetectorModel):
     arch = "frozen_probe"
     config_class = FrozenProbeConfig
-    frozen_prefixes: ClassVar[tuple[str, ...]] = ("content.", "texture.")
+    frozen_prefixes: ClassVar[tuple[str, ...]] = ("content.", "texture.", "member.")
 
     def __init__(self, config: FrozenProbeConfig, semantic_pretrained: bool = True) -> None:
         super().__init__()
@@ -64,8 +79,9 @@ class FrozenProbe(DetectorModel):
         c = config
         self.content = create_backbone(c.content_backbone, semantic_pretrained)
         self.texture = create_backbone(c.texture_backbone, semantic_pretrained, None, c.texture_taps)
-        if self.content is None and self.texture is None:
-            raise ValueError("a frozen probe needs a content or a texture backbone")
+        self.member, self.member_digest = load_member(c) if c.has_member else (None, "")
+        if self.content is None and self.texture is None and self.member is None:
+            raise ValueError("a frozen probe needs a content or a texture backbone or a member")
         width = self.feature_dim
         # The standardiser, fitted with the head: scales of the texture statistics differ by orders of magnitude.
         self.register_buffer("feature_mean", torch.zeros(width))
@@ -74,7 +90,21 @@ class FrozenProbe(DetectorModel):
 
     @property
     def feature_dim(self) -> int:
-        return sum(b.out_dim for b in (self.content, self.texture) if b is not None)
+        return sum(b.out_dim for b in (self.content, self.texture) if b is not None) + self.member_dim
+
+    @property
+    def member_dim(self) -> int:
+        """Width of the member's features: its chosen parts and its logit."""
+        if self.member is None:
+            return 0
+        widths = self.member.part_widths()
+        return sum(widths[p] for p in self.config.member_parts) + 1
+
+    def train(self, mode: bool = True) -> FrozenProbe:
+        super().train(mode)
+        if self.member is not None:  # frozen: its batch norms must keep their running statistics
+            self.member.eval()
+        return self
 
     def part_widths(self) -> dict[str, int]:
         """Widths of the feature parts :meth:`embed` gives (read by the family head)."""
@@ -84,8 +114,8 @@ class FrozenProbe(DetectorModel):
     def raw_features(
         self, crops: torch.Tensor, view: torch.Tensor | None = None, crops_per_view: int = 1
     ) -> torch.Tensor:
-        """Per-crop frozen features ``[content, texture]`` before the standardiser; ``view`` holds one whole-image
-        view per ``crops_per_view`` crops (required when the model has a content part)."""
+        """Per-crop frozen features ``[content, texture, member]`` before the standardiser; ``view`` holds one
+        whole-image view per ``crops_per_view`` crops (required when the model has a content part)."""
         parts = []
         if self.content is not None:
             if view is None:
@@ -93,6 +123,9 @@ class FrozenProbe(DetectorModel):
             parts.append(self.content(view).repeat_interleave(crops_per_view, dim=0))
         if self.texture is not None:
             parts.append(self.texture(crops))
+        if self.member is not None:
+            member_parts, logits = self.member.embed(crops)
+            parts += [member_parts[p] for p in self.config.member_parts] + [logits[:, None]]
         return torch.cat(parts, dim=1)
 
     def standardise(self, features: torch.Tensor) -> torch.Tensor:
@@ -112,6 +145,34 @@ class FrozenProbe(DetectorModel):
         z = self.standardise(raw)
         return {"texture": raw, "head_input": z}, self.head(z).squeeze(1)
 
+    def save_pretrained(self, folder):
+        if self.member is not None:  # the head is fitted to these member weights: say which they were
+            self.config = self.config.replace(member_sha256=self.member_digest)
+        return super().save_pretrained(folder)
+
     @classmethod
     def build(cls, config: FrozenProbeConfig, semantic_pretrained: bool = True) -> FrozenProbe:
         return cls(config, semantic_pretrained=semantic_pretrained)
+
+
+def load_member(config: FrozenProbeConfig) -> tuple[DetectorModel, str]:
+    """(the frozen member model, SHA-256 of its weights file); a ValueError when it cannot serve as a member."""
+    from .registry import load_model, pretrained_folder  # the registry imports this module
+
+    folder = Path(config.member) if Path(config.member).is_dir() else pretrained_folder(config.member)
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    if config.member_sha256 and config.member_sha256 != digest:
+        raise ValueError(
+            f"{config.name} was fitted on other weights of its member {config.member} (SHA-256 "
+            f"{config.member_sha256[:12]}..., now {digest[:12]}...): refit it (nirnet train)"
+        )
+    member = load_model(folder)
+    if not hasattr(member, "embed") or member.config.uses_image_view:
+        raise ValueError(f"{config.member} cannot be a member: it must read the crops alone and have embed()")
+    unknown = set(config.member_parts) - set(member.part_widths())
+    if unknown:
+        have = sorted(member.part_widths())
+        raise ValueError(f"{config.member} has no feature parts {sorted(unknown)} (it has {have})")
+    for parameter in member.parameters():
+        parameter.requires_grad_(False)
+    return member.eval(), digest

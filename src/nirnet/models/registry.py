@@ -247,6 +247,15 @@ def nirnet_probe() -> FrozenProbeConfig:
     return FrozenProbeConfig(name="nirnet_probe")
 
 
+@register_model(FrozenProbe)
+def nirnet_stack() -> FrozenProbeConfig:
+    """nirnet_probe's frozen features with the default detector (nirnet_tiny_texture_dn, frozen) as a member: its
+    branch features and logit on the same crops join them, one linear head over all, fitted on the multi-family
+    corpus (configs/nirnet_stack.yaml). Reads every image upscaled 1.5x, as the default does. Needs
+    `pip install nirnet[lite]`."""
+    return FrozenProbeConfig(name="nirnet_stack", member="nirnet_tiny_texture_dn").replace(input_scale=1.5)
+
+
 @register_model(NPRNet)
 def npr_tiny() -> BaselineConfig:
     """Baseline: Neighbouring Pixel Relationships (NPR, Tan et al. 2024) with a truncated ResNet, CPU-sized."""

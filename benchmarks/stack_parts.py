@@ -1,0 +1,121 @@
+"""What each feature group of the stacked detector (``nirnet_stack``) earns, under leave-family-out, paired.
+
+    python benchmarks/stack_parts.py [-c configs/nirnet_stack.yaml] [--seeds 0 1 2] [--out docs/results/stack]
+
+``nirnet_stack`` reads three groups of frozen features on the same images: *content* (EfficientNet-Lite1 pooled,
+whole image at 224 px), *texture* (Lite0 statistics of the crops) and *member* (the default detector's branch
+features and logit on the same crops). The features are the fit's own cache (``probe.feature_cache``), so every
+variant below is a refit of the linear head on a subset of columns, scored with
+:func:`nirnet.engine.probe_fit.out_of_fold` (the recipe's folds and held-out real photos, balanced weights) for
+each seed (an 80 % subsample of the training rows), and against the full stack with the paired bootstrap of the AUC
+difference (same out-of-fold images, first seed). Per real source: the AUC of all out-of-fold generated images
+against that source's held-out photos; the member was trained on ``real-train``'s photos, so its rows for those
+sources are in-sample for it (the other sources are not): read the per-source columns with that in mind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nirnet._atomic import atomic_write_text
+from nirnet.engine.config import load_config
+from nirnet.engine.probe_fit import image_features, out_of_fold, probe_table
+from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference
+from nirnet.models import create_model
+
+
+def groups_of(model) -> dict[str, slice]:
+    """Column ranges of the feature groups, in the order ``raw_features`` concatenates them."""
+    widths = {
+        "content": model.content.out_dim if model.content is not None else 0,
+        "texture": model.texture.out_dim if model.texture is not None else 0,
+        "member": model.member_dim,
+    }
+    out, start = {}, 0
+    for name, width in widths.items():
+        if width:
+            out[name] = slice(start, start + width)
+        start += width
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", default="configs/nirnet_stack.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--subsample", type=float, default=0.8, help="share of training rows per seed")
+    parser.add_argument("--out", default=None, help="folder for stack_parts.md / .json")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    start = time.time()
+    config = load_config(args.config)
+    p = config.probe
+    table = probe_table(config)
+    model = create_model(config.model, **config.model_overrides).eval()
+    x, ok, _ = image_features(model, table.paths, p.protocol, p.feature_cache)
+    cols = groups_of(model)
+    arrays = [a[ok] for a in (table.labels, table.families, table.sources, table.held, table.weights)]
+    x = x[ok]
+    names = list(cols)
+    variants = {"all": names}
+    for name in names:
+        variants[f"without {name}"] = [n for n in names if n != name]
+    for name in names:
+        variants[f"{name} only"] = [name]
+    result: dict = {}
+    scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for label, used in variants.items():
+        xs = np.concatenate([x[:, cols[n]] for n in used], axis=1)
+        aucs = []
+        for seed in args.seeds:
+            oof = out_of_fold(xs, *arrays, p.c, args.subsample, seed)
+            aucs.append(bootstrap_auc(oof.labels, oof.scores)[0])
+            if seed == args.seeds[0]:
+                scores[label] = (oof.labels, oof.scores, oof.groups)
+        y, s, g = scores[label]
+        per_source = {r: bootstrap_auc(y[(y == 1) | (g == r)], s[(y == 1) | (g == r)])[0] for r in set(g[y == 0])}
+        result[label] = {"groups": used, "pooled": aucs, "first": bootstrap_auc(y, s), "per_source": per_source}
+        print(f"{label}: {np.mean(aucs):.3f} ± {np.std(aucs):.3f}", flush=True)
+    y0, s0, _ = scores["all"]
+    for label in variants:
+        if label != "all":
+            y, s, _ = scores[label]
+            assert np.array_equal(y, y0)
+            result[label]["minus_all"] = bootstrap_auc_difference(y, s, s0)
+    sources = sorted(result["all"]["per_source"])
+    lines = [
+        f"## Feature groups of {config.model} (leave-family-out, paired)",
+        "",
+        f"Pooled out-of-fold AUC, mean ± sd over seeds {args.seeds} ({args.subsample:.0%} subsamples); the interval "
+        "and per-source AUCs are the first seed's; the difference is a paired bootstrap against all groups.",
+        "",
+        "| features | pooled AUC | first seed (95 % CI) | minus all (paired, 95 % CI) | "
+        + " | ".join(r.replace("../shared/data/", "").replace("runs/", "") for r in sources)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(sources),
+    ]
+    for label, v in result.items():
+        d = v.get("minus_all")
+        diff = f"{d[0]:+.3f} ({d[1]:+.3f} to {d[2]:+.3f})" if d else ""
+        f = v["first"]
+        lines.append(
+            f"| {label} | {np.mean(v['pooled']):.3f} ± {np.std(v['pooled']):.3f} | {f[0]:.3f} ({f[1]:.2f}-{f[2]:.2f}) "
+            f"| {diff} | " + " | ".join(f"{v['per_source'][r]:.2f}" for r in sources) + " |"
+        )
+    lines += ["", f"{int(ok.sum())} images, {time.time() - start:.0f} s."]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        atomic_write_text(out / "stack_parts.md", text + "\n")
+        atomic_write_text(out / "stack_parts.json", json.dumps(result, indent=1, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()
