@@ -130,6 +130,24 @@ def test_train_fits_a_probe_with_a_leave_family_out_threshold(tmp_path):
     assert result.exit_code == 0 and "no threshold calibration" in result.output
     assert load_model(tmp_path / "run" / "final").config.threshold == 0.5
     assert not (tmp_path / "run" / "leave_family_out.json").exists()
+    # holding real sources out needs two of them: said in one line; with a second folder it calibrates on both
+    result = runner.invoke(
+        app, ["train", "-c", str(config), "probe.hold_out_sources=true", "--no-progress", "--overwrite"]
+    )
+    assert result.exit_code == 2 and "two source" in result.output and "Traceback" not in result.output
+    more = tmp_path / "more_photos"
+    more.mkdir()
+    for i in range(8):
+        Image.fromarray(synthetic_photo(96, 96, seed=50 + i)).save(more / f"photo{i}.png")
+    spec = yaml.safe_load(config.read_text())
+    spec["data"]["real"].append(str(more))
+    spec["probe"]["hold_out_sources"] = True
+    config.write_text(yaml.safe_dump(spec))
+    result = runner.invoke(app, ["train", "-c", str(config), "--no-progress", "--overwrite"])
+    assert result.exit_code == 0 and "leave-family-and-source-out" in result.output, result.output
+    report = json.loads((tmp_path / "run" / "leave_family_out.json").read_text())
+    assert report["hold_out_sources"] and set(report["per_real_source_auc"]) == {str(photos), str(more)}
+    assert report["families_only_pooled_auc"][0] > 0.9
 
 
 def test_out_of_fold_holds_each_family_out_once_and_can_train_on_one():
@@ -146,6 +164,26 @@ def test_out_of_fold_holds_each_family_out_once_and_can_train_on_one():
     assert np.array_equal(oof.labels, labels[oof.rows]) and (oof.labels == 0).sum() == 5 * held.sum()
     only_sd1 = out_of_fold(x, labels, families, sources, held, np.ones(80), 0.1, 1.0, 0, allowed={"sd1"})
     assert ["sd1"] not in only_sd1.folds and len(only_sd1.folds) == 4  # the fold of sd1 has nothing to train on
+
+
+def test_holding_real_sources_out_scores_each_photo_by_models_that_never_saw_its_source():
+    from nirnet.engine.probe_fit import SetupError, out_of_fold
+
+    rng = np.random.default_rng(0)
+    fakes = [f for f in ("sd1", "sdxl", "flux", "vqgan_ar", "gigagan") for _ in range(8)]
+    families = np.array(["real"] * 40 + fakes)
+    labels = (families != "real").astype(int)
+    sources = np.array(["a"] * 20 + ["b"] * 20 + ["-"] * 40)
+    held = np.r_[np.arange(40) % 4 == 0, np.zeros(40, bool)]
+    x = rng.normal(size=(80, 5)) + labels[:, None]
+    x[sources == "b", 0] += 3.0  # source b looks "generated" on one feature: only a model that saw b knows it is real
+    args = (x, labels, families, sources, held, np.ones(80), 0.1, 1.0, 0)
+    plain, by_source = out_of_fold(*args), out_of_fold(*args, hold_out_sources=True)
+    assert len(by_source.folds) == 5 and (by_source.labels == 0).sum() == 5 * 40  # every photo, once per fold
+    assert (by_source.labels == 1).sum() == 2 * 40  # every generated image, once per real source
+    assert roc_auc_score(by_source.labels, by_source.scores) < roc_auc_score(plain.labels, plain.scores)
+    with pytest.raises(SetupError, match="two source"):
+        out_of_fold(x, labels, families, np.where(labels == 0, "a", "-"), *args[4:], hold_out_sources=True)
 
 
 def test_shipped_probe_loads_with_its_family_head(tmp_path):

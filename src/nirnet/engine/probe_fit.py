@@ -170,26 +170,40 @@ def out_of_fold(
     folds: list[list[str]] = LEAVE_OUT_FOLDS,
     allowed: set[str] | None = None,
     test_features: np.ndarray | None = None,
+    hold_out_sources: bool = False,
 ) -> OutOfFold:
     """Scores of the held-out families of each fold against the held-out real photos (``held``), each fold fitted
     on the other families and the training real photos. A family in no fold is never held out (always trained on).
     ``allowed``: train only on these families (a point of the diversity curve); folds holding all of them out
     are skipped. ``test_features``: what the test rows are scored on (default ``x``), when the training rows are
-    post-processed copies of the images a user would give the model."""
+    post-processed copies of the images a user would give the model. ``hold_out_sources``: every fold is fitted
+    once per real source folder without any photo of that source, and scores the fold's families against all of
+    that source's photos (a generated image is scored once per source, a photo once per fold), so the scores are
+    those of photos from a source the model never saw, as a user's are."""
     present = set(families[labels == 1])
+    real_sources = sorted(set(sources[labels == 0]))
+    if hold_out_sources and len(real_sources) < 2:
+        raise SetupError("holding real sources out needs photos of at least two source folders")
+    splits = real_sources if hold_out_sources else [None]
     ys, ss, gs, rows, used = [], [], [], [], []
     for fold in folds:
         out = [f for f in fold if f in present]
         trainable = (present if allowed is None else present & set(allowed)) - set(out)
         if not out or not trainable:
             continue
-        train = ((labels == 0) & ~held) | ((labels == 1) & np.isin(families, list(trainable)) & ~held)
-        test = ((labels == 0) & held) | ((labels == 1) & np.isin(families, out))
-        mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], c, subsample, seed)
-        scored = x if test_features is None else test_features
-        ys.append(labels[test]), ss.append(predict(scored[test], mean, scale, coef, bias))
-        gs.append(np.where(labels[test] == 1, families[test], sources[test]))
-        rows.append(np.flatnonzero(test)), used.append(out)
+        for source in splits:
+            if source is None:
+                train_real, test_real = (labels == 0) & ~held, (labels == 0) & held
+            else:
+                train_real, test_real = (labels == 0) & ~held & (sources != source), (labels == 0) & (sources == source)
+            train = train_real | ((labels == 1) & np.isin(families, list(trainable)) & ~held)
+            test = test_real | ((labels == 1) & np.isin(families, out))
+            mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], c, subsample, seed)
+            scored = x if test_features is None else test_features
+            ys.append(labels[test]), ss.append(predict(scored[test], mean, scale, coef, bias))
+            gs.append(np.where(labels[test] == 1, families[test], sources[test]))
+            rows.append(np.flatnonzero(test))
+        used.append(out)
     if not used:
         return OutOfFold(np.zeros(0, int), np.zeros(0), np.zeros(0, str), np.zeros(0, int), [])
     return OutOfFold(*(np.concatenate(a) for a in (ys, ss, gs, rows)), used)
@@ -309,10 +323,25 @@ def fit_probe(
     )
     report: dict = {}
     if p.calibrate:
-        oof = out_of_fold(x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed)
+        oof = out_of_fold(
+            x,
+            labels,
+            families,
+            sources,
+            held,
+            weights,
+            p.c,
+            p.subsample,
+            config.run.seed,
+            hold_out_sources=p.hold_out_sources,
+        )
         report = leave_family_out_report(oof)
         if report:
             report["never_held_out"] = sorted(set(families[labels == 1]) - {f for fold in oof.folds for f in fold})
+            report["hold_out_sources"] = p.hold_out_sources
+            if p.hold_out_sources:  # the families-only number too, comparable with recipes calibrated without
+                plain = out_of_fold(x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed)
+                report["families_only_pooled_auc"] = leave_family_out_report(plain).get("pooled_auc")
         else:
             say("no threshold calibration: it needs data.validation > 0 and families of LEAVE_OUT_FOLDS")
     train = ~held
@@ -339,9 +368,13 @@ def fit_probe(
         atomic_write_text(out_dir / "leave_family_out.json", json.dumps(report, indent=1))
         auc = report["pooled_auc"]
         summary["leave_family_out"] = {"pooled_auc": auc, "balanced_accuracy": report["balanced_accuracy"]}
+        protocol = "leave-family-and-source-out" if p.hold_out_sources else "leave-family-out"
         say(
-            f"leave-family-out: pooled AUC {auc[0]:.3f} ({auc[1]:.2f}-{auc[2]:.2f}), balanced accuracy "
+            f"{protocol}: pooled AUC {auc[0]:.3f} ({auc[1]:.2f}-{auc[2]:.2f}), balanced accuracy "
             f"{report['balanced_accuracy']:.3f} at the stored threshold {report['threshold']:.3f}"
         )
+        if report.get("families_only_pooled_auc"):
+            summary["leave_family_out"]["families_only_pooled_auc"] = report["families_only_pooled_auc"]
+            say(f"families held out alone: pooled AUC {report['families_only_pooled_auc'][0]:.3f}")
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
     return final
