@@ -1,6 +1,7 @@
 """What each feature group of the stacked detector (``nirnet_stack``) earns, under leave-family-out, paired.
 
-    python benchmarks/stack_parts.py [-c configs/nirnet_stack.yaml] [--seeds 0 1 2] [--out docs/results/stack]
+    python benchmarks/stack_parts.py [-c configs/nirnet_stack.yaml] [--seeds 0 1 2] [--hold-out-sources]
+        [--out docs/results/stack]
 
 ``nirnet_stack`` reads three groups of frozen features on the same images: *content* (EfficientNet-Lite1 pooled,
 whole image at 224 px), *texture* (Lite0 statistics of the crops) and *member* (the default detector's branch
@@ -11,6 +12,9 @@ each seed (an 80 % subsample of the training rows), and against the full stack w
 difference (same out-of-fold images, first seed). Per real source: the AUC of all out-of-fold generated images
 against that source's held-out photos; the member was trained on ``real-train``'s photos, so its rows for those
 sources are in-sample for it (the other sources are not): read the per-source columns with that in mind.
+``--hold-out-sources``: every fold is also fitted once per real source without that source's photos
+(``out_of_fold(..., hold_out_sources=True)``), so each photo is scored by models that never saw its source, as a
+user's photo is; the pooled AUC then mixes 25 models' scores (what a single threshold faces).
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ def main() -> None:
     parser.add_argument("-c", "--config", default="configs/nirnet_stack.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--subsample", type=float, default=0.8, help="share of training rows per seed")
-    parser.add_argument("--out", default=None, help="folder for stack_parts.md / .json")
+    parser.add_argument("--hold-out-sources", action="store_true", help="hold each real source out as well")
+    parser.add_argument("--out", default=None, help="folder for stack_parts[_sources].md / .json")
     args = parser.parse_args()
     torch.set_num_threads(2)
     start = time.time()
@@ -74,7 +79,7 @@ def main() -> None:
         xs = np.concatenate([x[:, cols[n]] for n in used], axis=1)
         aucs = []
         for seed in args.seeds:
-            oof = out_of_fold(xs, *arrays, p.c, args.subsample, seed)
+            oof = out_of_fold(xs, *arrays, p.c, args.subsample, seed, hold_out_sources=args.hold_out_sources)
             aucs.append(bootstrap_auc(oof.labels, oof.scores)[0])
             if seed == args.seeds[0]:
                 scores[label] = (oof.labels, oof.scores, oof.groups)
@@ -89,8 +94,9 @@ def main() -> None:
             assert np.array_equal(y, y0)
             result[label]["minus_all"] = bootstrap_auc_difference(y, s, s0)
     sources = sorted(result["all"]["per_source"])
+    protocol = "leave-family-and-source-out" if args.hold_out_sources else "leave-family-out"
     lines = [
-        f"## Feature groups of {config.model} (leave-family-out, paired)",
+        f"## Feature groups of {config.model} ({protocol}, paired)",
         "",
         f"Pooled out-of-fold AUC, mean ± sd over seeds {args.seeds} ({args.subsample:.0%} subsamples); the interval "
         "and per-source AUCs are the first seed's; the difference is a paired bootstrap against all groups.",
@@ -113,8 +119,9 @@ def main() -> None:
     print(text)
     if args.out:
         out = Path(args.out)
-        atomic_write_text(out / "stack_parts.md", text + "\n")
-        atomic_write_text(out / "stack_parts.json", json.dumps(result, indent=1, default=float) + "\n")
+        stem = "stack_parts_sources" if args.hold_out_sources else "stack_parts"
+        atomic_write_text(out / f"{stem}.md", text + "\n")
+        atomic_write_text(out / f"{stem}.json", json.dumps(result, indent=1, default=float) + "\n")
 
 
 if __name__ == "__main__":

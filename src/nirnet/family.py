@@ -246,8 +246,11 @@ def family_images(folders: Sequence[str | os.PathLike]) -> list[FamilyImage]:
 
 
 def model_key(detector) -> str:
-    """What cached features depend on: the model's config and weights."""
-    digest = hashlib.sha256(detector.model.config.to_json().encode())
+    """What cached features depend on: the model's config and weights (not its decision threshold, which changes
+    no feature: a recalibrated model reuses them)."""
+    config = json.loads(detector.model.config.to_json())
+    config.pop("threshold", None)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(detector.model.trainable_state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -247,12 +247,19 @@ def nirnet_probe() -> FrozenProbeConfig:
     return FrozenProbeConfig(name="nirnet_probe")
 
 
-@register_model(FrozenProbe)
+@register_model(
+    FrozenProbe,
+    pretrained=Pretrained(
+        "nirnet_stack",
+        sha256="3a037d4e5446b705648441e0480006a95655527a395a7eee832755c1b967b8dd",
+    ),
+)
 def nirnet_stack() -> FrozenProbeConfig:
     """nirnet_probe's frozen features with the default detector (nirnet_tiny_texture_dn, frozen) as a member: its
     branch features and logit on the same crops join them, one linear head over all, fitted on the multi-family
-    corpus (configs/nirnet_stack.yaml). Reads every image upscaled 1.5x, as the default does. Needs
-    `pip install nirnet[lite]`."""
+    corpus (configs/nirnet_stack.yaml); its threshold comes from folds that hold out generator families and real
+    photo sources. Its family head is the best measured (docs/RESULTS.md section 17). Reads every image upscaled
+    1.5x, as the default does. Needs `pip install nirnet[lite]`."""
     return FrozenProbeConfig(name="nirnet_stack", member="nirnet_tiny_texture_dn").replace(input_scale=1.5)
 
 
