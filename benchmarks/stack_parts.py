@@ -1,7 +1,7 @@
 """What each feature group of the stacked detector (``nirnet_stack``) earns, under leave-family-out, paired.
 
-    python benchmarks/stack_parts.py [-c configs/nirnet_stack.yaml] [--seeds 0 1 2] [--hold-out-sources]
-        [--out docs/results/stack]
+    python benchmarks/stack_parts.py [-c configs/nirnet_stack.yaml] [KEY=VALUE ...] [--seeds 0 1 2]
+        [--hold-out-sources] [--out docs/results/stack] [--name stack_parts]
 
 ``nirnet_stack`` reads three groups of frozen features on the same images: *content* (EfficientNet-Lite1 pooled,
 whole image at 224 px), *texture* (Lite0 statistics of the crops) and *member* (the default detector's branch
@@ -14,7 +14,9 @@ against that source's held-out photos; the member was trained on ``real-train``'
 sources are in-sample for it (the other sources are not): read the per-source columns with that in mind.
 ``--hold-out-sources``: every fold is also fitted once per real source without that source's photos
 (``out_of_fold(..., hold_out_sources=True)``), so each photo is scored by models that never saw its source, as a
-user's photo is; the pooled AUC then mixes 25 models' scores (what a single threshold faces).
+user's photo is; the pooled AUC then mixes 25 models' scores (what a single threshold faces). ``KEY=VALUE``
+overrides the config as ``nirnet train`` does (``model_overrides.texture_backbone=efficientnet_lite0`` adds the
+texture statistics that the shipped recipe leaves out).
 """
 
 from __future__ import annotations
@@ -34,24 +36,11 @@ from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference
 from nirnet.models import create_model
 
 
-def groups_of(model) -> dict[str, slice]:
-    """Column ranges of the feature groups, in the order ``raw_features`` concatenates them."""
-    widths = {
-        "content": model.content.out_dim if model.content is not None else 0,
-        "texture": model.texture.out_dim if model.texture is not None else 0,
-        "member": model.member_dim,
-    }
-    out, start = {}, 0
-    for name, width in widths.items():
-        if width:
-            out[name] = slice(start, start + width)
-        start += width
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", default="configs/nirnet_stack.yaml")
+    parser.add_argument("overrides", nargs="*", help="config overrides, a.b=value")
+    parser.add_argument("--name", default="stack_parts", help="stem of the output files")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--subsample", type=float, default=0.8, help="share of training rows per seed")
     parser.add_argument("--hold-out-sources", action="store_true", help="hold each real source out as well")
@@ -59,12 +48,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     start = time.time()
-    config = load_config(args.config)
+    config = load_config(args.config, args.overrides)
     p = config.probe
     table = probe_table(config)
     model = create_model(config.model, **config.model_overrides).eval()
     x, ok, _ = image_features(model, table.paths, p.protocol, p.feature_cache)
-    cols = groups_of(model)
+    cols = model.feature_groups()
     arrays = [a[ok] for a in (table.labels, table.families, table.sources, table.held, table.weights)]
     x = x[ok]
     names = list(cols)
@@ -119,7 +108,7 @@ def main() -> None:
     print(text)
     if args.out:
         out = Path(args.out)
-        stem = "stack_parts_sources" if args.hold_out_sources else "stack_parts"
+        stem = f"{args.name}_sources" if args.hold_out_sources else args.name
         atomic_write_text(out / f"{stem}.md", text + "\n")
         atomic_write_text(out / f"{stem}.json", json.dumps(result, indent=1, default=float) + "\n")
 

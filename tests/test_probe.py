@@ -148,6 +148,19 @@ def test_train_fits_a_probe_with_a_leave_family_out_threshold(tmp_path):
     report = json.loads((tmp_path / "run" / "leave_family_out.json").read_text())
     assert report["hold_out_sources"] and set(report["per_real_source_auc"]) == {str(photos), str(more)}
     assert report["families_only_pooled_auc"][0] > 0.9
+    # the logit can leave a feature group out; it is still standardised for the family head
+    result = runner.invoke(
+        app, ["train", "-c", str(config), "probe.detect_without=[texture]", "--no-progress", "--overwrite"]
+    )
+    assert result.exit_code == 0, result.output
+    fitted = load_model(tmp_path / "run" / "final")
+    texture = fitted.feature_groups()["texture"]
+    assert (fitted.head.weight[0, texture] == 0).all() and (fitted.head.weight[0, : texture.start] != 0).any()
+    assert (fitted.feature_scale[texture] != 1).any()
+    result = runner.invoke(
+        app, ["train", "-c", str(config), "probe.detect_without=[colour]", "--no-progress", "--overwrite"]
+    )
+    assert result.exit_code == 2 and "detect_without" in result.output and "Traceback" not in result.output
 
 
 def test_out_of_fold_holds_each_family_out_once_and_can_train_on_one():

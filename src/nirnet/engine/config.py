@@ -86,6 +86,10 @@ class ProbeConfig:
     # of sources the model never saw, as a user's are. Held-out families alone keep the real photos' sources in
     # training, and a threshold fitted there called about half of bench-dev's photos generated (RESULTS 17).
     hold_out_sources: bool = False
+    # Feature groups (content, texture, member) the real/generated logit leaves out (weight 0); they are still
+    # computed and standardised, so the family head reads them. Texture statistics encode the real source: with
+    # sources held out they lowered the stack's detection, while they help it name families (RESULTS 17).
+    detect_without: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -112,10 +112,17 @@ def class_balanced(weights: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def fit_linear(
-    x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float, subsample: float = 1.0, seed: int = 0
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    c: float,
+    subsample: float = 1.0,
+    seed: int = 0,
+    columns: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(feature mean, feature scale, weights, bias) of a standardised, weighted, L2-penalised logistic regression
-    on a ``subsample`` of the rows drawn by ``seed``."""
+    on a ``subsample`` of the rows drawn by ``seed``; with ``columns`` (a mask) only those features are fitted and
+    the others get weight 0 (they are still standardised)."""
     from sklearn.linear_model import LogisticRegression
 
     keep = np.random.default_rng(seed).random(len(y)) < subsample if subsample < 1 else np.ones(len(y), bool)
@@ -124,10 +131,13 @@ def fit_linear(
     mean = x[keep].mean(0)
     scale = x[keep].std(0)
     scale[scale < 1e-8] = 1.0  # a constant feature: leave it unscaled (its weight is penalised to zero)
-    z = (x[keep] - mean) / scale
+    columns = np.ones(x.shape[1], bool) if columns is None else columns
+    z = (x[keep][:, columns] - mean[columns]) / scale[columns]
     model = LogisticRegression(C=c, max_iter=5000)
     model.fit(z, y[keep], sample_weight=class_balanced(w[keep], y[keep]))
-    return mean, scale, model.coef_[0], float(model.intercept_[0])
+    coef = np.zeros(x.shape[1])
+    coef[columns] = model.coef_[0]
+    return mean, scale, coef, float(model.intercept_[0])
 
 
 def predict(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, bias: float) -> np.ndarray:
@@ -321,10 +331,21 @@ def fit_probe(
     x, labels, held, families, sources, weights = (
         a[ok] for a in (x, labels, table.held, table.families, table.sources, table.weights)
     )
+    groups = model.feature_groups()
+    unknown = sorted(set(p.detect_without) - set(groups))
+    if unknown or set(groups) <= set(p.detect_without):
+        raise SetupError(
+            f"probe.detect_without must name some, not all, of {model.config.name}'s feature groups "
+            f"{sorted(groups)}; got {list(p.detect_without)}"
+        )
+    columns = np.ones(x.shape[1], bool)
+    for name in p.detect_without:
+        columns[groups[name]] = False
+    detect_x = x[:, columns]  # what the real/generated logit reads; folds need nothing else
     report: dict = {}
     if p.calibrate:
         oof = out_of_fold(
-            x,
+            detect_x,
             labels,
             families,
             sources,
@@ -340,12 +361,16 @@ def fit_probe(
             report["never_held_out"] = sorted(set(families[labels == 1]) - {f for fold in oof.folds for f in fold})
             report["hold_out_sources"] = p.hold_out_sources
             if p.hold_out_sources:  # the families-only number too, comparable with recipes calibrated without
-                plain = out_of_fold(x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed)
+                plain = out_of_fold(
+                    detect_x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed
+                )
                 report["families_only_pooled_auc"] = leave_family_out_report(plain).get("pooled_auc")
         else:
             say("no threshold calibration: it needs data.validation > 0 and families of LEAVE_OUT_FOLDS")
     train = ~held
-    mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], p.c, p.subsample, config.run.seed)
+    mean, scale, coef, bias = fit_linear(
+        x[train], labels[train], weights[train], p.c, p.subsample, config.run.seed, columns
+    )
     with torch.no_grad():
         model.feature_mean.copy_(torch.from_numpy(mean).float())
         model.feature_scale.copy_(torch.from_numpy(scale).float())
@@ -360,6 +385,7 @@ def fit_probe(
         "images": {"real": int((labels == 0).sum()), "generated": int((labels == 1).sum())},
         "unreadable": len(problems),
         "families": sorted(set(families[labels == 1])),
+        "detect_without": list(p.detect_without),
         "threshold": model.config.threshold,
         "features_s": round(featurised, 1),
         "total_s": round(time.perf_counter() - start, 1),

@@ -100,6 +100,20 @@ class FrozenProbe(DetectorModel):
         widths = self.member.part_widths()
         return sum(widths[p] for p in self.config.member_parts) + 1
 
+    def feature_groups(self) -> dict[str, slice]:
+        """Column ranges of the feature groups (``content``, ``texture``, ``member``) in :meth:`raw_features`."""
+        widths = {
+            "content": self.content.out_dim if self.content is not None else 0,
+            "texture": self.texture.out_dim if self.texture is not None else 0,
+            "member": self.member_dim,
+        }
+        groups, start = {}, 0
+        for name, width in widths.items():
+            if width:
+                groups[name] = slice(start, start + width)
+            start += width
+        return groups
+
     def train(self, mode: bool = True) -> FrozenProbe:
         super().train(mode)
         if self.member is not None:  # frozen: its batch norms must keep their running statistics

@@ -256,10 +256,11 @@ def nirnet_probe() -> FrozenProbeConfig:
 )
 def nirnet_stack() -> FrozenProbeConfig:
     """nirnet_probe's frozen features with the default detector (nirnet_tiny_texture_dn, frozen) as a member: its
-    branch features and logit on the same crops join them, one linear head over all, fitted on the multi-family
-    corpus (configs/nirnet_stack.yaml); its threshold comes from folds that hold out generator families and real
-    photo sources. Its family head is the best measured (docs/RESULTS.md section 17). Reads every image upscaled
-    1.5x, as the default does. Needs `pip install nirnet[lite]`."""
+    branch features and logit on the same crops join them, fitted on the multi-family corpus
+    (configs/nirnet_stack.yaml). The real/generated logit reads the content and member features (texture statistics
+    encode the real source and lowered it with real sources held out); the family head reads all three. Its
+    threshold comes from folds that hold out generator families and real photo sources (docs/RESULTS.md section
+    17). Reads every image upscaled 1.5x, as the default does. Needs `pip install nirnet[lite]`."""
     return FrozenProbeConfig(name="nirnet_stack", member="nirnet_tiny_texture_dn").replace(input_scale=1.5)
 
 
