@@ -251,7 +251,7 @@ def nirnet_probe() -> FrozenProbeConfig:
     FrozenProbe,
     pretrained=Pretrained(
         "nirnet_stack",
-        sha256="3a037d4e5446b705648441e0480006a95655527a395a7eee832755c1b967b8dd",
+        sha256="c78d2998beaa9da63c47575d346d3dd36c0209d01427f0d610f9c65f8d612caa",
     ),
 )
 def nirnet_stack() -> FrozenProbeConfig:
