@@ -161,8 +161,12 @@ def test_shipped_model_is_its_registry_entry(name):
 
     folder = model_entry(name).pretrained.path
     shipped = config_from_dict(json.loads((folder / "config.json").read_text()))
-    # the threshold is a calibration stored in the folder (nirnet eval --calibrate, or a probe's own folds)
-    assert shipped.replace(threshold=get_config(name).threshold) == get_config(name)
+    # the threshold is a calibration stored in the folder (nirnet eval --calibrate, or a probe's own folds), and a
+    # stacked probe records the SHA-256 of the member weights it was fitted on
+    fitted = {"threshold": get_config(name).threshold}
+    if hasattr(shipped, "member_sha256"):
+        fitted["member_sha256"] = get_config(name).member_sha256
+    assert shipped.replace(**fitted) == get_config(name)
     assert (
         hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == model_entry(name).pretrained.sha256
     )

@@ -23,6 +23,8 @@ quantity the probe was fitted on. It is fitted in closed form on cached features
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -159,7 +161,7 @@ class FrozenProbe(DetectorModel):
         z = self.standardise(raw)
         return {"texture": raw, "head_input": z}, self.head(z).squeeze(1)
 
-    def save_pretrained(self, folder):
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
         if self.member is not None:  # the head is fitted to these member weights: say which they were
             self.config = self.config.replace(member_sha256=self.member_digest)
         return super().save_pretrained(folder)
@@ -169,18 +171,27 @@ class FrozenProbe(DetectorModel):
         return cls(config, semantic_pretrained=semantic_pretrained)
 
 
+# How a member name (shipped model or folder) becomes (model, its folder). Set by the registry, which imports this
+# module (importing the registry here would make a cycle).
+_member_loader: Callable[[str], tuple[DetectorModel, Path]] | None = None
+
+
+def set_member_loader(loader: Callable[[str], tuple[DetectorModel, Path]]) -> None:
+    global _member_loader
+    _member_loader = loader
+
+
 def load_member(config: FrozenProbeConfig) -> tuple[DetectorModel, str]:
     """(the frozen member model, SHA-256 of its weights file); a ValueError when it cannot serve as a member."""
-    from .registry import load_model, pretrained_folder  # the registry imports this module
-
-    folder = Path(config.member) if Path(config.member).is_dir() else pretrained_folder(config.member)
+    if _member_loader is None:
+        raise RuntimeError("no member loader: import nirnet.models (its registry sets it)")
+    member, folder = _member_loader(config.member)
     digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     if config.member_sha256 and config.member_sha256 != digest:
         raise ValueError(
             f"{config.name} was fitted on other weights of its member {config.member} (SHA-256 "
             f"{config.member_sha256[:12]}..., now {digest[:12]}...): refit it (nirnet train)"
         )
-    member = load_model(folder)
     if not hasattr(member, "embed") or member.config.uses_image_view:
         raise ValueError(f"{config.member} cannot be a member: it must read the crops alone and have embed()")
     unknown = set(config.member_parts) - set(member.part_widths())

@@ -26,7 +26,7 @@ from .baselines.cnnspot import CNNSpot
 from .baselines.npr import NPRNet
 from .config import BaselineConfig, DetectorConfig, NIRNetConfig
 from .nirnet import NIRNet
-from .probe import FrozenProbe, FrozenProbeConfig
+from .probe import FrozenProbe, FrozenProbeConfig, set_member_loader
 
 SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "weights"
 
@@ -142,6 +142,15 @@ def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, 
     if pretrained:
         return load_model(pretrained, **overrides)
     return model_entry(name).architecture.build(get_config(name, **overrides), semantic_pretrained)
+
+
+def _load_member(name: str) -> tuple[DetectorModel, Path]:
+    """A frozen probe's member: a model folder, or a shipped model's folder (checked against its entry)."""
+    folder = Path(name) if Path(name).is_dir() else pretrained_folder(name)
+    return load_model(folder), folder
+
+
+set_member_loader(_load_member)
 
 
 @register_model(
