@@ -258,15 +258,13 @@ def test_member_features_and_logit_join_the_probe_and_are_not_saved(member_folde
 
 
 def test_a_stacked_probe_refuses_other_member_weights(member_folder, tmp_path):
-    import shutil
-
     folder = create_model("test_probe", member=str(member_folder)).save_pretrained(tmp_path / "stacked")
-    changed = shutil.copytree(member_folder, tmp_path / "changed")
+    assert isinstance(load_model(folder), FrozenProbe)  # over the weights it was fitted on, it loads
+    torch.manual_seed(2)
+    changed = create_model("test_nirnet", semantic="none").save_pretrained(tmp_path / "changed")  # other weights
     config = json.loads((folder / "config.json").read_text())
     config["member"] = str(changed)
     (folder / "config.json").write_text(json.dumps(config))
-    torch.manual_seed(2)
-    create_model("test_nirnet", semantic="none").save_pretrained(changed)  # other weights under the same config
     with pytest.raises(ValueError, match="refit"):
         load_model(folder)
 

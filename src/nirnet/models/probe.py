@@ -23,7 +23,6 @@ quantity the probe was fitted on. It is fitted in closed form on cached features
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +81,8 @@ class FrozenProbe(DetectorModel):
         self.content = create_backbone(c.content_backbone, semantic_pretrained)
         self.texture = create_backbone(c.texture_backbone, semantic_pretrained, None, c.texture_taps)
         self.member, self.member_digest = load_member(c) if c.has_member else (None, "")
+        if self.member is not None:  # saved with the probe: its head is fitted to these member weights
+            self.config = c.replace(member_sha256=self.member_digest)
         if self.content is None and self.texture is None and self.member is None:
             raise ValueError("a frozen probe needs a content or a texture backbone or a member")
         width = self.feature_dim
@@ -92,28 +93,21 @@ class FrozenProbe(DetectorModel):
 
     @property
     def feature_dim(self) -> int:
-        return sum(b.out_dim for b in (self.content, self.texture) if b is not None) + self.member_dim
-
-    @property
-    def member_dim(self) -> int:
-        """Width of the member's features: its chosen parts and its logit."""
-        if self.member is None:
-            return 0
-        widths = self.member.part_widths()
-        return sum(widths[p] for p in self.config.member_parts) + 1
+        return sum(g.stop - g.start for g in self.feature_groups().values())
 
     def feature_groups(self) -> dict[str, slice]:
-        """Column ranges of the feature groups (``content``, ``texture``, ``member``) in :meth:`raw_features`."""
+        """Column ranges of the feature groups present (``content``, ``texture``, ``member``: the member's chosen
+        parts and its logit) in :meth:`raw_features`, in that order."""
         widths = {
             "content": self.content.out_dim if self.content is not None else 0,
             "texture": self.texture.out_dim if self.texture is not None else 0,
-            "member": self.member_dim,
+            "member": sum(self.member.part_widths()[p] for p in self.config.member_parts) + 1 if self.member else 0,
         }
         groups, start = {}, 0
         for name, width in widths.items():
             if width:
                 groups[name] = slice(start, start + width)
-            start += width
+                start += width
         return groups
 
     def train(self, mode: bool = True) -> FrozenProbe:
@@ -160,11 +154,6 @@ class FrozenProbe(DetectorModel):
         raw = self.raw_features(crops, view, crops_per_view)
         z = self.standardise(raw)
         return {"texture": raw, "head_input": z}, self.head(z).squeeze(1)
-
-    def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        if self.member is not None:  # the head is fitted to these member weights: say which they were
-            self.config = self.config.replace(member_sha256=self.member_digest)
-        return super().save_pretrained(folder)
 
     @classmethod
     def build(cls, config: FrozenProbeConfig, semantic_pretrained: bool = True) -> FrozenProbe:
