@@ -8,7 +8,8 @@ noise level, distinct colours per pixel, share of flat neighbouring steps) on th
 
 * per family, can a logistic probe on them tell the family's images from the training real photos (5-fold
   cross-validated AUC; the issue's criterion is |AUC - 0.5| <= 0.1)?
-* under the recipe's leave-family-out folds, how far do they get (pooled out-of-fold AUC, next to the probe's)?
+* under the recipe's leave-family-out folds, how far do they get (pooled out-of-fold AUC, next to the model's
+  logit features)? With ``probe.hold_out_sources`` the folds hold real sources out too, as the recipe's threshold.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from nirnet.data.io import ImageLoadError, load_image
 from nirnet.data.tensors import to_image
 from nirnet.data.transforms import inference_transform
 from nirnet.engine.config import load_config
-from nirnet.engine.probe_fit import image_features, out_of_fold, probe_table
+from nirnet.engine.probe_fit import detect_columns, image_features, out_of_fold, probe_table
 from nirnet.eval.protocol import PROTOCOLS
 from nirnet.eval.stats import bootstrap_auc
 from nirnet.models import create_model, get_config
@@ -86,9 +87,11 @@ def main() -> None:
         result["families"][family] = auc
         lines.append(f"| {family} | {len(fake)} | {auc[0]:.3f} ({auc[1]:.2f}-{auc[2]:.2f}) | "
                      f"{'yes' if abs(auc[0] - 0.5) <= 0.1 else 'no'} |")  # fmt: skip
-    lines += ["", "Leave-family-out (the recipe's folds and held-out photos, full fit), pooled out-of-fold AUC:", ""]
-    for name, features in (("plain statistics", plain[keep]), ("the probe (content + texture)", x[keep])):
-        oof = out_of_fold(features, *rest, p.c, 1.0, 0)
+    held_out = "families and real sources" if p.hold_out_sources else "families"
+    lines += ["", f"Leave-family-out ({held_out} held out, the recipe's folds, full fit), pooled out-of-fold AUC:", ""]
+    detect = x[keep][:, detect_columns(model, p.detect_without)]  # what the model's logit reads
+    for name, features in (("plain statistics", plain[keep]), (f"the model's features ({config.model})", detect)):
+        oof = out_of_fold(features, *rest, p.c, 1.0, 0, hold_out_sources=p.hold_out_sources)
         auc = bootstrap_auc(oof.labels, oof.scores)
         result[name] = auc
         lines.append(f"- {name}: {auc[0]:.3f} ({auc[1]:.2f}-{auc[2]:.2f})")

@@ -2,6 +2,8 @@
 (features cached, balanced logistic regression, threshold from leave-family-out folds)."""
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from typer.testing import CliRunner
 
 from nirnet.cli.main import app
 from nirnet.data.transforms import inference_transform
-from nirnet.engine.probe_fit import best_balanced_threshold, class_balanced
+from nirnet.engine.probe_fit import best_balanced_threshold, class_balanced, image_features
 from nirnet.eval.protocol import PROTOCOLS
 from nirnet.models import create_model, load_model
 from nirnet.models.probe import FrozenProbe
@@ -282,3 +284,26 @@ def test_stacked_probe_exports_to_onnx(member_folder, tmp_path):
     stacked = create_model("test_probe", member=str(member_folder)).eval()
     path = export_onnx(stacked, tmp_path / "stacked.onnx")
     assert check_onnx(stacked, path).max_abs_diff < 1e-3
+
+
+def test_feature_cache_follows_the_file_bytes_not_its_path_or_mtime(tmp_path):
+    model = create_model("test_probe").eval()
+    photo = tmp_path / "data" / "photo.png"
+    photo.parent.mkdir()
+    Image.fromarray(synthetic_photo(96, 96, seed=1)).save(photo)
+    cache = tmp_path / "cache"
+    first, ok, _ = image_features(model, [photo], "aligned", cache)
+    entries = sorted(cache.rglob("*.npy"))
+    assert ok.all() and len(entries) == 1
+    # the data provisioned again elsewhere (new path, new mtime): the same entry is read, nothing recomputed
+    copy = tmp_path / "again" / "photo.png"
+    copy.parent.mkdir()
+    shutil.copyfile(photo, copy)
+    os.utime(copy, (1, 1))
+    np.save(entries[0], np.full_like(first, 7.0))  # a marker: only a cache read returns it
+    marked, _, _ = image_features(model, [copy], "aligned", cache)
+    assert sorted(cache.rglob("*.npy")) == entries and np.all(marked == 7.0)
+    # other bytes at the same path: a new entry, computed from the new picture
+    Image.fromarray(synthetic_photo(96, 96, seed=2)).save(photo)
+    other, _, _ = image_features(model, [photo], "aligned", cache)
+    assert len(list(cache.rglob("*.npy"))) == 2 and not np.allclose(other, first)

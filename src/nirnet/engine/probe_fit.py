@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +61,10 @@ def _save_npy(path: str, array: np.ndarray) -> None:
 
 
 def _cache_file(cache: Path, spec: str, path: Path) -> Path:
-    stat = path.stat()
-    key = hashlib.sha256(f"{spec}\n{path.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}".encode()).hexdigest()
+    # keyed by the file's bytes, not its path or mtime: a data folder copied or provisioned again (new mtimes) or
+    # moved keeps its cached features, and a file rewritten in place gets new ones
+    content = hashlib.sha256(path.read_bytes()).hexdigest()
+    key = hashlib.sha256(f"{spec}\n{content}".encode()).hexdigest()
     return cache / key[:2] / f"{key}.npy"
 
 
@@ -152,6 +154,21 @@ def best_balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[flo
     balanced = 0.5 * (tpr + 1 - fpr)
     best = int(np.argmax(balanced[1:])) + 1  # the first point is "nothing is generated" (threshold infinite)
     return float(np.clip(thresholds[best], 0.0, 1.0)), float(balanced[best])
+
+
+def detect_columns(model: FrozenProbe, detect_without: Sequence[str]) -> np.ndarray:
+    """The mask of the feature columns a probe's real/generated logit reads: all but the groups named in
+    ``probe.detect_without`` (which must name some, not all, of the model's feature groups)."""
+    groups = model.feature_groups()
+    if set(detect_without) - set(groups) or set(groups) <= set(detect_without):
+        raise SetupError(
+            f"probe.detect_without must name some, not all, of {model.config.name}'s feature groups "
+            f"{sorted(groups)}; got {list(detect_without)}"
+        )
+    columns = np.ones(model.feature_dim, bool)
+    for name in detect_without:
+        columns[groups[name]] = False
+    return columns
 
 
 @dataclass
@@ -331,16 +348,7 @@ def fit_probe(
     x, labels, held, families, sources, weights = (
         a[ok] for a in (x, labels, table.held, table.families, table.sources, table.weights)
     )
-    groups = model.feature_groups()
-    unknown = sorted(set(p.detect_without) - set(groups))
-    if unknown or set(groups) <= set(p.detect_without):
-        raise SetupError(
-            f"probe.detect_without must name some, not all, of {model.config.name}'s feature groups "
-            f"{sorted(groups)}; got {list(p.detect_without)}"
-        )
-    columns = np.ones(x.shape[1], bool)
-    for name in p.detect_without:
-        columns[groups[name]] = False
+    columns = detect_columns(model, p.detect_without)
     detect_x = x[:, columns]  # what the real/generated logit reads; folds need nothing else
     report: dict = {}
     if p.calibrate:
