@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +195,20 @@ def test_debian_rows_read_from_a_local_package(tmp_path):
         blobs.get("debian:nice-wallpapers", "1:2.0-1", "usr/share/backgrounds/none.jpg")
     with pytest.raises(BlobMissing, match="unsupported source"):
         blobs.get("gitlab.com/a/b", "x", "y")
+
+
+SHIPPED_LISTS = sorted((Path(__file__).resolve().parents[1] / "sources").glob("*.csv"))
+
+
+@pytest.mark.parametrize("listing", SHIPPED_LISTS, ids=lambda p: p.name)
+def test_shipped_photo_lists_are_licensed_real_photos_listed_once(listing):
+    rows = read_sources(listing)  # parses: columns, labels, hashes, kinds
+    assert all(r.label == 0 and r.generator == "real" for r in rows)
+    assert all(r.license.strip() for r in rows), "every photo names its licence"
+    assert len({r.sha256 for r in rows}) == len(rows), "no photo twice"
+    assert len({r.output_stem() for r in rows}) == len(rows)
+
+
+def test_no_photo_is_in_two_shipped_lists():
+    hashes = [r.sha256 for listing in SHIPPED_LISTS for r in read_sources(listing)]
+    assert len(SHIPPED_LISTS) >= 2 and len(set(hashes)) == len(hashes)
