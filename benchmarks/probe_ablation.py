@@ -22,8 +22,10 @@ exactly paired, because a fit takes seconds once features are cached:
   ``probe_shortcuts.py``'s cache present, the plain-statistic probe per family is reported before and after.
 
 Each variant is scored with :func:`nirnet.engine.probe_fit.out_of_fold` (the recipe's folds and held-out real
-photos, balanced weights) for every seed (an 80 % subsample of the training rows per seed), and against the plain
-probe with the paired bootstrap of the AUC difference (the same out-of-fold images, seed 0). "One family" trains
+photos, balanced weights; with ``probe.hold_out_sources`` every real source held out in turn too; the features the
+recipe's logit reads, i.e. without its ``probe.detect_without`` groups) for every seed (an 80 % subsample of
+the training rows per seed), and against the plain probe with the paired bootstrap of the AUC difference (the
+same out-of-fold images, seed 0). "One family" trains
 on gen-train's family (sd1) alone, on the folds that do not hold it out.
 """
 
@@ -46,13 +48,14 @@ from nirnet.data.io import ImageLoadError, load_image
 from nirnet.data.tensors import to_float_tensor, to_image
 from nirnet.data.transforms import inference_transform
 from nirnet.engine.config import load_config
-from nirnet.engine.probe_fit import image_features, out_of_fold, probe_table
+from nirnet.engine.probe_fit import detect_columns, image_features, out_of_fold, probe_table
 from nirnet.eval.protocol import PROTOCOLS
 from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference
 from nirnet.imprint.bank import ImprintBank
 from nirnet.imprint.fusion import ImprintSimulator, SimulatorConfig
 from nirnet.models import create_model
 
+BASE = "the recipe's logit features"
 SIMULATOR = SimulatorConfig(alpha=1.0, beta=0.3, b_min=0.001, gamma=(0.2, 1.0), models_per_sample=2)
 BANDS = 16
 
@@ -175,6 +178,9 @@ def main() -> None:
     matched, matched_stats, matched_ok = cached(
         Path(args.cache) / f"probe-matched-{key}.npz", lambda: matched_generated(model, table, p.protocol)
     )
+    # the columns the recipe's logit reads (probe.detect_without), for the rows and for the twins and matched images
+    columns = detect_columns(model, p.detect_without)
+    x, twins, matched = x[:, columns], twins[:, columns], matched[:, columns]
     keep = ok & noise_ok
     generated_rows = np.flatnonzero(table.labels == 1)
     x_matched = x.copy()
@@ -199,7 +205,7 @@ def main() -> None:
     sd1_folds = [fold for fold in LEAVE_OUT_FOLDS if "sd1" not in fold]
     every = LEAVE_OUT_FOLDS
     variants = {
-        "probe (content + texture)": ([a[keep] for a in base], None, every, None),
+        BASE: ([a[keep] for a in base], None, every, None),
         "+ simulator twins": ([a[keep_twins] for a in with_twins], None, every, None),
         "+ noise-map statistics": ([np.c_[x, noise][keep], *[a[keep] for a in base[1:]]], None, every, None),
         "trained on matched generated images": (
@@ -221,7 +227,9 @@ def main() -> None:
     for name, (arrays, allowed, folds, test_features) in variants.items():
         aucs = []
         for seed in args.seeds:
-            oof = out_of_fold(*arrays, p.c, args.subsample, seed, folds, allowed, test_features)
+            oof = out_of_fold(
+                *arrays, p.c, args.subsample, seed, folds, allowed, test_features, hold_out_sources=p.hold_out_sources
+            )
             y, s, used = oof.labels, oof.scores, oof.folds
             aucs.append(bootstrap_auc(y, s)[0])
             if seed == args.seeds[0]:
@@ -230,13 +238,16 @@ def main() -> None:
         result["variants"][name] = {"pooled": aucs, "first": first, "folds": used}
         print(f"{name}: {np.mean(aucs):.3f} ± {np.std(aucs):.3f}", flush=True)
     pairs = {
-        "+ simulator twins": "probe (content + texture)",
-        "+ noise-map statistics": "probe (content + texture)",
-        "trained on matched generated images": "probe (content + texture)",
+        "+ simulator twins": BASE,
+        "+ noise-map statistics": BASE,
+        "trained on matched generated images": BASE,
         "one family (sd1) + simulator twins": "one family (sd1)",
     }
     lines = [
         "## Simulator twins and the noise map in the frozen-feature detector (leave-family-out, paired)",
+        "",
+        f"Model {config.model}; held out in each fold: "
+        + ("generator families and, fit by fit, each real source." if p.hold_out_sources else "generator families."),
         "",
         f"Pooled out-of-fold AUC, mean ± sd over seeds {args.seeds} ({args.subsample:.0%} subsamples); interval and "
         "difference: the first seed's, the difference as a paired bootstrap on the same out-of-fold images.",
