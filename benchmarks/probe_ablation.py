@@ -25,8 +25,8 @@ Each variant is scored with :func:`nirnet.engine.probe_fit.out_of_fold` (the rec
 photos, balanced weights; with ``probe.hold_out_sources`` every real source held out in turn too; the features the
 recipe's logit reads, i.e. without its ``probe.detect_without`` groups) for every seed (an 80 % subsample of
 the training rows per seed), and against the plain probe with the paired bootstrap of the AUC difference (the
-same out-of-fold images, seed 0). "One family" trains
-on gen-train's family (sd1) alone, on the folds that do not hold it out.
+same out-of-fold images, seed 0). "One family" trains on gen-train's family (sd1) alone, on the folds that do
+not hold it out.
 """
 
 from __future__ import annotations
