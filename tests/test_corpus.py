@@ -212,3 +212,56 @@ def test_shipped_photo_lists_are_licensed_real_photos_listed_once(listing):
 def test_no_photo_is_in_two_shipped_lists():
     hashes = [r.sha256 for listing in SHIPPED_LISTS for r in read_sources(listing)]
     assert len(SHIPPED_LISTS) >= 2 and len(set(hashes)) == len(hashes)
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+BENCH_DEV = SHARED / "bench-dev" / "manifest.csv"
+
+
+def test_rows_drawn_from_evaluation_data_are_refused(mirror, tmp_path):
+    """A row whose file is an evaluation image, from a Debian package the evaluation set draws from, from a
+    held-out repository or of a held-out family is refused, named in one line, and never built."""
+    evaluation = tmp_path / "eval"
+    (evaluation / "real").mkdir(parents=True)
+    (evaluation / "real" / "photo.jpg").write_bytes(mirror["files"]["img/photo.jpg"])
+    (evaluation / "manifest.csv").write_text(
+        "path,label,generator,source,license\n"
+        "real/photo.jpg,0,real,acme gallery,MIT\n"
+        "real/gone.jpg,0,real,Debian nice-wallpapers 1.0-1 (nature/),GPL-2+\n"
+    )
+    rows = [
+        _row(mirror, "img/photo.jpg", generator="real", label=0),  # an evaluation image
+        _row(mirror, "img/fake_ext.jpg"),  # allowed
+        _row(mirror, "img/grid.png", generator="PixArt-Sigma"),  # a held-out family
+        {
+            **_row(mirror, "img/grid.png", generator="real", label=0),
+            "repo": "debian:nice-wallpapers",
+            "commit": "1.0-1",
+        },
+        {**_row(mirror, "img/grid.png"), "repo": "openai/dalle-2-preview"},
+    ]
+    listing = tmp_path / "list.csv"
+    _write_list(listing, rows)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["data", "build-corpus", str(listing), "--out", str(out), "--mirror-root", str(mirror["root"]),
+         "--holdout", str(evaluation / "manifest.csv")],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    for reason in ("evaluation set", "held out for evaluation", "nice-wallpapers", "dalle-2-preview"):
+        assert reason in result.output
+    assert "1 built, 0 already present, 0 missing, 4 refused of 5 rows" in " ".join(result.output.split())
+    built = read_dataset(out)
+    assert [(item.label, item.subset) for item in built] == [(1, "gan")]
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not BENCH_DEV.is_file(), reason="../shared/data/bench-dev is absent")
+@pytest.mark.parametrize("listing", [*SHIPPED_LISTS, SHARED / "train-sources.csv"], ids=lambda p: p.name)
+def test_no_training_list_draws_from_bench_dev_or_held_out_sources(listing):
+    """bench-dev's photos come from Debian wallpaper packages that a photo list could easily draw from again."""
+    from nirnet.data.holdout import HoldOut, held_out_rows
+
+    refused = held_out_rows(read_sources(listing), HoldOut.from_manifests(BENCH_DEV))
+    assert not refused, [f"{row.describe()}: {why}" for row, why in refused]

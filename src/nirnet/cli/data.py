@@ -91,16 +91,25 @@ def build_corpus_command(
         help="Read repositories from local bare snapshots ROOT/<owner>+<name>/repo (and Debian packages from "
         "ROOT/debian/) instead of downloading them from GitHub (or with apt-get).",
     ),
+    holdout: list[Path] = typer.Option(
+        None,
+        "--holdout",
+        help="An evaluation manifest (path,label,generator,source,...; repeatable): rows whose file is one of its "
+        "images, or that come from a Debian package it draws from, are refused. The project's held-out "
+        "repositories and generator families are always refused.",
+    ),
 ) -> None:
     """Fetch every image of a pinned source list, check its sha256, and write a dataset with `manifest.csv`.
 
     A row that cannot be fetched or whose hash does not match is reported in one line and left out. A rerun keeps
-    what is already there and verified. Exit status: 0 = every row built, 1 = some rows missing, 2 = usage error."""
+    what is already there and verified. Rows drawn from evaluation data (--holdout) are refused, never built.
+    Exit status: 0 = every row built, 1 = some rows missing or refused, 2 = usage error."""
     from rich.progress import Progress
 
     from nirnet.cli._common import printable
     from nirnet.data.blobs import BlobSource
     from nirnet.data.corpus import SourceListError, build_corpus, read_sources
+    from nirnet.data.holdout import HoldOut, held_out_rows
 
     err = Console(stderr=True)  # stdout stays free for scripts; messages and progress go to stderr
     try:
@@ -109,6 +118,13 @@ def build_corpus_command(
         fail(exc)
     if mirror_root is not None and not mirror_root.is_dir():
         fail(f"--mirror-root {mirror_root} is not a folder")
+    for manifest in holdout or []:
+        if not manifest.is_file():
+            fail(f"--holdout {manifest} is not a file")
+    refused = held_out_rows(rows, HoldOut.from_manifests(*(holdout or [])))
+    for row, why in refused:
+        err.print(f"[yellow]warning:[/yellow] refused {printable(row.describe())}: {why}", highlight=False)
+    rows = [row for row in rows if all(row is not bad for bad, _ in refused)]
     blobs = BlobSource(mirror_root, cache_dir=out / ".cache" / "debs")
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("building", total=len(rows))
@@ -120,8 +136,8 @@ def build_corpus_command(
             advance=lambda: progress.advance(task),
         )
     err.print(
-        f"{report.built} built, {report.present} already present, {len(report.missing)} missing of {len(rows)} rows"
-        f" -> {printable(out / 'manifest.csv')}"
+        f"{report.built} built, {report.present} already present, {len(report.missing)} missing, "
+        f"{len(refused)} refused of {len(rows) + len(refused)} rows -> {printable(out / 'manifest.csv')}"
     )
-    if not report.ok:
+    if not report.ok or refused:
         raise typer.Exit(1)
