@@ -150,6 +150,12 @@ def test_train_fits_a_probe_with_a_leave_family_out_threshold(tmp_path):
     report = json.loads((tmp_path / "run" / "leave_family_out.json").read_text())
     assert report["hold_out_sources"] and set(report["per_real_source_auc"]) == {str(photos), str(more)}
     assert report["families_only_pooled_auc"][0] > 0.9
+    plain = report["families_only"]  # the held-out photos of every source, read at the stored threshold
+    assert set(plain["per_real_source_auc"]) == {str(photos), str(more)}
+    assert plain["stored_threshold"] == report["threshold"]
+    at_stored = (plain["real_accuracy_at_stored"] + plain["generated_accuracy_at_stored"]) / 2
+    assert plain["balanced_accuracy_at_stored"] == pytest.approx(at_stored)
+    assert plain["balanced_accuracy"] >= plain["balanced_accuracy_at_stored"]  # its own best threshold
     # the logit can leave a feature group out; it is still standardised for the family head
     result = runner.invoke(
         app, ["train", "-c", str(config), "probe.detect_without=[texture]", "--no-progress", "--overwrite"]
