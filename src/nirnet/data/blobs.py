@@ -8,7 +8,9 @@ Sources are named as in a corpus list (``repo``, ``commit``, ``path``):
   given and holds it, else ``apt-get download <package>=<version>`` into a cache folder; the file is read from the
   package's data archive (``path`` as installed, without the leading slash).
 
-Every failure is a :class:`BlobMissing` with a one-line reason; nothing here decides what to do about it.
+A ``path`` of the form ``FILE.rcc!/MEMBER`` names a file inside a compiled Qt resource file of the source (see
+:mod:`nirnet.data.qt_resources`). Every failure is a :class:`BlobMissing` with a one-line reason; nothing here
+decides what to do about it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .qt_resources import QtResourceError, qt_resource_member
+
 DEBIAN = "debian:"
+RESOURCE_SEPARATOR = "!/"
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 
@@ -38,8 +43,18 @@ class BlobSource:
         self.mirror_root = Path(mirror_root) if mirror_root else None
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._debs: dict[tuple[str, str], tarfile.TarFile] = {}  # each package's data archive, opened once
+        self._resources: dict[tuple[str, str, str], bytes] = {}  # each Qt resource file, read once
 
     def get(self, repo: str, commit: str, path: str) -> bytes:
+        container, sep, member = path.partition(RESOURCE_SEPARATOR)
+        if sep and container.endswith(".rcc"):
+            key = (repo, commit, container)
+            if key not in self._resources:
+                self._resources[key] = self.get(repo, commit, container)
+            try:
+                return qt_resource_member(self._resources[key], member)
+            except QtResourceError as exc:
+                raise BlobMissing(f"{container}: {exc}") from None
         if repo.startswith(DEBIAN):
             return self._debian(repo[len(DEBIAN) :], commit, path)
         if repo.count("/") != 1:
