@@ -1,6 +1,7 @@
 """The frozen-feature detector (arch frozen_probe): what it computes, how it is saved, and its fit by `nirnet train`
 (features cached, balanced logistic regression, threshold from leave-family-out folds)."""
 
+import csv
 import json
 import os
 import shutil
@@ -156,6 +157,15 @@ def test_train_fits_a_probe_with_a_leave_family_out_threshold(tmp_path):
     at_stored = (plain["real_accuracy_at_stored"] + plain["generated_accuracy_at_stored"]) / 2
     assert plain["balanced_accuracy_at_stored"] == pytest.approx(at_stored)
     assert plain["balanced_accuracy"] >= plain["balanced_accuracy_at_stored"]  # its own best threshold
+    with open(tmp_path / "run" / "leave_family_out_scores.csv", newline="") as fh:
+        scores = list(csv.DictReader(fh))
+    for protocol, counts in (("families_and_sources", report), ("families", plain)):
+        mine = [r for r in scores if r["protocol"] == protocol]
+        assert len(mine) == counts["n_real"] + counts["n_generated"]
+        keys = {(r["fold"], r["held_source"], r["path"]) for r in mine}
+        assert len(keys) == len(mine)  # (fold, held-out source, path) names one test image of a protocol
+    held_out = {r["held_source"] for r in scores if r["protocol"] == "families_and_sources"}
+    assert held_out == {str(photos), str(more)}
     # the logit can leave a feature group out; it is still standardised for the family head
     result = runner.invoke(
         app, ["train", "-c", str(config), "probe.detect_without=[texture]", "--no-progress", "--overwrite"]

@@ -17,7 +17,9 @@ refit costs seconds. Then:
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -182,6 +184,8 @@ class OutOfFold:
     groups: np.ndarray
     rows: np.ndarray
     folds: list[list[str]]
+    held_source: np.ndarray | None = None  # per test row, the real source its fit left out ("-": none)
+    fold: np.ndarray | None = None  # per test row, the index in ``folds`` of the fold that scored it
 
 
 def out_of_fold(
@@ -212,7 +216,7 @@ def out_of_fold(
     if hold_out_sources and len(real_sources) < 2:
         raise SetupError("holding real sources out needs photos of at least two source folders")
     splits = real_sources if hold_out_sources else [None]
-    ys, ss, gs, rows, used = [], [], [], [], []
+    ys, ss, gs, rows, splits_of, fold_of, used = [], [], [], [], [], [], []
     for fold in folds:
         out = [f for f in fold if f in present]
         trainable = (present if allowed is None else present & set(allowed)) - set(out)
@@ -230,10 +234,14 @@ def out_of_fold(
             ys.append(labels[test]), ss.append(predict(scored[test], mean, scale, coef, bias))
             gs.append(np.where(labels[test] == 1, families[test], sources[test]))
             rows.append(np.flatnonzero(test))
+            splits_of.append(np.full(int(test.sum()), "-" if source is None else source, dtype=object))
+            fold_of.append(np.full(int(test.sum()), len(used)))
         used.append(out)
     if not used:
-        return OutOfFold(np.zeros(0, int), np.zeros(0), np.zeros(0, str), np.zeros(0, int), [])
-    return OutOfFold(*(np.concatenate(a) for a in (ys, ss, gs, rows)), used)
+        empty = (np.zeros(0, int), np.zeros(0), np.zeros(0, str), np.zeros(0, int))
+        return OutOfFold(*empty, [], np.zeros(0, object), np.zeros(0, int))
+    arrays = (np.concatenate(a) for a in (ys, ss, gs, rows))
+    return OutOfFold(*arrays, used, np.concatenate(splits_of), np.concatenate(fold_of))
 
 
 def leave_family_out_report(oof: OutOfFold) -> dict:
@@ -270,6 +278,21 @@ def _at_threshold(report: dict, oof: OutOfFold, threshold: float) -> dict:
         "generated_accuracy_at_stored": generated,
         "balanced_accuracy_at_stored": (real + generated) / 2,
     }
+
+
+def out_of_fold_csv(scored: list[tuple[str, OutOfFold]], paths: Sequence[Path | str]) -> str:
+    """Out-of-fold scores as CSV: protocol, fold (index of the held-out families), the real source the scoring
+    fit left out ("-": none), path, label, group (family or real source) and the probability; (fold, held_source,
+    path) names one test image of a protocol."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["protocol", "fold", "held_source", "path", "label", "group", "score"])
+    for protocol, oof in scored:
+        for row, label, group, source, fold, score in zip(
+            oof.rows, oof.labels, oof.groups, oof.held_source, oof.fold, oof.scores
+        ):
+            writer.writerow([protocol, int(fold), source, str(paths[row]), int(label), group, f"{score:.6f}"])
+    return buffer.getvalue()
 
 
 @dataclass
@@ -378,6 +401,8 @@ def fit_probe(
             hold_out_sources=p.hold_out_sources,
         )
         report = leave_family_out_report(oof)
+        kept = [q for q, good in zip(paths, ok) if good]
+        scored = [("families_and_sources" if p.hold_out_sources else "families", oof)]
         if report:
             report["never_held_out"] = sorted(set(families[labels == 1]) - {f for fold in oof.folds for f in fold})
             report["hold_out_sources"] = p.hold_out_sources
@@ -386,11 +411,14 @@ def fit_probe(
                     detect_x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed
                 )
                 families_only = leave_family_out_report(plain)
+                scored.append(("families", plain))
                 report["families_only_pooled_auc"] = families_only.get("pooled_auc")
                 if families_only:  # the issue's protocol: held-out photos of every (seen) source, at our threshold
                     report["families_only"] = _at_threshold(families_only, plain, report["threshold"])
         else:
             say("no threshold calibration: it needs data.validation > 0 and families of LEAVE_OUT_FOLDS")
+        if report:  # per image, for paired comparisons of recipes on the same held-out images
+            atomic_write_text(out_dir / "leave_family_out_scores.csv", out_of_fold_csv(scored, kept))
     train = ~held
     mean, scale, coef, bias = fit_linear(
         x[train], labels[train], weights[train], p.c, p.subsample, config.run.seed, columns
