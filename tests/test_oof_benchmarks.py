@@ -1,5 +1,5 @@
-"""benchmarks/threshold_rules.py on made-up out-of-fold scores: each rule's threshold, its out-of-fold and nested
-accuracies."""
+"""The benchmarks that read a probe fit's out-of-fold scores, on made-up scores: threshold_rules.py (each rule's
+threshold, out-of-fold and nested accuracies) and paired_recipes.py (two recipes on the images both scored)."""
 
 import csv
 import json
@@ -12,7 +12,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _fit_folder(path: Path, seed: int) -> Path:
+def _fit_folder(path: Path, seed: int, gap: float = 0.4, extra_source: bool = False) -> Path:
     """A fit folder whose scores put photos around 0.3 and generated images around 0.7, fold 2's lower."""
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True)
@@ -22,8 +22,10 @@ def _fit_folder(path: Path, seed: int) -> Path:
         for fold in range(3):
             for i in range(40):
                 writer.writerow(["families_and_sources", fold, "a", f"r{i}", 0, "a", rng.normal(0.3, 0.1)])
-                score = rng.normal(0.55 if fold == 2 else 0.7, 0.1)
+                score = rng.normal(0.3 + (gap - 0.15 if fold == 2 else gap), 0.1)
                 writer.writerow(["families_and_sources", fold, "a", f"g{fold}_{i}", 1, f"f{fold}", score])
+                if extra_source:  # a second real source held out, which the other recipe does not have
+                    writer.writerow(["families_and_sources", fold, "b", f"b{i}", 0, "b", rng.normal(0.9, 0.1)])
     return path
 
 
@@ -50,3 +52,16 @@ def test_rules_report_thresholds_and_nested_accuracy(tmp_path):
     # the best balanced accuracy on all folds is an upper bound of the nested one
     best, nested = (np.mean([b for *_, b in report["max_balanced"][k]]) for k in ("oof", "nested"))
     assert best >= nested
+
+
+def test_paired_recipes_compare_the_images_both_scored(tmp_path):
+    base = _fit_folder(tmp_path / "base", 0, gap=0.2)
+    other = _fit_folder(tmp_path / "other", 1, gap=0.4, extra_source=True)
+    script = str(ROOT / "benchmarks" / "paired_recipes.py")
+    result = subprocess.run(
+        [sys.executable, script, "--base", str(base), "--other", str(other)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "on 240 shared test images (120 only in the other, 0 only in the base)" in result.stdout
+    difference = float(result.stdout.split("in the base): ")[1].split()[0])
+    assert difference > 0.05  # the wider gap ranks better; the extra source's photos (scored 0.9) are left out
