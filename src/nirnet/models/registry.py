@@ -260,7 +260,7 @@ def nirnet_probe() -> FrozenProbeConfig:
     FrozenProbe,
     pretrained=Pretrained(
         "nirnet_stack",
-        sha256="4daa07c9d8e7a80116ca1a947c8c15ad7662ba705bfffa4463196064c842b574",
+        sha256="3d7af9a8a48a34941cb85e53ff659b9bf2199b2457bbe11a311d4f653ef2a524",
     ),
 )
 def nirnet_stack() -> FrozenProbeConfig:
@@ -269,8 +269,8 @@ def nirnet_stack() -> FrozenProbeConfig:
     (configs/nirnet_stack.yaml). The real/generated logit reads the content and member features (texture statistics
     encode the real source and lowered it with real sources held out); the family head reads all three. Its
     threshold comes from folds that hold out generator families and real photo sources (docs/RESULTS.md sections
-    17-18; its real photos include portraits and close-ups since section 18). Reads every image upscaled 1.5x, as
-    the default does. Needs `pip install nirnet[lite]`."""
+    17-19; its real photos include KPhotoAlbum's demo portraits, section 19). Reads every image upscaled 1.5x, as the
+    default does. Needs `pip install nirnet[lite]`."""
     return FrozenProbeConfig(name="nirnet_stack", member="nirnet_tiny_texture_dn").replace(input_scale=1.5)
 
 
