@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import json
 import time
@@ -147,14 +148,28 @@ def save_tables(out: Path, stem: str, text: str, results: dict) -> None:
     (out / f"{stem}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
 
 
+@functools.lru_cache(maxsize=8)
+def data_fingerprint(data: str) -> str:
+    """SHA-256 of a benchmark folder's contents: every file's relative path and bytes, in sorted order (bench-dev,
+    79 MB, in under a second), so cached scores follow the images, not the folder's name or a fresh copy's mtimes."""
+    root = Path(data)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def _cache_file(cache: str | None, folder: str | None, data: str) -> Path | None:
-    """Where a model folder's scores are cached: keyed by its weights, its config and the benchmark."""
+    """Where a model folder's scores are cached: keyed by its weights, its config and the benchmark's contents
+    (``data`` is the benchmark folder, optionally followed by ``@variant`` for another way of scoring it)."""
     if cache is None or folder is None:
         return None
     digest = hashlib.sha256()
     for name in ("model.safetensors", "config.json"):
         digest.update((Path(folder) / name).read_bytes())
-    digest.update(str(Path(data).resolve()).encode())
+    base, at, variant = data.partition("@")
+    digest.update(f"{data_fingerprint(base)}{at}{variant}".encode())
     return Path(cache) / f"{digest.hexdigest()[:24]}-scores.json"
 
 
