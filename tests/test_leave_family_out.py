@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from PIL import Image
 
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GENERATORS = ["sd15", "anime", "flux", "mindalle", "gigagan"]  # one family of each fold
 
 
+@pytest.mark.slow  # ~80 s on 2 cores (six tiny trainings); the probe fit's own folds are tested in test_probe.py
 def test_leave_family_out_runs_every_fold(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
