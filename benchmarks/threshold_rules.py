@@ -6,6 +6,7 @@ Each ``--fit`` is a run folder of ``nirnet train`` on a ``frozen_probe`` recipe 
 ``leave_family_out_scores.csv``: the out-of-fold scores of held-out families against held-out photos). Rules:
 
 * ``max_balanced``: the threshold of the best balanced accuracy on all out-of-fold scores (what the fit stores);
+* ``max_balanced_bagged``: the median of that threshold over bootstrap resamples of the scores;
 * ``equal_error``: where held-out photos and held-out generated images are misclassified at the same rate;
 * ``real_<p>``: the score below which a share ``p`` of the held-out photos falls (a false-positive budget).
 
@@ -39,9 +40,22 @@ def equal_error_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(candidates[int(np.argmin(np.abs(false_pos - false_neg)))])
 
 
+def bagged_balanced_threshold(labels: np.ndarray, scores: np.ndarray, rounds: int = 200, seed: int = 0) -> float:
+    """The median, over bootstrap resamples of the images (classes separately), of the best-balanced threshold: the
+    maximum of a flat curve moves with the draw, the median of where it lands moves less."""
+    rng = np.random.default_rng(seed)
+    real, generated = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    found = []
+    for _ in range(rounds):
+        rows = np.r_[rng.choice(real, real.size), rng.choice(generated, generated.size)]
+        found.append(best_balanced_threshold(labels[rows], scores[rows])[0])
+    return float(np.median(found))
+
+
 def rules(real_quantiles: list[float]) -> dict:
     out = {
         "max_balanced": lambda y, s: best_balanced_threshold(y, s)[0],
+        "max_balanced_bagged": bagged_balanced_threshold,
         "equal_error": equal_error_threshold,
     }
     for q in real_quantiles:

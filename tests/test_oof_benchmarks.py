@@ -40,7 +40,7 @@ def test_rules_report_thresholds_and_nested_accuracy(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| equal_error |" in result.stdout and "| real_0.9 |" in result.stdout
     report = json.loads((out / "threshold_rules.json").read_text())["rules"]
-    assert set(report) == {"max_balanced", "equal_error", "real_0.9"}
+    assert set(report) == {"max_balanced", "max_balanced_bagged", "equal_error", "real_0.9"}
     for row in report.values():
         assert len(row["threshold"]) == 2 and len(row["nested"]) == 2
         for real, generated, balanced in row["oof"] + row["nested"]:
