@@ -12,19 +12,19 @@ difference is what the extra data does to the same images, not a change of test 
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 
+from nirnet.engine.probe_fit import read_out_of_fold_csv
 from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference
 
 
 def read_scores(fit: Path, protocol: str) -> dict[tuple[str, str, str], tuple[int, float]]:
-    with open(fit / "leave_family_out_scores.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["protocol"] == protocol]
-    if not rows:
-        raise SystemExit(f"error: {fit} has no out-of-fold scores of protocol {protocol!r}")
+    try:
+        rows = read_out_of_fold_csv(fit / "leave_family_out_scores.csv", protocol)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     return {(r["fold"], r["held_source"], r["path"]): (int(r["label"]), float(r["score"])) for r in rows}
 
 

@@ -19,15 +19,16 @@ held-out fold's families and that fold's photos, so the rule is judged on famili
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from nirnet.engine.probe_fit import best_balanced_threshold
+from nirnet.decision import DecisionRule
+from nirnet.engine.probe_fit import best_balanced_threshold, read_out_of_fold_csv
 from nirnet.eval.protocol import PROTOCOLS
+from nirnet.eval.stats import class_accuracies
 from unseen_generators import model_scores, read_manifest
 
 
@@ -64,17 +65,15 @@ def rules(real_quantiles: list[float]) -> dict:
 
 
 def accuracies(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float, float]:
-    """(real accuracy, generated accuracy, balanced accuracy) of ``score >= threshold`` is generated."""
-    real = float(np.mean(scores[labels == 0] < threshold))
-    generated = float(np.mean(scores[labels == 1] >= threshold))
-    return real, generated, (real + generated) / 2
+    """(real, generated, balanced) accuracy of the project's decision rule at ``threshold``."""
+    return class_accuracies(labels, DecisionRule(threshold).flags(scores))
 
 
 def read_scores(fit: Path, protocol: str) -> dict[str, np.ndarray]:
-    with open(fit / "leave_family_out_scores.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["protocol"] == protocol]
-    if not rows:
-        raise SystemExit(f"error: {fit} has no out-of-fold scores of protocol {protocol!r}")
+    try:
+        rows = read_out_of_fold_csv(fit / "leave_family_out_scores.csv", protocol)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     return {
         "fold": np.array([int(r["fold"]) for r in rows]),
         "label": np.array([int(r["label"]) for r in rows]),
@@ -85,14 +84,10 @@ def read_scores(fit: Path, protocol: str) -> dict[str, np.ndarray]:
 def nested(oof: dict[str, np.ndarray], rule) -> tuple[float, float, float]:
     """Accuracies when each fold's threshold comes from the other folds' scores."""
     y, s, f = oof["label"], oof["score"], oof["fold"]
-    hits_real, hits_gen = [], []
+    flags = np.zeros(len(s), dtype=bool)
     for fold in np.unique(f):
-        threshold = rule(y[f != fold], s[f != fold])
-        test = f == fold
-        hits_real.append(s[test & (y == 0)] < threshold)
-        hits_gen.append(s[test & (y == 1)] >= threshold)
-    real, generated = float(np.mean(np.concatenate(hits_real))), float(np.mean(np.concatenate(hits_gen)))
-    return real, generated, (real + generated) / 2
+        flags[f == fold] = DecisionRule(rule(y[f != fold], s[f != fold])).flags(s[f == fold])
+    return class_accuracies(y, flags)
 
 
 def main() -> None:

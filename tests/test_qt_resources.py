@@ -52,8 +52,8 @@ RCC = _rcc(
 def test_reads_every_file_plain_and_compressed():
     files = read_qt_resources(RCC)
     assert files == {"top.txt": b"top", "gcompris/README": NOTE, "gcompris/alpaca.webp": PHOTO}
-    assert qt_resource_member(RCC, "/gcompris/alpaca.webp") == PHOTO
-    assert qt_resource_member(RCC, ":/gcompris/README") == NOTE
+    assert qt_resource_member(files, "/gcompris/alpaca.webp") == PHOTO
+    assert qt_resource_member(files, ":/gcompris/README") == NOTE
 
 
 def test_bad_resource_files_are_one_line_errors():
@@ -61,8 +61,10 @@ def test_bad_resource_files_are_one_line_errors():
         read_qt_resources(b"PK\x03\x04 a zip")
     with pytest.raises(QtResourceError, match="truncated"):
         read_qt_resources(RCC[:30])
+    with pytest.raises(QtResourceError, match="corrupt Qt resource tree"):
+        read_qt_resources(_rcc([("", 2, [0])]))  # the root lists itself as its child
     with pytest.raises(QtResourceError, match="no file gcompris/none.webp"):
-        qt_resource_member(RCC, "gcompris/none.webp")
+        qt_resource_member(read_qt_resources(RCC), "gcompris/none.webp")
 
 
 def test_a_row_reads_a_photo_inside_a_packaged_resource_file(tmp_path):

@@ -124,7 +124,8 @@ def build_corpus_command(
     refused = held_out_rows(rows, HoldOut.from_manifests(*(holdout or [])))
     for row, why in refused:
         err.print(f"[yellow]warning:[/yellow] refused {printable(row.describe())}: {why}", highlight=False)
-    rows = [row for row in rows if all(row is not bad for bad, _ in refused)]
+    refused_lines = {row.line for row, _ in refused}
+    rows = [row for row in rows if row.line not in refused_lines]
     blobs = BlobSource(mirror_root, cache_dir=out / ".cache" / "debs")
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("building", total=len(rows))

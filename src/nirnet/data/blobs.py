@@ -25,7 +25,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .qt_resources import QtResourceError, qt_resource_member
+from .qt_resources import QtResourceError, qt_resource_member, read_qt_resources
 
 DEBIAN = "debian:"
 RESOURCE_SEPARATOR = "!/"
@@ -43,15 +43,15 @@ class BlobSource:
         self.mirror_root = Path(mirror_root) if mirror_root else None
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._debs: dict[tuple[str, str], tarfile.TarFile] = {}  # each package's data archive, opened once
-        self._resources: dict[tuple[str, str, str], bytes] = {}  # each Qt resource file, read once
+        self._resources: dict[tuple[str, str, str], dict] = {}  # each Qt resource file, read and parsed once
 
     def get(self, repo: str, commit: str, path: str) -> bytes:
         container, sep, member = path.partition(RESOURCE_SEPARATOR)
         if sep and container.endswith(".rcc"):
             key = (repo, commit, container)
-            if key not in self._resources:
-                self._resources[key] = self.get(repo, commit, container)
             try:
+                if key not in self._resources:
+                    self._resources[key] = read_qt_resources(self.get(repo, commit, container))
                 return qt_resource_member(self._resources[key], member)
             except QtResourceError as exc:
                 raise BlobMissing(f"{container}: {exc}") from None

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .blobs import DEBIAN
 from .corpus import SourceRow
 
 HELD_OUT_REPOS = frozenset(
@@ -50,7 +51,6 @@ HELD_OUT_FAMILIES = (
     "qwen-image",
 )
 _DEBIAN_SOURCE = re.compile(r"^Debian\s+(\S+)\s", re.IGNORECASE)
-_DEBIAN = "debian:"
 
 
 @dataclass
@@ -82,8 +82,8 @@ class HoldOut:
         family = row.generator.strip().lower()
         if row.label == 1 and any(family.startswith(name) for name in HELD_OUT_FAMILIES):
             return f"generator family {row.generator!r} is held out for evaluation"
-        if repo.startswith(_DEBIAN) and repo[len(_DEBIAN) :] in self.packages:
-            return f"Debian package {repo[len(_DEBIAN) :]} is a source of an evaluation set"
+        if repo.startswith(DEBIAN) and repo[len(DEBIAN) :] in self.packages:
+            return f"Debian package {repo[len(DEBIAN) :]} is a source of an evaluation set"
         if row.kind == "file" and row.sha256.lower() in self.sha256:
             return "the file is an image of an evaluation set"
         return None

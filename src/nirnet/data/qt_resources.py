@@ -43,12 +43,12 @@ def read_qt_resources(data: bytes) -> dict[str, bytes | None]:
 
     files: dict[str, bytes | None] = {}
     pending = [(0, "")]  # (node index, its parent's path)
-    seen = 0
+    visited: set[int] = set()
     while pending:
         index, parent = pending.pop()
-        seen += 1
-        if seen > len(data):  # a cycle in a corrupt tree
+        if index in visited:  # a node reached twice: a cycle in a corrupt tree
             raise QtResourceError("corrupt Qt resource tree")
+        visited.add(index)
         base = tree + index * node_size
         name_offset, flags = unpack(">IH", base)
         path = f"{parent}{name_at(name_offset)}" if index else ""
@@ -71,9 +71,9 @@ def read_qt_resources(data: bytes) -> dict[str, bytes | None]:
     return files
 
 
-def qt_resource_member(data: bytes, member: str) -> bytes:
-    """One file of a Qt resource file (``member`` with or without a leading ``/`` or ``:/``)."""
-    files = read_qt_resources(data)
+def qt_resource_member(files: dict[str, bytes | None], member: str) -> bytes:
+    """One file of a Qt resource file read by :func:`read_qt_resources` (``member`` with or without a leading ``/``
+    or ``:/``)."""
     name = member.removeprefix(":").lstrip("/")
     if name not in files:
         raise QtResourceError(f"no file {name} in the Qt resource file")

@@ -34,8 +34,9 @@ from ..data.balance import family_weights, source_of, source_weights
 from ..data.families import LEAVE_OUT_FOLDS, family_of
 from ..data.io import ImageLoadError, load_image
 from ..data.transforms import inference_transform
+from ..decision import DecisionRule
 from ..eval.protocol import PROTOCOLS
-from ..eval.stats import bootstrap_auc
+from ..eval.stats import bootstrap_auc, class_accuracies
 from ..models.probe import FrozenProbe
 from ..models.registry import create_model
 from .config import TrainConfig, dump_config
@@ -184,8 +185,8 @@ class OutOfFold:
     groups: np.ndarray
     rows: np.ndarray
     folds: list[list[str]]
-    held_source: np.ndarray | None = None  # per test row, the real source its fit left out ("-": none)
-    fold: np.ndarray | None = None  # per test row, the index in ``folds`` of the fold that scored it
+    held_source: np.ndarray  # per test row, the real source its fit left out ("-": none)
+    fold: np.ndarray  # per test row, the index in ``folds`` of the fold that scored it
 
 
 def out_of_fold(
@@ -251,6 +252,7 @@ def leave_family_out_report(oof: OutOfFold) -> dict:
     if not oof.folds or not (y == 0).any():
         return {}
     threshold, balanced = best_balanced_threshold(y, s)
+    real, generated, _ = class_accuracies(y, DecisionRule(threshold).flags(s))
     per_family = {f: bootstrap_auc(y[(y == 0) | (g == f)], s[(y == 0) | (g == f)]) for f in sorted(set(g[y == 1]))}
     per_source = {r: bootstrap_auc(y[(y == 1) | (g == r)], s[(y == 1) | (g == r)]) for r in sorted(set(g[y == 0]))}
     return {
@@ -258,8 +260,8 @@ def leave_family_out_report(oof: OutOfFold) -> dict:
         "pooled_auc": bootstrap_auc(y, s),
         "threshold": threshold,
         "balanced_accuracy": balanced,
-        "real_accuracy": float(np.mean(s[y == 0] < threshold)),
-        "generated_accuracy": float(np.mean(s[y == 1] >= threshold)),
+        "real_accuracy": real,
+        "generated_accuracy": generated,
         "per_family_auc": per_family,
         "per_real_source_auc": per_source,
         "n_real": int((y == 0).sum()),
@@ -269,14 +271,13 @@ def leave_family_out_report(oof: OutOfFold) -> dict:
 
 def _at_threshold(report: dict, oof: OutOfFold, threshold: float) -> dict:
     """``report`` with its accuracies read at ``threshold`` (a threshold fitted on other folds) beside its own."""
-    y, s = oof.labels, oof.scores
-    real, generated = float(np.mean(s[y == 0] < threshold)), float(np.mean(s[y == 1] >= threshold))
+    real, generated, balanced = class_accuracies(oof.labels, DecisionRule(threshold).flags(oof.scores))
     return {
         **report,
         "stored_threshold": threshold,
         "real_accuracy_at_stored": real,
         "generated_accuracy_at_stored": generated,
-        "balanced_accuracy_at_stored": (real + generated) / 2,
+        "balanced_accuracy_at_stored": balanced,
     }
 
 
@@ -293,6 +294,15 @@ def out_of_fold_csv(scored: list[tuple[str, OutOfFold]], paths: Sequence[Path | 
         ):
             writer.writerow([protocol, int(fold), source, str(paths[row]), int(label), group, f"{score:.6f}"])
     return buffer.getvalue()
+
+
+def read_out_of_fold_csv(path: str | Path, protocol: str) -> list[dict[str, str]]:
+    """The rows of one protocol of a fit's ``leave_family_out_scores.csv`` (:func:`out_of_fold_csv`)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [row for row in csv.DictReader(fh) if row["protocol"] == protocol]
+    if not rows:
+        raise ValueError(f"{path} has no out-of-fold scores of protocol {protocol!r}")
+    return rows
 
 
 @dataclass

@@ -79,13 +79,19 @@ def bootstrap_mean_auc(
     return point, float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
+def class_accuracies(labels: Sequence[int], flags: Sequence[bool]) -> tuple[float, float, float]:
+    """(real accuracy, generated accuracy, balanced accuracy) of ``flags`` (True: called generated), e.g.
+    ``DecisionRule(threshold).flags(scores)``."""
+    y, pred = np.asarray(labels, dtype=int), np.asarray(flags, dtype=bool)
+    real, generated = float((~pred[y == 0]).mean()), float(pred[y == 1].mean())
+    return real, generated, 0.5 * (real + generated)
+
+
 def balanced_accuracy(labels: Sequence[int], scores: Sequence[float], threshold: float) -> float:
-    y = np.asarray(labels, dtype=int)
-    pred = DecisionRule(threshold).flags(scores)
-    return float(0.5 * ((~pred[y == 0]).mean() + pred[y == 1].mean()))
+    return class_accuracies(labels, DecisionRule(threshold).flags(scores))[2]
 
 
-__all__ = ["balanced_accuracy", "bootstrap_auc", "bootstrap_mean_auc"]
+__all__ = ["balanced_accuracy", "bootstrap_auc", "bootstrap_mean_auc", "class_accuracies"]
 
 
 def bootstrap_auc_difference(
