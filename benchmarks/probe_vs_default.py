@@ -3,7 +3,8 @@
     python benchmarks/probe_vs_default.py [-c configs/nirnet_probe.yaml] [--seeds 0 1 2] [--out docs/results/probe]
 
 The probe's out-of-fold scores come from :func:`nirnet.engine.probe_fit.out_of_fold` (each fold fitted without its
-families; ``--subsample`` of the training rows per seed, 1.0 = the shipped fit for seed 0). The default never
+families; ``--subsample`` of the training rows per seed, 1.0 = the shipped fit for seed 0). "default" here is
+``nirnet_tiny_texture_dn``, the default these comparisons were made against (now nirnet_stack's member): it never
 trained on any corpus family but sd1, so its probability of the same images (aligned protocol, ONNX Runtime,
 cached) is out-of-fold for every family but sd1; numbers are given with and without sd1. "mean" is the ensemble
 of the two probabilities, with its threshold fitted on these out-of-fold scores like the probe's. Differences are
@@ -29,14 +30,22 @@ from nirnet.eval.protocol import PROTOCOLS
 from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference
 from nirnet.models import create_model
 
+#: The fixed model these benchmarks compare against: the default before nirnet_stack, which trained on sd1 alone, so
+#: its score of any other corpus family is out-of-fold.
+FIXED_MODEL = "nirnet_tiny_texture_dn"
 
-def default_scores(paths: list[Path], labels: np.ndarray, protocol: str, cache: Path) -> np.ndarray:
-    """The embedded default's probability of each path through ``protocol`` (NaN where unreadable), cached."""
-    key = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:16]
-    file = cache / f"default-scores-{key}.json"
+
+def default_scores(
+    paths: list[Path], labels: np.ndarray, protocol: str, cache: Path, model: str = FIXED_MODEL
+) -> np.ndarray:
+    """``model``'s probability of each path through ``protocol`` (NaN where unreadable), cached under the model's
+    weights and the paths (the cache of a model that changes is not reused)."""
+    detector = Detector.from_pretrained(model, backend="onnx")
+    weights = detector.provenance()["weights_sha256"] or model
+    key = hashlib.sha256("\n".join([weights, protocol, *map(str, paths)]).encode()).hexdigest()[:16]
+    file = cache / f"model-scores-{key}.json"
     if file.is_file():
         return np.array([np.nan if v is None else v for v in json.loads(file.read_text())])
-    detector = Detector.from_pretrained(None, backend="onnx")
     samples = [Sample(path=p, label=int(y), subset="-") for p, y in zip(paths, labels)]
     scored = score_samples(lambda ims: [p for p, _ in detector.predict_images(ims)], samples, PROTOCOLS[protocol])
     atomic_write_text(file, json.dumps([None if np.isnan(v) else float(v) for v in scored.scores]))

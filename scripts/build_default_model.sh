@@ -6,10 +6,14 @@
 #   3. the autoencoder-twin cache (`imprint reconstruct`, ~20 min) and the previous default, nirnet_tiny
 #      (configs/nirnet_tiny_gen.yaml, 300 steps, ~12 min; still shipped, selectable by name);
 #   4. nirnet_tiny_texture (configs/nirnet_tiny_texture.yaml, 200 steps, ~12 min; the previous default);
-#   5. the default, nirnet_tiny_texture_dn: a denoiser pretrained on real photos (`pretrain-denoiser`, ~10 min),
+#   5. nirnet_tiny_texture_dn: a denoiser pretrained on real photos (`pretrain-denoiser`, ~10 min),
 #      then configs/nirnet_tiny_texture_dn.yaml (200 steps, ~11 min); trained at 1x (data.pairs.input_scale) and
 #      saved with its registry entry's input_scale 1.5 (it reads every image resized by 1.5x; chosen after
-#      training, docs/RESULTS.md section 6f).
+#      training, docs/RESULTS.md section 6f). It is the default's frozen member.
+#   6. the default, nirnet_stack: the pinned multi-family corpus (`data build-corpus`; set MIRROR_ROOT to a folder of
+#      bare snapshots <owner>+<name>/repo on machines without network), 59 licensed Debian photos (apt-get download),
+#      then configs/nirnet_stack.yaml (frozen features + a logistic head, ~14 min from an empty feature cache) and its
+#      family head (`family fit`, ~4 min).
 # Outputs go to runs/ first and are copied into the package only by this script (the CLI never writes there).
 # A rebuilt model.safetensors has a new SHA-256: put it in the model's registry entry (src/nirnet/models/registry.py,
 # checked on load and by tests/test_shipped.py); the script prints them at the end.
@@ -42,4 +46,15 @@ $NIRNET train -c configs/nirnet_tiny_texture_dn.yaml --resume --no-progress
 mkdir -p "$WEIGHTS/nirnet_tiny_texture_dn"
 cp runs/nirnet_tiny_texture_dn/final/model.safetensors runs/nirnet_tiny_texture_dn/final/config.json \
   "$WEIGHTS/nirnet_tiny_texture_dn/"
+BENCH=../shared/data/bench-dev/manifest.csv
+$NIRNET data build-corpus ../shared/data/train-sources.csv --out runs/corpus ${MIRROR_ROOT:+--mirror-root "$MIRROR_ROOT"} \
+  --holdout "$BENCH"
+$NIRNET data build-corpus sources/debian-photos.csv --out runs/photos --holdout "$BENCH"
+$NIRNET data build-corpus sources/debian-portraits.csv --out runs/portraits --holdout "$BENCH"
+[ -f runs/stack/s0/final/model.safetensors ] || $NIRNET train -c configs/nirnet_stack.yaml --no-progress
+[ -f runs/stack_family/family_head.json ] || $NIRNET family fit --model runs/stack/s0/final --corpus runs/corpus \
+  --extra ../shared/data/gen-train --parts head_input --rows images --c 0.1 --out runs/stack_family
+mkdir -p "$WEIGHTS/nirnet_stack"
+cp runs/stack_family/model.safetensors runs/stack_family/config.json runs/stack_family/family_head.json \
+  runs/stack_family/family_head.safetensors "$WEIGHTS/nirnet_stack/"
 sha256sum "$WEIGHTS"/*/model.safetensors

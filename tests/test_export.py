@@ -25,7 +25,7 @@ def test_onnx_runtime_agrees_with_pytorch(tmp_path, name):
         model = create_model(name)
     path = export_onnx(model, tmp_path / "model.onnx")
     check = check_onnx(model, path, batch=3)
-    assert check.max_abs_diff <= 1e-4
+    assert check.within(1e-4), check
     meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["nirnet"])
     assert PreprocessConfig.from_dict(meta["preprocess"]) == model.config.preprocess
     assert meta["name"] == model.config.name
@@ -33,3 +33,11 @@ def test_onnx_runtime_agrees_with_pytorch(tmp_path, name):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()][0] == "crops"
     assert not list(tmp_path.glob("*.tmp"))  # written atomically
+
+
+def test_the_check_judges_the_logit_gap_by_the_logits_size():
+    from nirnet.export import OnnxCheck
+
+    assert OnnxCheck(1.8e-4, 3, max_abs_logit=430.0).within(1e-4)  # float32 rounding at |logit| 430
+    assert not OnnxCheck(1.8e-4, 3, max_abs_logit=0.5).within(1e-4)  # below |logit| 1 the bar is absolute
+    assert not OnnxCheck(0.1, 3, max_abs_logit=430.0).within(1e-4)

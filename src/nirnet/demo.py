@@ -7,8 +7,8 @@ imprint drawn from the shipped imprint bank (fused and extrapolated, as in train
 
 The simulated side is not the output of any real generator: no installable package that we found ships images
 made by a generator with a stated licence, and images from other repositories are never committed here. The
-default model was trained on Stable Diffusion v1.x images and real photos only, never on simulator twins, so the
-demo shows the pipeline end to end, not the model's accuracy on real generators (docs/MODEL_CARD.md has that).
+default model was trained on real photos and the images of 18 real generator families, never on simulator twins, so
+the demo shows the pipeline end to end, not the model's accuracy on real generators (docs/MODEL_CARD.md has that).
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def sample_photos() -> list[SamplePhoto]:
         ),
         SamplePhoto(
             sklearn_images / "flower.jpg",
-            "scikit-learn sample image: photo by vultilion (Flickr), CC BY 2.0",
+            "scikit-learn sample image: photo by vultilion (Flickr), CC BY 2.0; a close-up, a known false positive "
+            "of the default (its real class holds few close-ups; to its content features it looks generated)",
         ),
     ]
     return [p for p in candidates if p.path.is_file()]

