@@ -178,6 +178,14 @@ def test_train_fits_a_probe_with_a_leave_family_out_threshold(tmp_path):
     texture = fitted.feature_groups()["texture"]
     assert (fitted.head.weight[0, texture] == 0).all() and (fitted.head.weight[0, : texture.start] != 0).any()
     assert (fitted.feature_scale[texture] != 1).any()
+    # the saved config says so, and the forward pass skips the group: the same logits without computing it
+    assert fitted.config.logit_without == ("texture",) and "texture" not in fitted.logit_groups()
+    crops, view = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    full = fitted.head(fitted.standardise(fitted.raw_features(crops, view))).squeeze(1)
+    calls = []
+    fitted.texture.register_forward_hook(lambda *_: calls.append(1))
+    torch.testing.assert_close(fitted(crops, view), full)
+    assert not calls
     result = runner.invoke(
         app, ["train", "-c", str(config), "probe.detect_without=[colour]", "--no-progress", "--overwrite"]
     )
@@ -342,3 +350,20 @@ def test_a_stacked_probe_shows_its_members_noise_map(member_folder):
     assert not alone.has_noise_map
     with pytest.raises(ValueError, match="no noise branch"):
         alone.require_noise_map()
+
+
+def test_a_probe_that_skips_a_group_exports_to_onnx(tmp_path):
+    """The forward pass without the zero-weight texture group (as nirnet_stack runs) exports and agrees."""
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    from nirnet.export import check_onnx, export_onnx
+
+    torch.manual_seed(0)
+    probe = create_model("test_probe", logit_without=("texture",)).eval()
+    with torch.no_grad():
+        probe.head.weight.normal_()
+        probe.head.weight[0, probe.feature_groups()["texture"]] = 0
+    crops, view = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(probe(crops, view), probe.head(probe.standardise(probe.raw_features(crops, view)))[:, 0])
+    path = export_onnx(probe, tmp_path / "probe.onnx")
+    assert check_onnx(probe, path).within(1e-4)

@@ -438,6 +438,8 @@ def fit_probe(
         model.feature_scale.copy_(torch.from_numpy(scale).float())
         model.head.weight.copy_(torch.from_numpy(coef).float()[None])
         model.head.bias.fill_(bias)
+    # the forward pass skips the groups fitted with zero weight (the family head still reads them)
+    model.config = model.config.replace(logit_without=tuple(p.detect_without))
     if report:
         model.config = model.config.replace(threshold=report["threshold"])
     final = out_dir / "final"

@@ -47,11 +47,14 @@ class FrozenProbeConfig(DetectorConfig):
     member: str = "none"  # a shipped model name or a model folder whose frozen features join; "none": no member
     member_parts: tuple[str, ...] = ("head_input",)  # the member's embed parts used (its logit is always added)
     member_sha256: str = ""  # of the member's model.safetensors when the probe was saved; checked at load
+    # Feature groups the real/generated logit does not read (fitted with zero weight, ``probe.detect_without``): the
+    # forward pass skips them; embed() (the family head's input) still computes every group.
+    logit_without: tuple[str, ...] = ()
     label_smoothing: float = 0.0  # the probe is fitted by penalised logistic regression, not smoothed targets
 
     @classmethod
     def _upgrade(cls, data: dict) -> dict:
-        for key in ("texture_taps", "member_parts"):
+        for key in ("texture_taps", "member_parts", "logit_without"):
             if isinstance(data.get(key), list):  # JSON has no tuples
                 data[key] = tuple(data[key])
         return data
@@ -138,24 +141,42 @@ class FrozenProbe(DetectorModel):
     ) -> torch.Tensor:
         """Per-crop frozen features ``[content, texture, member]`` before the standardiser; ``view`` holds one
         whole-image view per ``crops_per_view`` crops (required when the model has a content part)."""
+        return torch.cat(self._group_features(tuple(self.feature_groups()), crops, view, crops_per_view), dim=1)
+
+    def _group_features(
+        self, groups: tuple[str, ...], crops: torch.Tensor, view: torch.Tensor | None, crops_per_view: int
+    ) -> list[torch.Tensor]:
+        """The raw features of the named groups, in :meth:`feature_groups` order."""
         parts = []
-        if self.content is not None:
+        if "content" in groups:
             if view is None:
                 raise ValueError(f"{self.config.name} reads a whole-image view beside the crops; none was given")
             parts.append(self.content(view).repeat_interleave(crops_per_view, dim=0))
-        if self.texture is not None:
+        if "texture" in groups:
             parts.append(self.texture(crops))
-        if self.member is not None:
+        if "member" in groups:
             member_parts, logits = self.member.embed(crops)
             parts += [member_parts[p] for p in self.config.member_parts] + [logits[:, None]]
-        return torch.cat(parts, dim=1)
+        return parts
+
+    def logit_groups(self) -> tuple[str, ...]:
+        """The feature groups the real/generated logit reads (all but ``config.logit_without``)."""
+        return tuple(g for g in self.feature_groups() if g not in self.config.logit_without)
 
     def standardise(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.feature_mean) / self.feature_scale
 
     def forward(self, crops: torch.Tensor, view: torch.Tensor | None = None, crops_per_view: int = 1) -> torch.Tensor:
-        """Logits (one per crop)."""
-        return self.head(self.standardise(self.raw_features(crops, view, crops_per_view))).squeeze(1)
+        """Logits (one per crop). Groups in ``config.logit_without`` have zero weight and are not computed: in
+        nirnet_stack those are Lite0 statistics its member computes on the same crops anyway."""
+        groups = self.logit_groups()
+        if len(groups) == len(self.feature_groups()):
+            return self.head(self.standardise(self.raw_features(crops, view, crops_per_view))).squeeze(1)
+        spans = self.feature_groups()
+        cols = torch.cat([torch.arange(spans[g].start, spans[g].stop) for g in groups])
+        raw = torch.cat(self._group_features(groups, crops, view, crops_per_view), dim=1)
+        z = (raw - self.feature_mean[cols]) / self.feature_scale[cols]
+        return z @ self.head.weight[0, cols] + self.head.bias
 
     @torch.no_grad()
     def embed(

@@ -24,7 +24,5 @@ class ServeConfig:
     body_timeout_s: float = 120.0  # the whole body must arrive within this
     min_body_rate: float = 8192.0  # bytes/s on average since the request began, checked after body_grace_s
     body_grace_s: float = 5.0
-    # The process's target; decoding gets what the model leaves (the default model measures ~1.85 GiB, leaving
-    # ~790 MiB to decode).
-    max_memory_bytes: int = 2900 * 2**20
+    max_memory_bytes: int = 2300 * 2**20  # the process's target; decoding gets what the model leaves
     decoding_bytes: int | None = None  # the decoding budget itself, instead of measuring the model (tests)
