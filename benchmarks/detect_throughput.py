@@ -35,30 +35,43 @@ from nirnet.testing import synthetic_photo
 TOLERANCE = 1e-4  # largest accepted probability difference between backends
 
 
-def model_inputs(detector: Detector, paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The crops of ``paths`` and, for models that read the whole image too, one view per crop (as `detect` feeds
-    the forward pass)."""
+def model_inputs(
+    detector: Detector, paths: list[Path]
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The crops of ``paths`` and, for models that read the whole image too, its views as `detect` feeds them: one
+    per image with each crop's row (``view_index``) for models that take it, else one per crop."""
     transform = inference_transform(detector.model.config)
     inputs = [transform(Image.open(p).convert("RGB")) for p in paths]
     crops = torch.cat([i.crops for i in inputs])
     if inputs[0].view is None:
-        return crops, None
-    return crops, torch.cat([i.view.expand(len(i.crops), -1, -1, -1) for i in inputs])
+        return crops, None, None
+    if getattr(detector.model, "reads_view_index", False):
+        index = torch.cat([torch.full((len(i.crops),), n) for n, i in enumerate(inputs)])
+        return crops, torch.cat([i.view for i in inputs]), index
+    return crops, torch.cat([i.view.expand(len(i.crops), -1, -1, -1) for i in inputs]), None
 
 
-def raw_throughput(detector: Detector, crops: torch.Tensor, views: torch.Tensor | None, images: int) -> float:
+def raw_throughput(
+    detector: Detector, crops: torch.Tensor, views: torch.Tensor | None, index: torch.Tensor | None, images: int
+) -> float:
     """Images/s of the forward pass alone on ``crops`` (the crops of ``images`` images, with their views when the
     model reads them), after one warm-up batch."""
     size = detector.batch_size
 
-    def batch(i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return crops[i : i + size], None if views is None else views[i : i + size]
+    def run(i: int) -> None:
+        if views is None:
+            detector.forward(crops[i : i + size], None)
+        elif index is None:
+            detector.forward(crops[i : i + size], views[i : i + size])
+        else:  # the views of this batch's images, and each crop's row of them
+            rows, local = torch.unique_consecutive(index[i : i + size], return_inverse=True)
+            detector.forward(crops[i : i + size], views[rows], view_index=local)
 
     with torch.inference_mode():
-        detector.forward(*batch(0))
+        run(0)
         start = time.perf_counter()
         for i in range(0, len(crops), size):
-            detector.forward(*batch(i))
+            run(i)
         return images / (time.perf_counter() - start)
 
 
@@ -68,8 +81,8 @@ def measure(model: str | None, backends: list[str], paths: list[Path], workers: 
     rows = []
     for backend in backends:
         detector = Detector.from_pretrained(model, backend=backend)
-        crops, views = model_inputs(detector, paths[:32])
-        raw = raw_throughput(detector, crops, views, 32)
+        crops, views, index = model_inputs(detector, paths[:32])
+        raw = raw_throughput(detector, crops, views, index, 32)
         start = time.perf_counter()
         results = list(detector.predict_paths(paths, workers=workers))
         pipeline = len(results) / (time.perf_counter() - start)

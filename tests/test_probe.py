@@ -61,6 +61,31 @@ def test_saved_probe_holds_only_the_fitted_part_and_reloads(probe, tmp_path):
     assert torch.allclose(again(crops, view, 2), probe(crops, view, 2), atol=1e-6)
 
 
+def test_each_view_is_read_once_and_shared_by_its_crops(probe, tmp_path, monkeypatch):
+    """view_index names each crop's row of one view per image: the same logits as one view per crop, in PyTorch, in
+    ONNX Runtime and through the detector when a batch cuts an image's crops apart."""
+    from nirnet.detect import Detector
+
+    crops, views = torch.rand(5, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    index = torch.tensor([0, 0, 0, 1, 1])
+    calls = []
+    hook = probe.content.register_forward_hook(lambda _m, args, _o: calls.append(len(args[0])))
+    shared = probe(crops, views, view_index=index)
+    hook.remove()
+    assert calls == [2]  # two views through the content backbone, not five
+    torch.testing.assert_close(shared, probe(crops, views.index_select(0, index)))
+    monkeypatch.setenv("NIRNET_CACHE", str(tmp_path / "cache"))
+    images = [Image.fromarray(synthetic_photo(90 + 20 * i, 120, seed=i)) for i in range(3)]
+    scores = {}
+    for backend in ("torch", "onnx"):
+        detector = Detector(probe, backend=backend, batch_size=3)  # 3 crops per batch: images are cut apart
+        scores[backend] = [p for p, _ in detector.predict_images(images)]
+    monkeypatch.setattr(FrozenProbe, "reads_view_index", False)  # the one-view-per-crop path
+    scores["per crop"] = [p for p, _ in Detector(probe, backend="torch", batch_size=3).predict_images(images)]
+    np.testing.assert_allclose(scores["onnx"], scores["torch"], atol=1e-5)
+    np.testing.assert_allclose(scores["per crop"], scores["torch"], atol=1e-6)
+
+
 def test_probe_refuses_crops_without_the_view(probe):
     with pytest.raises(ValueError, match="whole-image view"):
         probe(torch.rand(2, 3, 64, 64))

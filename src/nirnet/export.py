@@ -28,13 +28,18 @@ from .models.base import DetectorModel
 
 
 class _Exportable(nn.Module):
-    """``forward(crops[, view]) -> logits`` with one view per crop (the layout ONNX needs: plain tensors)."""
+    """``forward(crops[, view[, view_index]]) -> logits`` (the layout ONNX needs: plain tensors): one view per crop,
+    or, for models that read ``view_index``, one view per image and each crop's row of it."""
 
     def __init__(self, model: DetectorModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, crops: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, crops: torch.Tensor, view: torch.Tensor | None = None, view_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if view_index is not None:
+            return self.model(crops, view, view_index=view_index)
         return self.model(crops, view)
 
 
@@ -45,7 +50,13 @@ def example_inputs(model: DetectorModel, batch: int = 2, seed: int = 0) -> tuple
     crops = torch.rand(batch, 3, size, size, generator=generator)
     if not c.view_size:
         return (crops,)
-    return crops, torch.rand(batch, 3, c.view_size, c.view_size, generator=generator)
+    if not model.reads_view_index:
+        return crops, torch.rand(batch, 3, c.view_size, c.view_size, generator=generator)
+    # fewer views than crops from 3 crops on (an image's crops share its view); at least 2, since the exporter
+    # fixes a dimension whose example size is 1
+    views = batch - 1 if batch >= 3 else batch
+    index = torch.arange(batch) % views
+    return crops, torch.rand(views, 3, c.view_size, c.view_size, generator=generator), index
 
 
 def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = ONNX_OPSET, verbose: bool = False) -> Path:
@@ -54,9 +65,11 @@ def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = ONNX
     path = Path(path)
     wrapper = _Exportable(model).eval()
     inputs = example_inputs(model)
-    names = ["crops", "view"][: len(inputs)]
+    names = ["crops", "view", "view_index"][: len(inputs)]
     batch = torch.export.Dim("batch", min=1)
     dynamic_shapes = {name: {0: batch} for name in names}
+    if "view_index" in names:  # one view per image: its own batch size
+        dynamic_shapes["view"] = {0: torch.export.Dim("views", min=1)}
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     try:
         with quiet, warnings.catch_warnings():
@@ -116,5 +129,5 @@ def check_onnx(model: DetectorModel, path: str | os.PathLike, batch: int = 3, se
     feeds = {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)}
     (onnx_logits,) = session.run(["logits"], feeds)
     with torch.inference_mode():
-        torch_logits = model.eval()(*inputs).float().numpy()
+        torch_logits = _Exportable(model).eval()(*inputs).float().numpy()
     return OnnxCheck(float(np.abs(onnx_logits - torch_logits).max()), batch, float(np.abs(torch_logits).max()))

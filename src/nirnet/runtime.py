@@ -26,6 +26,8 @@ from .models.base import DetectorModel
 
 BACKENDS = ("auto", "torch", "onnx")
 AUTO_ENV = "NIRNET_AUTO_BACKEND"
+#: The graph's inputs, part of the cache fingerprint: graphs exported before ``view_index`` are not reused.
+EXPORT_INPUTS = "crops,view,view_index"
 
 Forward = Callable[..., torch.Tensor]
 
@@ -43,7 +45,7 @@ def model_fingerprint(model: DetectorModel) -> str:
     too, since it is in the graph), the opset and the torch version that writes the graph."""
     digest = hashlib.sha256()
     digest.update(model.config.to_json().encode())
-    digest.update(f"opset={ONNX_OPSET};torch={torch.__version__}".encode())
+    digest.update(f"opset={ONNX_OPSET};torch={torch.__version__};inputs={EXPORT_INPUTS}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -51,8 +53,8 @@ def model_fingerprint(model: DetectorModel) -> str:
 
 
 class OnnxForward:
-    """``forward(crops, view=None) -> logits`` through ONNX Runtime on the CPU, for an exported copy of ``model``
-    kept in ``cache`` (default :func:`cache_dir`). ``threads``: intra-op threads (default: torch's)."""
+    """``forward(crops, view=None, view_index=None) -> logits`` through ONNX Runtime on the CPU, for an exported copy
+    of ``model`` kept in ``cache`` (default :func:`cache_dir`). ``threads``: intra-op threads (default: torch's)."""
 
     def __init__(self, model: DetectorModel, threads: int | None = None, cache: Path | None = None) -> None:
         check_backend("onnx")
@@ -90,11 +92,18 @@ class OnnxForward:
                 ) from exc
         return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, crops: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self, crops: torch.Tensor, view: torch.Tensor | None = None, view_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         feeds = {"crops": crops.detach().cpu().float().numpy()}
         if "view" in self.input_names:
             if view is None:
                 raise ValueError("this model reads a semantic view of the whole image; none was given")
+            if "view_index" in self.input_names:  # one view per image, each crop's row of it
+                index = torch.arange(len(crops)) if view_index is None else view_index
+                feeds["view_index"] = index.detach().cpu().long().numpy()
+            elif view_index is not None:  # a graph that takes one view per crop
+                view = view.index_select(0, view_index)
             feeds["view"] = view.detach().cpu().float().numpy()
         (logits,) = self.session.run(["logits"], feeds)
         return torch.from_numpy(logits)

@@ -45,6 +45,9 @@ class DetectorModel(nn.Module):
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
     # State-dict prefixes of frozen third-party backbones: rebuilt from their own weights, never saved.
     frozen_prefixes: ClassVar[tuple[str, ...]] = (FROZEN_PREFIX,)
+    # Whether forward takes ``view_index`` (each crop's row of ``view``), so an image's whole-image view is read
+    # once however many crops it has; models without it get one view per crop.
+    reads_view_index: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()

@@ -76,6 +76,7 @@ class FrozenProbe(DetectorModel):
     arch = "frozen_probe"
     config_class = FrozenProbeConfig
     frozen_prefixes: ClassVar[tuple[str, ...]] = ("content.", "texture.", "member.")
+    reads_view_index: ClassVar[bool] = True
 
     def __init__(self, config: FrozenProbeConfig, semantic_pretrained: bool = True) -> None:
         super().__init__()
@@ -144,14 +145,24 @@ class FrozenProbe(DetectorModel):
         return torch.cat(self._group_features(tuple(self.feature_groups()), crops, view, crops_per_view), dim=1)
 
     def _group_features(
-        self, groups: tuple[str, ...], crops: torch.Tensor, view: torch.Tensor | None, crops_per_view: int
+        self,
+        groups: tuple[str, ...],
+        crops: torch.Tensor,
+        view: torch.Tensor | None,
+        crops_per_view: int,
+        view_index: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
-        """The raw features of the named groups, in :meth:`feature_groups` order."""
+        """The raw features of the named groups, in :meth:`feature_groups` order. Each crop's view is the next
+        one every ``crops_per_view`` crops, or row ``view_index[i]`` of ``view`` when given."""
         parts = []
         if "content" in groups:
             if view is None:
                 raise ValueError(f"{self.config.name} reads a whole-image view beside the crops; none was given")
-            parts.append(self.content(view).repeat_interleave(crops_per_view, dim=0))
+            content = self.content(view)
+            if view_index is not None:
+                parts.append(content.index_select(0, view_index))
+            else:
+                parts.append(content.repeat_interleave(crops_per_view, dim=0))
         if "texture" in groups:
             parts.append(self.texture(crops))
         if "member" in groups:
@@ -166,15 +177,23 @@ class FrozenProbe(DetectorModel):
     def standardise(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.feature_mean) / self.feature_scale
 
-    def forward(self, crops: torch.Tensor, view: torch.Tensor | None = None, crops_per_view: int = 1) -> torch.Tensor:
-        """Logits (one per crop). Groups in ``config.logit_without`` have zero weight and are not computed: in
-        nirnet_stack those are Lite0 statistics its member computes on the same crops anyway."""
+    def forward(
+        self,
+        crops: torch.Tensor,
+        view: torch.Tensor | None = None,
+        crops_per_view: int = 1,
+        view_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits (one per crop). ``view_index`` (int64, one per crop) names each crop's row of ``view``, so an
+        image's view goes through the content backbone once. Groups in ``config.logit_without`` have zero weight
+        and are not computed: in nirnet_stack those are Lite0 statistics its member computes on the same crops."""
         groups = self.logit_groups()
-        if len(groups) == len(self.feature_groups()):
-            return self.head(self.standardise(self.raw_features(crops, view, crops_per_view))).squeeze(1)
         spans = self.feature_groups()
+        if len(groups) == len(spans):
+            raw = torch.cat(self._group_features(groups, crops, view, crops_per_view, view_index), dim=1)
+            return self.head(self.standardise(raw)).squeeze(1)
         cols = torch.cat([torch.arange(spans[g].start, spans[g].stop) for g in groups])
-        raw = torch.cat(self._group_features(groups, crops, view, crops_per_view), dim=1)
+        raw = torch.cat(self._group_features(groups, crops, view, crops_per_view, view_index), dim=1)
         z = (raw - self.feature_mean[cols]) / self.feature_scale[cols]
         return z @ self.head.weight[0, cols] + self.head.bias
 
