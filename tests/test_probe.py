@@ -261,6 +261,9 @@ def test_shipped_probe_loads_with_its_family_head(name, tmp_path):
     detector = Detector.from_pretrained(name, backend="torch")
     assert detector.family_head is not None and "sd1" in detector.family_head.families
     assert detector.threshold != 0.5  # fitted on held-out folds, not the untouched default
+    model = detector.model  # the groups its forward pass skips were fitted with zero weight: skipping changes nothing
+    for group in model.config.logit_without:
+        assert (model.head.weight[0, model.feature_groups()[group]] == 0).all(), group
     path = tmp_path / "photo.png"
     Image.fromarray(synthetic_photo(300, 260, seed=5)).save(path)
     (row,) = detector.predict([path], attribute=True)
