@@ -5,13 +5,13 @@
 
 Writes ``--images`` synthetic 512x384 JPEGs to a temporary folder, then measures for each backend (``torch``: eager
 PyTorch; ``auto``: what `nirnet detect` uses by default, ONNX Runtime on the CPU with the model exported once to the
-user cache, see ``nirnet.runtime``; ``onnx``: ONNX Runtime explicitly) (a) the raw forward pass on pre-made crops
-(images/s) and (b) the full pipeline as `nirnet detect` runs it: decode + crop in DataLoader workers overlapped
-with the model. Prints both, each backend's pipeline speed against the first one's, and the largest probability
-difference from the first backend over all images. Several ``--model`` are measured one after the other in the same
-run, each pipeline also against the first model's (a baseline in the same run). Exit status 1 when a backend
-differs by more than 1e-4 or when ``--target`` is given and a model's last backend is slower than ``target`` x its
-first.
+user cache, see ``nirnet.runtime``; ``onnx``: ONNX Runtime explicitly) (a) the scoring core alone on images decoded
+and cropped beforehand (``Detector.score_prepared``, images/s; "raw") and (b) the full pipeline as `nirnet detect`
+runs it: decode + crop in DataLoader workers overlapped with the model. Prints both, each backend's pipeline speed
+against the first one's, and the largest probability difference from the first backend over all images. Several
+``--model`` are measured one after the other in the same run, each pipeline also against the first model's (a
+baseline in the same run). Exit status 1 when a backend differs by more than 1e-4 or when ``--target`` is given
+and a model's last backend is slower than ``target`` x its first.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import Any
 import torch
 from PIL import Image
 
-from nirnet.data.transforms import inference_transform
 from nirnet.detect import Detector
 from nirnet.runtime import AUTO_ENV
 from nirnet.testing import synthetic_photo
@@ -35,44 +34,15 @@ from nirnet.testing import synthetic_photo
 TOLERANCE = 1e-4  # largest accepted probability difference between backends
 
 
-def model_inputs(
-    detector: Detector, paths: list[Path]
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """The crops of ``paths`` and, for models that read the whole image too, its views as `detect` feeds them: one
-    per image with each crop's row (``view_index``) for models that take it, else one per crop."""
-    transform = inference_transform(detector.model.config)
-    inputs = [transform(Image.open(p).convert("RGB")) for p in paths]
-    crops = torch.cat([i.crops for i in inputs])
-    if inputs[0].view is None:
-        return crops, None, None
-    if getattr(detector.model, "reads_view_index", False):
-        index = torch.cat([torch.full((len(i.crops),), n) for n, i in enumerate(inputs)])
-        return crops, torch.cat([i.view for i in inputs]), index
-    return crops, torch.cat([i.view.expand(len(i.crops), -1, -1, -1) for i in inputs]), None
-
-
-def raw_throughput(
-    detector: Detector, crops: torch.Tensor, views: torch.Tensor | None, index: torch.Tensor | None, images: int
-) -> float:
-    """Images/s of the forward pass alone on ``crops`` (the crops of ``images`` images, with their views when the
-    model reads them), after one warm-up batch."""
-    size = detector.batch_size
-
-    def run(i: int) -> None:
-        if views is None:
-            detector.forward(crops[i : i + size], None)
-        elif index is None:
-            detector.forward(crops[i : i + size], views[i : i + size])
-        else:  # the views of this batch's images, and each crop's row of them
-            rows, local = torch.unique_consecutive(index[i : i + size], return_inverse=True)
-            detector.forward(crops[i : i + size], views[rows], view_index=local)
-
+def raw_throughput(detector: Detector, paths: list[Path]) -> float:
+    """Images/s of the scoring core alone (:meth:`Detector.score_prepared`: batching and the forward pass, as every
+    front end runs it) on ``paths`` decoded and cropped beforehand, after one warm-up call."""
+    items = [detector.prepare(Image.open(p).convert("RGB")) for p in paths]
     with torch.inference_mode():
-        run(0)
+        detector.score_prepared(items[:1])
         start = time.perf_counter()
-        for i in range(0, len(crops), size):
-            run(i)
-        return images / (time.perf_counter() - start)
+        detector.score_prepared(items)
+        return len(items) / (time.perf_counter() - start)
 
 
 def measure(model: str | None, backends: list[str], paths: list[Path], workers: int) -> tuple[list[tuple], Any]:
@@ -81,8 +51,7 @@ def measure(model: str | None, backends: list[str], paths: list[Path], workers: 
     rows = []
     for backend in backends:
         detector = Detector.from_pretrained(model, backend=backend)
-        crops, views, index = model_inputs(detector, paths[:32])
-        raw = raw_throughput(detector, crops, views, index, 32)
+        raw = raw_throughput(detector, paths[:32])
         start = time.perf_counter()
         results = list(detector.predict_paths(paths, workers=workers))
         pipeline = len(results) / (time.perf_counter() - start)
@@ -127,7 +96,7 @@ def main() -> None:
                 diff = max(abs(a - b) for a, b in zip(probs, base_probs))
                 failed |= diff > TOLERANCE
                 print(
-                    f"  {name:16s} raw forward {raw:6.1f} images/s, predict_paths {pipeline:6.1f} images/s "
+                    f"  {name:16s} raw {raw:6.1f} images/s, predict_paths {pipeline:6.1f} images/s "
                     f"({100 * pipeline / raw:.0f} % of raw; {pipeline / base_pipeline:.2f}x {base_name}'s pipeline; "
                     f"{pipeline / baseline[1]:.2f}x {baseline[0]}'s first; max |probability difference| {diff:.1e})"
                 )

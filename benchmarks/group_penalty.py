@@ -19,13 +19,11 @@ import numpy as np
 from nirnet.engine.config import load_config
 from nirnet.engine.probe_fit import (
     detect_columns,
-    image_features,
     leave_family_out_report,
     out_of_fold,
-    probe_table,
+    recipe_features,
 )
 from nirnet.eval.stats import bootstrap_auc_difference
-from nirnet.models import create_model
 
 
 def main() -> None:
@@ -35,9 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config)
     p = config.probe
-    table = probe_table(config)
-    model = create_model(config.model, **config.model_overrides).eval()
-    x, ok, _ = image_features(model, table.paths, p.protocol, p.feature_cache)
+    model, table, x, ok = recipe_features(config)
     arrays = [a[ok] for a in (table.labels, table.families, table.sources, table.held, table.weights)]
     columns = detect_columns(model, p.detect_without)
     spans = {name: np.arange(span.start, span.stop) for name, span in model.feature_groups().items()}

@@ -25,6 +25,7 @@ from nirnet._atomic import atomic_write_text
 from nirnet.decision import DecisionRule
 from nirnet.engine.probe_fit import read_out_of_fold_csv
 from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference, class_accuracies
+from nirnet.models.registry import config_from_dict, model_folder
 from probe_vs_default import FIXED_MODEL, default_scores
 
 
@@ -34,8 +35,9 @@ def short_name(group: str) -> str:
     return parts[-3] if len(parts) >= 3 and parts[-1] == "real" else parts[-1]
 
 
-def fit_threshold(fit: Path) -> float:
-    return float(json.loads((fit / "final" / "config.json").read_text())["threshold"])
+def stored_threshold(folder: Path) -> float:
+    """A model folder's stored threshold, read from its config without building the model."""
+    return config_from_dict(json.loads((folder / "config.json").read_text())).threshold
 
 
 def compare(rows: list[dict[str, str]], fixed: np.ndarray, fit_threshold: float, fixed_threshold: float) -> dict:
@@ -115,10 +117,8 @@ def main() -> None:
     )
     by_path = dict(zip(paths, scored))
     rows = [r for r in rows if not np.isnan(by_path[r["path"]])]  # unreadable for the fixed model: left out
-    from nirnet.detect import Detector
-
-    fixed_threshold = Detector.from_pretrained(args.model, backend="torch").threshold
-    result = compare(rows, np.array([by_path[r["path"]] for r in rows]), fit_threshold(fit), fixed_threshold)
+    fixed = np.array([by_path[r["path"]] for r in rows])
+    result = compare(rows, fixed, stored_threshold(fit / "final"), stored_threshold(model_folder(args.model)))
     result.update(protocol=args.protocol, without=args.without, fit_run=str(fit), fixed_model=args.model)
     text = render(result, str(fit), args.model)
     print(text)

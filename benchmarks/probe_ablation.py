@@ -48,7 +48,7 @@ from nirnet.data.io import ImageLoadError, load_image
 from nirnet.data.tensors import to_float_tensor, to_image
 from nirnet.data.transforms import inference_transform
 from nirnet.engine.config import load_config
-from nirnet.engine.probe_fit import detect_columns, image_features, out_of_fold, probe_table
+from nirnet.engine.probe_fit import detect_columns, out_of_fold, recipe_features
 from nirnet.eval.protocol import PROTOCOLS
 from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference
 from nirnet.imprint.bank import ImprintBank
@@ -163,9 +163,7 @@ def main() -> None:
     start = time.time()
     config = load_config(args.config)
     p = config.probe
-    table = probe_table(config)
-    model = create_model(config.model, **config.model_overrides).eval()
-    x, ok, _ = image_features(model, table.paths, p.protocol, p.feature_cache)
+    model, table, x, ok = recipe_features(config)
     key = hashlib.sha256("\n".join(map(str, table.paths)).encode()).hexdigest()[:16]
     photos = np.flatnonzero((table.labels == 0) & ~table.held)
     twins, twins_ok = cached(

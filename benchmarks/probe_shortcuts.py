@@ -27,10 +27,10 @@ from nirnet.data.io import ImageLoadError, load_image
 from nirnet.data.tensors import to_image
 from nirnet.data.transforms import inference_transform
 from nirnet.engine.config import load_config
-from nirnet.engine.probe_fit import detect_columns, image_features, out_of_fold, probe_table
+from nirnet.engine.probe_fit import detect_columns, out_of_fold, recipe_features
 from nirnet.eval.protocol import PROTOCOLS
 from nirnet.eval.stats import bootstrap_auc
-from nirnet.models import create_model, get_config
+from nirnet.models import get_config
 
 
 def plain_statistics(paths: list[Path], protocol: str, model: str, cache: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -63,10 +63,8 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config)
     p = config.probe
-    table = probe_table(config)
+    model, table, x, x_ok = recipe_features(config)
     plain, ok = plain_statistics(table.paths, p.protocol, config.model, Path(args.cache))
-    model = create_model(config.model, **config.model_overrides).eval()
-    x, x_ok, _ = image_features(model, table.paths, p.protocol, p.feature_cache)
     keep = ok & x_ok
     rest = [a[keep] for a in (table.labels, table.families, table.sources, table.held, table.weights)]
     labels, families, _, held, _ = rest

@@ -24,11 +24,11 @@ from nirnet._atomic import atomic_write_text
 from nirnet.data.datasets import Sample
 from nirnet.detect import Detector
 from nirnet.engine.config import load_config
-from nirnet.engine.probe_fit import best_balanced_threshold, image_features, out_of_fold, probe_table
+from nirnet.engine.probe_fit import best_balanced_threshold, out_of_fold, recipe_features
 from nirnet.eval.evaluate import score_samples
 from nirnet.eval.protocol import PROTOCOLS
 from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference
-from nirnet.models import create_model
+from nirnet.models.registry import model_folder
 
 #: The fixed model these benchmarks compare against: the default before nirnet_stack, which trained on sd1 alone, so
 #: its score of any other corpus family is out-of-fold.
@@ -40,12 +40,12 @@ def default_scores(
 ) -> np.ndarray:
     """``model``'s probability of each path through ``protocol`` (NaN where unreadable), cached under the model's
     weights and the paths (the cache of a model that changes is not reused)."""
-    detector = Detector.from_pretrained(model, backend="onnx")
-    weights = detector.provenance()["weights_sha256"] or model
+    weights = hashlib.sha256((model_folder(model) / "model.safetensors").read_bytes()).hexdigest()
     key = hashlib.sha256("\n".join([weights, protocol, *map(str, paths)]).encode()).hexdigest()[:16]
     file = cache / f"model-scores-{key}.json"
     if file.is_file():
         return np.array([np.nan if v is None else v for v in json.loads(file.read_text())])
+    detector = Detector.from_pretrained(model, backend="onnx")  # only when the scores are not cached
     samples = [Sample(path=p, label=int(y), subset="-") for p, y in zip(paths, labels)]
     scored = score_samples(lambda ims: [p for p, _ in detector.predict_images(ims)], samples, PROTOCOLS[protocol])
     atomic_write_text(file, json.dumps([None if np.isnan(v) else float(v) for v in scored.scores]))
@@ -67,9 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config)
     p = config.probe
-    table = probe_table(config)
-    model = create_model(config.model, **config.model_overrides).eval()
-    x, ok, _ = image_features(model, table.paths, p.protocol, p.feature_cache)
+    model, table, x, ok = recipe_features(config)
     tested = (table.labels == 1) | table.held  # every row a fold can test
     default = np.full(len(table.paths), np.nan)
     index = np.flatnonzero(tested)

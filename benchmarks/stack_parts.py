@@ -31,9 +31,8 @@ import torch
 
 from nirnet._atomic import atomic_write_text
 from nirnet.engine.config import load_config
-from nirnet.engine.probe_fit import image_features, out_of_fold, probe_table
+from nirnet.engine.probe_fit import out_of_fold, recipe_features
 from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference
-from nirnet.models import create_model
 
 
 def main() -> None:
@@ -50,9 +49,7 @@ def main() -> None:
     start = time.time()
     config = load_config(args.config, args.overrides)
     p = config.probe
-    table = probe_table(config)
-    model = create_model(config.model, **config.model_overrides).eval()
-    x, ok, _ = image_features(model, table.paths, p.protocol, p.feature_cache)
+    model, table, x, ok = recipe_features(config)
     cols = model.feature_groups()
     arrays = [a[ok] for a in (table.labels, table.families, table.sources, table.held, table.weights)]
     x = x[ok]

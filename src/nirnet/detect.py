@@ -331,20 +331,16 @@ class Detector:
         owner = torch.cat([torch.full((len(item.crops),), i) for i, item in enumerate(items)])
         views = torch.cat([item.view for item in items]) if items[0].view is not None else None
         logits = []
-        reads_index = getattr(self.model, "reads_view_index", False)
         for start in range(0, len(flat), self.batch_size):
             crops = flat[start : start + self.batch_size].to(self.device).float().div_(255)
-            if views is None:
-                logits.append(self.forward(crops, None).float().cpu())
-                continue
-            batch_owner = owner[start : start + self.batch_size]
-            if reads_index:  # each image's view once, and each crop's row of it
-                images, index = torch.unique_consecutive(batch_owner, return_inverse=True)
-                view = views[images].to(self.device).float().div_(255)
-                logits.append(self.forward(crops, view, view_index=index.to(self.device)).float().cpu())
-            else:
-                view = views[batch_owner].to(self.device).float().div_(255)
-                logits.append(self.forward(crops, view).float().cpu())
+            view, extra = None, {}
+            if views is not None:
+                rows = owner[start : start + self.batch_size]  # one view per crop, unless the model takes an index
+                if self.model.reads_view_index:  # each image's view once, and each crop's row of it
+                    rows, index = torch.unique_consecutive(rows, return_inverse=True)
+                    extra["view_index"] = index.to(self.device)
+                view = views[rows].to(self.device).float().div_(255)
+            logits.append(self.forward(crops, view, **extra).float().cpu())
         return _per_image(torch.cat(logits), owner, range(len(items)))
 
     def predict_images(self, images: Sequence[Image.Image]) -> list[tuple[float, list[float]]]:

@@ -26,6 +26,9 @@ from ._atomic import atomic_write
 from .defaults import ONNX_OPSET
 from .models.base import DetectorModel
 
+#: The graph's inputs, in order; a model uses the first one, two or three (``view_index``: frozen_probe models).
+INPUT_NAMES = ("crops", "view", "view_index")
+
 
 class _Exportable(nn.Module):
     """``forward(crops[, view[, view_index]]) -> logits`` (the layout ONNX needs: plain tensors): one view per crop,
@@ -65,7 +68,7 @@ def export_onnx(model: DetectorModel, path: str | os.PathLike, opset: int = ONNX
     path = Path(path)
     wrapper = _Exportable(model).eval()
     inputs = example_inputs(model)
-    names = ["crops", "view", "view_index"][: len(inputs)]
+    names = list(INPUT_NAMES[: len(inputs)])
     batch = torch.export.Dim("batch", min=1)
     dynamic_shapes = {name: {0: batch} for name in names}
     if "view_index" in names:  # one view per image: its own batch size

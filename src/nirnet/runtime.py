@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 
 from .defaults import ONNX_OPSET
+from .export import INPUT_NAMES
 from .models.base import DetectorModel
 
 BACKENDS = ("auto", "torch", "onnx")
 AUTO_ENV = "NIRNET_AUTO_BACKEND"
-#: The graph's inputs, part of the cache fingerprint: graphs exported before ``view_index`` are not reused.
-EXPORT_INPUTS = "crops,view,view_index"
 
 Forward = Callable[..., torch.Tensor]
 
@@ -45,7 +44,8 @@ def model_fingerprint(model: DetectorModel) -> str:
     too, since it is in the graph), the opset and the torch version that writes the graph."""
     digest = hashlib.sha256()
     digest.update(model.config.to_json().encode())
-    digest.update(f"opset={ONNX_OPSET};torch={torch.__version__};inputs={EXPORT_INPUTS}".encode())
+    # the input layout too: graphs exported before ``view_index`` existed are not reused
+    digest.update(f"opset={ONNX_OPSET};torch={torch.__version__};inputs={','.join(INPUT_NAMES)}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -76,7 +76,7 @@ class OnnxForward:
 
     def _session(self, ort, options, model: DetectorModel, fresh: bool):
         if fresh:
-            from .export import export_onnx
+            from .export import export_onnx  # looked up at call time (tests replace it)
 
             _note(f"exporting {model.config.name} for ONNX Runtime once (kept in {self.path.parent})")
             # export_onnx is quiet: the exporter's lines would bury that note (and stdout is for results with
@@ -99,11 +99,9 @@ class OnnxForward:
         if "view" in self.input_names:
             if view is None:
                 raise ValueError("this model reads a semantic view of the whole image; none was given")
-            if "view_index" in self.input_names:  # one view per image, each crop's row of it
+            if "view_index" in self.input_names:  # each crop's row of ``view`` (default: one view per crop)
                 index = torch.arange(len(crops)) if view_index is None else view_index
                 feeds["view_index"] = index.detach().cpu().long().numpy()
-            elif view_index is not None:  # a graph that takes one view per crop
-                view = view.index_select(0, view_index)
             feeds["view"] = view.detach().cpu().float().numpy()
         (logits,) = self.session.run(["logits"], feeds)
         return torch.from_numpy(logits)

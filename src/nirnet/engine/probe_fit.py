@@ -342,6 +342,15 @@ def probe_table(config: TrainConfig) -> ProbeTable:
     )
 
 
+def recipe_features(config: TrainConfig) -> tuple[FrozenProbe, ProbeTable, np.ndarray, np.ndarray]:
+    """What a refit of a probe recipe starts from: its (unfitted) model, its :class:`ProbeTable`, every row's frozen
+    features through the recipe's protocol and feature cache, and the mask of the rows that could be read."""
+    table = probe_table(config)
+    model = create_model(config.model, **config.model_overrides).eval()
+    x, ok, _ = image_features(model, table.paths, config.probe.protocol, config.probe.feature_cache)
+    return model, table, x, ok
+
+
 def fit_probe(
     config: TrainConfig,
     resume: bool = False,

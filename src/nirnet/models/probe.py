@@ -142,33 +142,34 @@ class FrozenProbe(DetectorModel):
     ) -> torch.Tensor:
         """Per-crop frozen features ``[content, texture, member]`` before the standardiser; ``view`` holds one
         whole-image view per ``crops_per_view`` crops (required when the model has a content part)."""
-        return torch.cat(self._group_features(tuple(self.feature_groups()), crops, view, crops_per_view), dim=1)
+        return self._features(tuple(self.feature_groups()), crops, view, crops_per_view)
 
-    def _group_features(
+    def _features(
         self,
         groups: tuple[str, ...],
         crops: torch.Tensor,
         view: torch.Tensor | None,
-        crops_per_view: int,
+        crops_per_view: int = 1,
         view_index: torch.Tensor | None = None,
-    ) -> list[torch.Tensor]:
-        """The raw features of the named groups, in :meth:`feature_groups` order. Each crop's view is the next
-        one every ``crops_per_view`` crops, or row ``view_index[i]`` of ``view`` when given."""
+    ) -> torch.Tensor:
+        """The raw features of the named groups, in :meth:`feature_groups` order. Crop ``i`` reads row
+        ``view_index[i]`` of ``view``; without an index, each view serves the next ``crops_per_view`` crops."""
         parts = []
         if "content" in groups:
             if view is None:
                 raise ValueError(f"{self.config.name} reads a whole-image view beside the crops; none was given")
             content = self.content(view)
-            if view_index is not None:
-                parts.append(content.index_select(0, view_index))
+            # (an index built from crops_per_view would fix the exported graph's view count; repeating does not)
+            if view_index is None:
+                parts.append(content.repeat_interleave(crops_per_view, 0))
             else:
-                parts.append(content.repeat_interleave(crops_per_view, dim=0))
+                parts.append(content.index_select(0, view_index))
         if "texture" in groups:
             parts.append(self.texture(crops))
         if "member" in groups:
             member_parts, logits = self.member.embed(crops)
             parts += [member_parts[p] for p in self.config.member_parts] + [logits[:, None]]
-        return parts
+        return torch.cat(parts, dim=1)
 
     def logit_groups(self) -> tuple[str, ...]:
         """The feature groups the real/generated logit reads (all but ``config.logit_without``)."""
@@ -187,13 +188,11 @@ class FrozenProbe(DetectorModel):
         """Logits (one per crop). ``view_index`` (int64, one per crop) names each crop's row of ``view``, so an
         image's view goes through the content backbone once. Groups in ``config.logit_without`` have zero weight
         and are not computed: in nirnet_stack those are Lite0 statistics its member computes on the same crops."""
-        groups = self.logit_groups()
-        spans = self.feature_groups()
+        groups, spans = self.logit_groups(), self.feature_groups()
+        raw = self._features(groups, crops, view, crops_per_view, view_index)
         if len(groups) == len(spans):
-            raw = torch.cat(self._group_features(groups, crops, view, crops_per_view, view_index), dim=1)
             return self.head(self.standardise(raw)).squeeze(1)
         cols = torch.cat([torch.arange(spans[g].start, spans[g].stop) for g in groups])
-        raw = torch.cat(self._group_features(groups, crops, view, crops_per_view, view_index), dim=1)
         z = (raw - self.feature_mean[cols]) / self.feature_scale[cols]
         return z @ self.head.weight[0, cols] + self.head.bias
 

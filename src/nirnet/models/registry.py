@@ -144,9 +144,14 @@ def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, 
     return model_entry(name).architecture.build(get_config(name, **overrides), semantic_pretrained)
 
 
+def model_folder(name_or_path: str | os.PathLike) -> Path:
+    """A model folder as given, or a shipped model's folder (checked against its entry's SHA-256)."""
+    return Path(name_or_path) if Path(name_or_path).is_dir() else pretrained_folder(str(name_or_path))
+
+
 def _load_member(name: str) -> tuple[DetectorModel, Path]:
-    """A frozen probe's member: a model folder, or a shipped model's folder (checked against its entry)."""
-    folder = Path(name) if Path(name).is_dir() else pretrained_folder(name)
+    """A frozen probe's member: a model folder, or a shipped model's folder."""
+    folder = model_folder(name)
     return load_model(folder), folder
 
 
