@@ -15,11 +15,16 @@ FAMILY_OF: dict[str, str] = {
     "sd1": "sd1",
     "sd15": "sd1",
     "perflow_sd15": "sd1",
+    # UniDiffuser (U-ViT) generates in Stable Diffusion's kl-f8 latent space and decodes with its VAE
+    "unidiffuser": "sd1",
     # SDXL and its fine-tunes / distillates (Animagine XL is an SDXL fine-tune; TCD-SDXL a distillate)
     "sdxl": "sdxl",
     "sdxl-turbo": "sdxl",
     "sdxl_distilled": "sdxl",
     "anime": "sdxl",
+    # Playground v2.5 keeps SDXL's architecture and latent space (PrometheusV1 is a fine-tune of it)
+    "playground25": "sdxl",
+    "playground25_prometheus": "sdxl",
     # FLUX lineage (FLUX.1 dev/schnell, FLUX.2); Krea 2 grouped here as a FLUX-derived model (uncertain)
     "flux": "flux",
     "flux1": "flux",
@@ -28,6 +33,24 @@ FAMILY_OF: dict[str, str] = {
     # VQGAN decoder + autoregressive transformer (minDALL-E reuses taming-transformers' VQGAN)
     "mindalle": "vqgan_ar",
     "taming_vqgan": "vqgan_ar",
+    # VQGAN+CLIP optimises taming-transformers' VQGAN latents: the same decoder
+    "vqgan_clip": "vqgan_ar",
+    # 1D tokenizers of one lab: TiTok, and MaskGen on its text-aware successor (TA-TiTok)
+    "titok": "titok",
+    "maskgen": "titok",
+    # RAR: an autoregressive transformer over MaskGIT's VQGAN tokens
+    "rar": "rar",
+    # Image-to-image GANs: CUT and FastCUT reuse CycleGAN's ResNet generator; SPADE grew out of pix2pixHD
+    "cyclegan": "cyclegan",
+    "cut": "cyclegan",
+    "spade": "spade",
+    "pix2pixhd": "spade",
+    "stylegan_xl": "stylegan",
+    "imagen3": "imagen",
+    "imagen4": "imagen",
+    "cogview": "cogview",
+    "tarflow": "tarflow",
+    "edm": "edm",
     # single-name families, spelled out so the table reads as the complete list
     "nanobanana": "gemini",
     "gpt4o": "gpt4o",
@@ -62,6 +85,9 @@ LEAVE_OUT_FOLDS: list[list[str]] = [
     ["flux", "gemini", "stylegan"],
     ["vqgan_ar", "unclip", "sd3", "seedream"],
     ["gigagan", "infinity", "stablecascade"],
+    # sources/more-generators.csv
+    ["titok", "spade", "imagen", "cogview"],
+    ["rar", "cyclegan", "tarflow", "edm"],
 ]
 
 
