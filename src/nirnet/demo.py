@@ -52,8 +52,8 @@ def sample_photos() -> list[SamplePhoto]:
     candidates = [
         SamplePhoto(
             Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
-            "matplotlib sample data: portrait of Grace Hopper, U.S. Navy photo, public domain; a scanned print, a "
-            "known false positive of the default (scans and old portraits are outside its real class)",
+            "matplotlib sample data: portrait of Grace Hopper, U.S. Navy photo, public domain; a scanned print "
+            "(the default called it generated until scans and official portraits joined its real class)",
         ),
         SamplePhoto(
             sklearn_images / "china.jpg",
@@ -62,7 +62,7 @@ def sample_photos() -> list[SamplePhoto]:
         SamplePhoto(
             sklearn_images / "flower.jpg",
             "scikit-learn sample image: photo by vultilion (Flickr), CC BY 2.0; a close-up, a known false positive "
-            "of the default (its real class holds few close-ups; to its content features it looks generated)",
+            "of the default (to its content features a flower close-up still looks generated)",
         ),
     ]
     return [p for p in candidates if p.path.is_file()]

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 TRAINED_ON = (
-    "real photos from six sources and 461 images of 18 generator families, never on simulator twins; see "
+    "real photos from seven sources and 786 images of 26 generator families, never on simulator twins; see "
     "docs/MODEL_CARD.md"
 )
 

@@ -265,7 +265,7 @@ def nirnet_probe() -> FrozenProbeConfig:
     FrozenProbe,
     pretrained=Pretrained(
         "nirnet_stack",
-        sha256="3d7af9a8a48a34941cb85e53ff659b9bf2199b2457bbe11a311d4f653ef2a524",
+        sha256="50d86a087594983d686d8a58d1488a608e872c14fd2c9bfc9906c4a95d75fe58",
     ),
 )
 def nirnet_stack() -> FrozenProbeConfig:
