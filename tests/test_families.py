@@ -9,12 +9,7 @@ import pytest
 from nirnet.data.families import LEAVE_OUT_FOLDS, family_of
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_SOURCES = ROOT.parent / "shared" / "data" / "train-sources.csv"
-
-
-def generated_generators(path: Path) -> set[str]:
-    with path.open(newline="") as fh:
-        return {row["generator"] for row in csv.DictReader(fh) if row["label"].strip() == "1"}
+TRAINING_LISTS = [ROOT.parent / "shared" / "data" / "train-sources.csv", *sorted((ROOT / "sources").glob("*.csv"))]
 
 
 def test_every_family_is_held_out_exactly_once():
@@ -22,16 +17,12 @@ def test_every_family_is_held_out_exactly_once():
     assert counts and max(counts.values()) == 1
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "sources").glob("*.csv")), ids=lambda p: p.name)
-def test_every_generator_of_a_shipped_list_has_a_fold(path):
+@pytest.mark.parametrize("path", TRAINING_LISTS, ids=lambda p: p.name)
+def test_every_generator_of_a_training_list_has_a_fold(path):
+    if not path.exists():
+        pytest.skip(f"{path} not present (shared data)")
+    with path.open(newline="") as fh:
+        generators = {row["generator"] for row in csv.DictReader(fh) if row["label"].strip() == "1"}
     held_out = {family for fold in LEAVE_OUT_FOLDS for family in fold}
-    missing = {g: family_of(g) for g in generated_generators(path) if family_of(g) not in held_out}
-    assert not missing, f"families in no leave-family-out fold: {missing}"
-
-
-def test_every_generator_of_train_sources_has_a_fold():
-    if not TRAIN_SOURCES.exists():
-        pytest.skip(f"{TRAIN_SOURCES} not present (shared data)")
-    held_out = {family for fold in LEAVE_OUT_FOLDS for family in fold}
-    missing = {g: family_of(g) for g in generated_generators(TRAIN_SOURCES) if family_of(g) not in held_out}
+    missing = {g: family_of(g) for g in generators if family_of(g) not in held_out}
     assert not missing, f"families in no leave-family-out fold: {missing}"

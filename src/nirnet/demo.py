@@ -7,8 +7,9 @@ imprint drawn from the shipped imprint bank (fused and extrapolated, as in train
 
 The simulated side is not the output of any real generator: no installable package that we found ships images
 made by a generator with a stated licence, and images from other repositories are never committed here. The
-default model was trained on real photos and the images of 18 real generator families, never on simulator twins, so
-the demo shows the pipeline end to end, not the model's accuracy on real generators (docs/MODEL_CARD.md has that).
+default model was trained on real photos and the images of real generators (``nirnet.cli.demo.TRAINED_ON`` says
+which), never on simulator twins, so the demo shows the pipeline end to end, not the model's accuracy on real
+generators (docs/MODEL_CARD.md has that).
 """
 
 from __future__ import annotations
