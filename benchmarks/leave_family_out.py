@@ -39,7 +39,7 @@ from nirnet.engine.train import generated_samples, training_images
 from nirnet.eval.metrics import best_threshold
 from nirnet.eval.stats import balanced_accuracy, bootstrap_auc
 
-FOLDS = LEAVE_OUT_FOLDS  # five folds of generator families (nirnet.data.families)
+FOLDS = LEAVE_OUT_FOLDS  # the folds of generator families (nirnet.data.families)
 REAL_HELD = 0.2
 
 
@@ -215,10 +215,16 @@ def main() -> None:
     start = time.time()
     folds = args.folds if args.folds is not None else list(range(len(FOLDS)))
     per_seed: dict[int, list[dict]] = defaultdict(list)
+    absent: set[int] = set()  # folds none of whose families the recipe's data holds
     for seed in args.seeds:
         for fold in folds:
             run = Path(args.runs) / f"s{seed}" / f"fold{fold}"
             overrides = fold_overrides(fold, seed, run, args.steps, args.overrides)
+            if fold in absent or not any(s.label == 1 for s in held_out_samples(args.config, overrides, fold)[0]):
+                if fold not in absent:
+                    print(f"fold {fold} ({', '.join(FOLDS[fold])}): no image of its families in the data, left out")
+                absent.add(fold)
+                continue
             if args.model is None and not args.score_only:
                 train_fold(args.config, overrides, run)
             if args.model is None and not (run / "final" / "model.safetensors").is_file():
@@ -230,7 +236,7 @@ def main() -> None:
             per_seed[seed].append({"labels": labels, "scores": scores, "groups": np.array(groups)})
             auc = bootstrap_auc(labels[~np.isnan(scores)], scores[~np.isnan(scores)])
             print(f"seed {seed} fold {fold} ({', '.join(FOLDS[fold])}): AUC {fmt(auc)}", flush=True)
-    complete = {seed: f for seed, f in per_seed.items() if len(f) == len(folds)}
+    complete = {seed: f for seed, f in per_seed.items() if len(f) == len(set(folds) - absent)}
     if not complete:
         raise SystemExit("no seed has every fold scored")
     results = {seed: summarise(f) for seed, f in complete.items()}

@@ -43,13 +43,14 @@ def stored_threshold(folder: Path) -> float:
 def compare(rows: list[dict[str, str]], fixed: np.ndarray, fit_threshold: float, fixed_threshold: float) -> dict:
     y = np.array([int(r["label"]) for r in rows])
     groups = np.array([r["group"] for r in rows])
+    images = np.array([r["path"] for r in rows])  # a photo is scored once per fold: resampled as one
     scores = {"fit": np.array([float(r["score"]) for r in rows]), "fixed": fixed}
     thresholds = {"fit": fit_threshold, "fixed": fixed_threshold}
     out: dict = {"images": len(rows), "generated": int(y.sum()), "real": int((y == 0).sum())}
     for name, s in scores.items():
         real_acc, generated_acc, balanced = class_accuracies(y, DecisionRule(thresholds[name]).flags(s))
         out[name] = {
-            "auc": bootstrap_auc(y, s),
+            "auc": bootstrap_auc(y, s, clusters=images),
             "threshold": thresholds[name],
             "real_accuracy": real_acc,
             "generated_accuracy": generated_acc,
@@ -63,7 +64,7 @@ def compare(rows: list[dict[str, str]], fixed: np.ndarray, fit_threshold: float,
                 for g in sorted(set(groups[y == 1]))
             },
         }
-    out["difference"] = bootstrap_auc_difference(y, scores["fit"], scores["fixed"])
+    out["difference"] = bootstrap_auc_difference(y, scores["fit"], scores["fixed"], clusters=images)
     return out
 
 

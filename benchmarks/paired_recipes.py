@@ -37,13 +37,15 @@ def compare(base: Path, other: Path, protocol: str) -> dict:
     if any(a[k][0] != b[k][0] for k in keys):
         raise SystemExit("error: the two recipes disagree on a label")
     sa, sb = np.array([a[k][1] for k in keys]), np.array([b[k][1] for k in keys])
+    images = [k[2] for k in keys]  # a photo is scored once per fold: its rows are resampled together
     return {
-        "images": len(keys),
+        "rows": len(keys),
+        "images": len(set(images)),
         "only_base": len(set(a) - set(b)),
         "only_other": len(set(b) - set(a)),
-        "base_auc": bootstrap_auc(labels, sa),
-        "other_auc": bootstrap_auc(labels, sb),
-        "difference": bootstrap_auc_difference(labels, sb, sa),
+        "base_auc": bootstrap_auc(labels, sa, clusters=images),
+        "other_auc": bootstrap_auc(labels, sb, clusters=images),
+        "difference": bootstrap_auc_difference(labels, sb, sa, clusters=images),
     }
 
 
@@ -61,8 +63,9 @@ def main() -> None:
         d = r["difference"]
         diffs.append(d[0])
         print(
-            f"{other} - {base}: {r['other_auc'][0]:.3f} vs {r['base_auc'][0]:.3f} on {r['images']} shared test "
-            f"images ({r['only_other']} only in the other, {r['only_base']} only in the base): "
+            f"{other} - {base}: {r['other_auc'][0]:.3f} vs {r['base_auc'][0]:.3f} on {r['rows']} shared test "
+            f"rows of {r['images']} images ({r['only_other']} rows only in the other, {r['only_base']} only in the "
+            "base): "
             f"{d[0]:+.3f} ({d[1]:+.3f} to {d[2]:+.3f})"
         )
     if len(diffs) > 1:

@@ -62,6 +62,28 @@ def test_paired_recipes_compare_the_images_both_scored(tmp_path):
         [sys.executable, script, "--base", str(base), "--other", str(other)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "on 240 shared test images (120 only in the other, 0 only in the base)" in result.stdout
+    assert "on 240 shared test rows of 160 images (120 rows only in the other, 0 only in the base)" in result.stdout
     difference = float(result.stdout.split("in the base): ")[1].split()[0])
     assert difference > 0.05  # the wider gap ranks better; the extra source's photos (scored 0.9) are left out
+
+
+def test_lfo_report_counts_images_not_scorings(tmp_path):
+    fit = _fit_folder(tmp_path / "fit", 0)
+    (fit / "final").mkdir()
+    shipped = ROOT / "src" / "nirnet" / "weights" / "nirnet_stack" / "config.json"
+    (fit / "final" / "config.json").write_text(shipped.read_text())
+    script = str(ROOT / "benchmarks" / "lfo_report.py")
+    result = subprocess.run(
+        [sys.executable, script, "--fit", str(fit), "--out", str(tmp_path / "out")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| a | 40 |" in result.stdout  # 40 photos, each scored by the three folds
+    assert "| f2 | 40 |" in result.stdout and "120 real and 120 generated scorings" in result.stdout
+    report = json.loads((tmp_path / "out" / "lfo_report_families_and_sources.json").read_text())
+    assert report["stored_threshold"] == json.loads(shipped.read_text())["threshold"]
+    low, auc, high = report["pooled_auc"][1], report["pooled_auc"][0], report["pooled_auc"][2]
+    assert auc > 0.9 and low < auc < high
+    missing = subprocess.run(
+        [sys.executable, script, "--fit", str(fit), "--protocol", "families"], capture_output=True, text=True
+    )
+    assert missing.returncode != 0 and "no out-of-fold scores of protocol" in missing.stderr

@@ -46,3 +46,27 @@ def test_paired_difference_sees_a_small_gain_that_separate_intervals_cannot():
     assert bootstrap_auc_difference(y, a, a) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="one score per label"):
         bootstrap_auc_difference(y, a, a[:-1])
+
+
+def test_repeated_scores_of_one_image_are_resampled_as_one():
+    """Eight photos scored seven times each (once per fold) are eight photos: resampling rows would give an interval
+    as narrow as 56 photos'; resampling the images gives one as wide as eight photos' own."""
+    rng = np.random.default_rng(2)
+    photos = rng.normal(0, 1, 8)
+    real = np.repeat(photos, 7) + rng.normal(0, 0.05, 56)
+    fake = rng.normal(1, 1, 300)
+    y = np.r_[np.zeros(56, int), np.ones(300, int)]
+    s = np.r_[real, fake]
+    image = np.r_[np.repeat(np.arange(8), 7), 100 + np.arange(300)]
+    rows = bootstrap_auc(y, s, rounds=400)
+    images = bootstrap_auc(y, s, rounds=400, clusters=image)
+    once = bootstrap_auc(np.r_[np.zeros(8, int), np.ones(300, int)], np.r_[photos, fake], rounds=400)
+    assert images[0] == rows[0]  # the point estimate does not change
+    assert images[2] - images[1] > 1.5 * (rows[2] - rows[1])
+    assert images[2] - images[1] == pytest.approx(once[2] - once[1], rel=0.35)
+    unique = np.arange(len(y))  # one row per image: the same kind of interval as plain resampling
+    assert bootstrap_auc(y, s, rounds=400, clusters=unique)[1] == pytest.approx(rows[1], abs=0.03)
+    with pytest.raises(ValueError, match="one id per scored row"):
+        bootstrap_auc(y, s, clusters=image[:-1])
+    diff = bootstrap_auc_difference(y, s, s + 0.1 * y, rounds=200, clusters=image)
+    assert diff[1] <= diff[0] <= diff[2] < 0

@@ -248,16 +248,21 @@ def out_of_fold(
 def leave_family_out_report(oof: OutOfFold) -> dict:
     """:func:`out_of_fold` scores summarised: pooled AUC with bootstrap interval, per family and per real source,
     and the threshold that maximises balanced accuracy on them (empty without folds or held-out real photos)."""
-    y, s, g = oof.labels, oof.scores, oof.groups
+    y, s, g, image = oof.labels, oof.scores, oof.groups, oof.rows
     if not oof.folds or not (y == 0).any():
         return {}
     threshold, balanced = best_balanced_threshold(y, s)
     real, generated, _ = class_accuracies(y, DecisionRule(threshold).flags(s))
-    per_family = {f: bootstrap_auc(y[(y == 0) | (g == f)], s[(y == 0) | (g == f)]) for f in sorted(set(g[y == 1]))}
-    per_source = {r: bootstrap_auc(y[(y == 1) | (g == r)], s[(y == 1) | (g == r)]) for r in sorted(set(g[y == 0]))}
+
+    def auc(keep: np.ndarray) -> tuple[float, float, float]:
+        # a held-out photo is scored once per fold: its scores are resampled together
+        return bootstrap_auc(y[keep], s[keep], clusters=image[keep])
+
+    per_family = {f: auc((y == 0) | (g == f)) for f in sorted(set(g[y == 1]))}
+    per_source = {r: auc((y == 1) | (g == r)) for r in sorted(set(g[y == 0]))}
     return {
         "folds": oof.folds,
-        "pooled_auc": bootstrap_auc(y, s),
+        "pooled_auc": auc(np.ones(len(y), dtype=bool)),
         "threshold": threshold,
         "balanced_accuracy": balanced,
         "real_accuracy": real,

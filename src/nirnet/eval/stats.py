@@ -2,7 +2,10 @@
 
 A development benchmark with 6-20 fakes per generator moves a per-generator AUC by 0.1-0.2 between training
 seeds; a number without an interval is not a finding. Intervals here resample *images* (within each class, so
-every resample keeps both classes); seed-to-seed spread is reported separately as mean ± sd over models.
+every resample keeps both classes); seed-to-seed spread is reported separately as mean ± sd over models. Where one
+image is scored several times (a held-out photo once per leave-family-out fold), ``clusters`` names the image of
+each row and the resample draws images, not rows: drawing rows would count seven scores of eight photos as 56
+independent photos and give an interval far too narrow.
 """
 
 from __future__ import annotations
@@ -15,13 +18,19 @@ from ..decision import DecisionRule
 
 
 def bootstrap_auc(
-    labels: Sequence[int], scores: Sequence[float], rounds: int = 1000, seed: int = 0, level: float = 0.95
+    labels: Sequence[int],
+    scores: Sequence[float],
+    rounds: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    clusters: Sequence | None = None,
 ) -> tuple[float, float, float]:
-    """``(AUC, lower, upper)``: the AUC and its percentile bootstrap interval (classes resampled separately)."""
+    """``(AUC, lower, upper)``: the AUC and its percentile bootstrap interval (classes resampled separately;
+    ``clusters``: the image each row scores, resampled as a whole)."""
     y = np.asarray(labels, dtype=int)
     s = np.asarray(scores, dtype=float)
     real, fake = _class_rows(y)
-    values = [_auc_of(s[r], s[f]) for r, f in _resamples(real, fake, rounds, seed)]
+    values = [_auc_of(s[r], s[f]) for r, f in _resamples(real, fake, rounds, seed, clusters)]
     return (_auc_of(s[real], s[fake]), *_interval(values, level))
 
 
@@ -33,11 +42,27 @@ def _class_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return real, fake
 
 
-def _resamples(real: np.ndarray, fake: np.ndarray, rounds: int, seed: int):
-    """``rounds`` bootstrap resamples of the rows, each class resampled separately (so both stay present)."""
+def _resamples(real: np.ndarray, fake: np.ndarray, rounds: int, seed: int, clusters: Sequence | None = None):
+    """``rounds`` bootstrap resamples of the rows, each class resampled separately (so both stay present); with
+    ``clusters`` (one id per row), each class's clusters are drawn with replacement and bring all their rows."""
     rng = np.random.default_rng(seed)
+    if clusters is None:
+        for _ in range(rounds):
+            yield real[rng.integers(0, len(real), len(real))], fake[rng.integers(0, len(fake), len(fake))]
+        return
+    ids = np.asarray(clusters)
+    if len(ids) != len(real) + len(fake):
+        raise ValueError("clusters needs one id per scored row")
+    groups = [_rows_by_cluster(rows, ids) for rows in (real, fake)]
     for _ in range(rounds):
-        yield real[rng.integers(0, len(real), len(real))], fake[rng.integers(0, len(fake), len(fake))]
+        yield tuple(np.concatenate([g[i] for i in rng.integers(0, len(g), len(g))]) for g in groups)
+
+
+def _rows_by_cluster(rows: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
+    """``rows`` split by their cluster id (in sorted id order, so a seed gives the same draw every run)."""
+    _, inverse, counts = np.unique(ids[rows], return_inverse=True, return_counts=True)
+    grouped = rows[np.argsort(inverse, kind="stable")]
+    return np.split(grouped, np.cumsum(counts)[:-1])
 
 
 def _interval(values, level: float) -> tuple[float, float]:
@@ -101,6 +126,7 @@ def bootstrap_auc_difference(
     rounds: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    clusters: Sequence | None = None,
 ) -> tuple[float, float, float]:
     """``(AUC_a - AUC_b, lower, upper)`` for two scorers of the *same* images: each round resamples the images
     once (classes separately) and scores both on that resample, so what the images share cancels; two separate
@@ -110,5 +136,5 @@ def bootstrap_auc_difference(
     if a.shape != b.shape or a.shape != y.shape:
         raise ValueError("both scorers need one score per label")
     real, fake = _class_rows(y)
-    values = [_auc_of(a[r], a[f]) - _auc_of(b[r], b[f]) for r, f in _resamples(real, fake, rounds, seed)]
+    values = [_auc_of(a[r], a[f]) - _auc_of(b[r], b[f]) for r, f in _resamples(real, fake, rounds, seed, clusters)]
     return (_auc_of(a[real], a[fake]) - _auc_of(b[real], b[fake]), *_interval(values, level))
