@@ -232,7 +232,8 @@ def test_rows_drawn_from_evaluation_data_are_refused(mirror, tmp_path):
     )
     rows = [
         _row(mirror, "img/photo.jpg", generator="real", label=0),  # an evaluation image
-        _row(mirror, "img/fake_ext.jpg"),  # allowed
+        _row(mirror, "img/fake_ext.jpg"),  # the same picture as a PNG: built, found a near duplicate, deleted
+        _row(mirror, "img/grid.png", kind="tile_rgb", box="64 0 128 64", sha=mirror["tile_sha"]),  # allowed
         _row(mirror, "img/grid.png", generator="PixArt-Sigma"),  # a held-out family
         {
             **_row(mirror, "img/grid.png", generator="real", label=0),
@@ -250,11 +251,14 @@ def test_rows_drawn_from_evaluation_data_are_refused(mirror, tmp_path):
          "--holdout", str(evaluation / "manifest.csv")],
     )  # fmt: skip
     assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
     for reason in ("evaluation set", "held out for evaluation", "nice-wallpapers", "dalle-2-preview"):
-        assert reason in result.output
-    assert "1 built, 0 already present, 0 missing, 4 refused of 5 rows" in " ".join(result.output.split())
+        assert reason in output
+    assert "near duplicate of the evaluation image photo.jpg" in output
+    assert "1 built, 0 already present, 0 missing, 5 refused of 6 rows" in output
     built = read_dataset(out)
-    assert [(item.label, item.subset) for item in built] == [(1, "gan")]
+    assert [(item.label, item.subset, item.path.suffix) for item in built] == [(1, "gan", ".png")]
+    assert len(list((out / "generated" / "gan").iterdir())) == 1  # the near duplicate is deleted, not kept aside
 
 
 @pytest.mark.shared
@@ -266,3 +270,18 @@ def test_no_training_list_draws_from_bench_dev_or_held_out_sources(listing):
 
     refused = held_out_rows(read_sources(listing), HoldOut.from_manifests(BENCH_DEV))
     assert not refused, [f"{row.describe()}: {why}" for row, why in refused]
+
+
+def test_fingerprints_match_resized_copies_and_not_other_pictures():
+    from nirnet.data.fingerprint import distance, fingerprints, is_near_duplicate
+
+    photo = synthetic_photo(240, 320, seed=3)
+    small = Image.fromarray(photo).resize((160, 120), Image.Resampling.BILINEAR)
+    square = Image.fromarray(photo[:, 40:280])  # the centre square of the frame
+    original = fingerprints(_encode(photo, "PNG"))
+    assert fingerprints(Image.fromarray(photo)).shape == (2, 256)
+    assert is_near_duplicate(original, fingerprints(_encode(np.asarray(small), "JPEG", quality=75)))
+    assert is_near_duplicate(original, fingerprints(square))
+    for seed in range(4, 9):
+        other = fingerprints(_encode(synthetic_photo(240, 320, seed=seed), "PNG"))
+        assert distance(original, other) > 0.2 and not is_near_duplicate(original, other)

@@ -95,8 +95,9 @@ def build_corpus_command(
         None,
         "--holdout",
         help="An evaluation manifest (path,label,generator,source,...; repeatable): rows whose file is one of its "
-        "images, or that come from a Debian package it draws from, are refused. The project's held-out "
-        "repositories and generator families are always refused.",
+        "images, or that come from a Debian package it draws from, are refused, and so is a built image that is "
+        "one of its images at another size or quality (it is deleted). The project's held-out repositories and "
+        "generator families are always refused.",
     ),
 ) -> None:
     """Fetch every image of a pinned source list, check its sha256, and write a dataset with `manifest.csv`.
@@ -121,7 +122,8 @@ def build_corpus_command(
     for manifest in holdout or []:
         if not manifest.is_file():
             fail(f"--holdout {manifest} is not a file")
-    refused = held_out_rows(rows, HoldOut.from_manifests(*(holdout or [])))
+    held = HoldOut.from_manifests(*(holdout or []))
+    refused = held_out_rows(rows, held)
     for row, why in refused:
         err.print(f"[yellow]warning:[/yellow] refused {printable(row.describe())}: {why}", highlight=False)
     refused_lines = {row.line for row, _ in refused}
@@ -135,10 +137,12 @@ def build_corpus_command(
             blobs,
             warn=lambda message: err.print(f"[yellow]warning:[/yellow] {printable(message)}", highlight=False),
             advance=lambda: progress.advance(task),
+            refuse=held.near_duplicate if held.images else None,
         )
+    refused_count = len(refused) + len(report.refused)
     err.print(
         f"{report.built} built, {report.present} already present, {len(report.missing)} missing, "
-        f"{len(refused)} refused of {len(rows) + len(refused)} rows -> {printable(out / 'manifest.csv')}"
+        f"{refused_count} refused of {len(rows) + len(refused)} rows -> {printable(out / 'manifest.csv')}"
     )
-    if not report.ok or refused:
+    if not report.ok or refused_count:
         raise typer.Exit(1)

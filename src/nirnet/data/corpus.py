@@ -215,6 +215,7 @@ class BuildReport:
     built: int = 0
     present: int = 0
     missing: list[dict] = field(default_factory=list)  # {"line", "row", "reason"}
+    refused: list[dict] = field(default_factory=list)  # built, then found to be evaluation data and removed
 
     @property
     def ok(self) -> bool:
@@ -234,15 +235,18 @@ def build_corpus(
     blobs: BlobSource,
     warn: Callable[[str], None] = lambda message: None,
     advance: Callable[[], None] = lambda: None,
+    refuse: Callable[[Path], str | None] | None = None,
 ) -> BuildReport:
-    """Build every row into ``out_dir`` (see the module docstring). ``warn`` gets one line per row left out."""
+    """Build every row into ``out_dir`` (see the module docstring). ``warn`` gets one line per row left out.
+    ``refuse``: given a built file, the reason it must not be kept (e.g. it is an evaluation image at another size:
+    :meth:`nirnet.data.holdout.HoldOut.near_duplicate`), or ``None``; a refused file is deleted and reported."""
     out_dir = Path(out_dir)
     rows = list(rows)
     report = BuildReport()
     kept: list[tuple[SourceRow, Path]] = []
     for row in rows:
         folder = out_dir / class_folder(row.label) / row.generator
-        path = _existing(row, folder) if folder.is_dir() else None
+        path = existing = _existing(row, folder) if folder.is_dir() else None
         if path is not None:
             report.present += 1
         else:
@@ -252,7 +256,16 @@ def build_corpus(
             except (BlobMissing, RowError) as exc:
                 report.missing.append({"line": row.line, "row": row.describe(), "reason": str(exc)})
                 warn(f"left out {row.describe()}: {exc}")
-        if path is not None:
+        reason = refuse(path) if path is not None and refuse is not None else None
+        if reason:
+            path.unlink(missing_ok=True)
+            if existing:
+                report.present -= 1
+            else:
+                report.built -= 1
+            report.refused.append({"line": row.line, "row": row.describe(), "reason": reason})
+            warn(f"refused {row.describe()}: {reason}")
+        elif path is not None:
             kept.append((row, path))
         advance()
     write_manifest(kept, out_dir)

@@ -8,7 +8,8 @@ Two kinds of rule:
 * an evaluation manifest in the project's CSV layout (``path,label,generator,source,...``, e.g. bench-dev's):
   every file it lists (by SHA-256 of its bytes) and every Debian package named in its ``source`` column
   (``Debian <package> <version> ...``): another photo of the same package is the same photographer's, the same
-  post-processing, so it is held out too.
+  post-processing, so it is held out too; and, once built, any image that is one of its images at another size or
+  quality (:mod:`nirnet.data.fingerprint`), which another package or repository may ship.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .blobs import DEBIAN
 from .corpus import SourceRow
+from .fingerprint import fingerprints, is_near_duplicate
 
 HELD_OUT_REPOS = frozenset(
     {
@@ -59,6 +63,8 @@ class HoldOut:
 
     sha256: set[str] = field(default_factory=set)
     packages: set[str] = field(default_factory=set)
+    images: list[Path] = field(default_factory=list)  # for near duplicates: same picture, other size or quality
+    _prints: list[tuple[Path, np.ndarray]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_manifests(cls, *manifests: str | Path) -> HoldOut:
@@ -69,6 +75,7 @@ class HoldOut:
                     path = manifest.parent / rec["path"]
                     if path.is_file():
                         held.sha256.add(hashlib.sha256(path.read_bytes()).hexdigest())
+                        held.images.append(path)
                     match = _DEBIAN_SOURCE.match(rec.get("source") or "")
                     if match:
                         held.packages.add(match.group(1).lower())
@@ -86,6 +93,22 @@ class HoldOut:
             return f"Debian package {repo[len(DEBIAN) :]} is a source of an evaluation set"
         if row.kind == "file" and row.sha256.lower() in self.sha256:
             return "the file is an image of an evaluation set"
+        return None
+
+    def near_duplicate(self, image: str | Path) -> str | None:
+        """``None`` unless ``image`` (a built file) is an evaluation image resized or re-encoded: then one line
+        naming it. The evaluation images are fingerprinted on the first call."""
+        if not self.images:
+            return None
+        if self._prints is None:
+            self._prints = [(path, fingerprints(path)) for path in self.images]
+        try:
+            mine = fingerprints(image)
+        except (OSError, ValueError):  # an unreadable file is the builder's to report, not a duplicate
+            return None
+        for path, theirs in self._prints:
+            if is_near_duplicate(mine, theirs):
+                return f"a near duplicate of the evaluation image {path.name} (same picture, other size or quality)"
         return None
 
 
