@@ -12,9 +12,10 @@
 #      training, docs/RESULTS.md section 6f). It is the default's frozen member.
 #   6. the default, nirnet_stack: the pinned multi-family corpus (`data build-corpus`; set MIRROR_ROOT to a folder of
 #      bare snapshots <owner>+<name>/repo on machines without network), 59 licensed Debian photos (apt-get download),
-#      70 licensed photos and 325 more generated images from GitHub (sources/github-closeups.csv,
-#      sources/more-generators.csv), then configs/nirnet_stack.yaml (frozen features + a logistic head, ~16 min from an
-#      empty feature cache) and its family head (`family fit`, ~5 min).
+#      310 licensed photos and 594 more generated images from GitHub (sources/github-closeups.csv,
+#      github-wallpapers.csv, github-portraits-animals.csv, more-generators.csv, more-generators-2.csv), then
+#      configs/nirnet_stack.yaml (frozen features + a logistic head, ~20 min from an empty feature cache) and its
+#      family head (`family fit`, ~7 min).
 # Outputs go to runs/ first and are copied into the package only by this script (the CLI never writes there).
 # A rebuilt model.safetensors has a new SHA-256: put it in the model's registry entry (src/nirnet/models/registry.py,
 # checked on load and by tests/test_shipped.py); the script prints them at the end.
@@ -52,13 +53,14 @@ $NIRNET data build-corpus ../shared/data/train-sources.csv --out runs/corpus ${M
   --holdout "$BENCH"
 $NIRNET data build-corpus sources/debian-photos.csv --out runs/photos --holdout "$BENCH"
 $NIRNET data build-corpus sources/debian-portraits.csv --out runs/portraits --holdout "$BENCH"
-for list in github-closeups:closeups more-generators:more; do
+for list in github-closeups:closeups more-generators:more more-generators-2:more2 github-wallpapers:wallpapers \
+  github-portraits-animals:portraits2; do
   $NIRNET data build-corpus "sources/${list%%:*}.csv" --out "runs/${list##*:}" ${MIRROR_ROOT:+--mirror-root "$MIRROR_ROOT"} \
     --holdout "$BENCH"
 done
 [ -f runs/stack/s0/final/model.safetensors ] || $NIRNET train -c configs/nirnet_stack.yaml --no-progress
 [ -f runs/stack_family/family_head.json ] || $NIRNET family fit --model runs/stack/s0/final --corpus runs/corpus \
-  --corpus runs/more --extra ../shared/data/gen-train --parts head_input --rows images --c 0.1 --out runs/stack_family
+  --corpus runs/more --corpus runs/more2 --extra ../shared/data/gen-train --parts head_input --rows images --c 0.1 --out runs/stack_family
 mkdir -p "$WEIGHTS/nirnet_stack"
 cp runs/stack_family/model.safetensors runs/stack_family/config.json runs/stack_family/family_head.json \
   runs/stack_family/family_head.safetensors "$WEIGHTS/nirnet_stack/"
