@@ -142,7 +142,7 @@ def test_demo_verb_runs_end_to_end(tmp_path):
     stem = sample_photo_paths()[0].stem
     rows = [line for line in result.stdout.splitlines() if stem in line and ("real" in line or "generated" in line)]
     assert len(rows) >= 2  # the photo and its twin, each with a verdict
-    assert "simulated twin" in result.stdout and "26 generator families" in result.stdout
+    assert "simulated twin" in result.stdout and "35 generator families" in result.stdout
     bad = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d2"), "--images", "0"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 TRAINED_ON = (
-    "real photos from seven sources and 786 images of 26 generator families, never on simulator twins; see "
+    "real photos from nine sources and 1,055 images of 35 generator families, never on simulator twins; see "
     "docs/MODEL_CARD.md"
 )
 

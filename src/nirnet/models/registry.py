@@ -265,7 +265,7 @@ def nirnet_probe() -> FrozenProbeConfig:
     FrozenProbe,
     pretrained=Pretrained(
         "nirnet_stack",
-        sha256="50d86a087594983d686d8a58d1488a608e872c14fd2c9bfc9906c4a95d75fe58",
+        sha256="2f0d188dca2825457c53e7289af3731d01b6b96a50f22fea2b01b837ebbcfd7c",
     ),
 )
 def nirnet_stack() -> FrozenProbeConfig:
