@@ -220,9 +220,11 @@ def main() -> None:
         for fold in folds:
             run = Path(args.runs) / f"s{seed}" / f"fold{fold}"
             overrides = fold_overrides(fold, seed, run, args.steps, args.overrides)
-            if fold in absent or not any(s.label == 1 for s in held_out_samples(args.config, overrides, fold)[0]):
-                if fold not in absent:
-                    print(f"fold {fold} ({', '.join(FOLDS[fold])}): no image of its families in the data, left out")
+            if fold in absent:
+                continue
+            samples, groups = held_out_samples(args.config, overrides, fold)  # listed once, scored below
+            if not any(s.label == 1 for s in samples):
+                print(f"fold {fold} ({', '.join(FOLDS[fold])}): no image of its families in the data, left out")
                 absent.add(fold)
                 continue
             if args.model is None and not args.score_only:
@@ -230,7 +232,6 @@ def main() -> None:
             if args.model is None and not (run / "final" / "model.safetensors").is_file():
                 print(f"seed {seed} fold {fold}: no finished run at {run}, left out", flush=True)
                 continue
-            samples, groups = held_out_samples(args.config, overrides, fold)
             scores = fold_scores(run, samples, args.backend, args.model)
             labels = np.array([s.label for s in samples])
             per_seed[seed].append({"labels": labels, "scores": scores, "groups": np.array(groups)})
