@@ -285,3 +285,18 @@ def test_fingerprints_match_resized_copies_and_not_other_pictures():
     for seed in range(4, 9):
         other = fingerprints(_encode(synthetic_photo(240, 320, seed=seed), "PNG"))
         assert distance(original, other) > 0.2 and not is_near_duplicate(original, other)
+
+
+def test_fingerprint_of_a_palette_png_with_transparency_is_quiet_and_matches_its_rgb():
+    """Such PNGs (gpt4o rows) made Pillow warn once per image during build-corpus --holdout."""
+    import warnings
+
+    from nirnet.data.fingerprint import distance, fingerprints
+
+    photo = Image.fromarray(synthetic_photo(120, 160, seed=5)).quantize(64)
+    buffer = io.BytesIO()
+    photo.save(buffer, "PNG", transparency=bytes(64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bits = fingerprints(buffer.getvalue())
+    assert distance(bits, fingerprints(photo.convert("RGB"))) < 0.05

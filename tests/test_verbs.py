@@ -59,6 +59,26 @@ def test_every_verb_has_an_end_to_end_test():
         assert f"def {test}(" in (TESTS / file).read_text(), f"{verb}: {file} has no {test}"
 
 
+def test_help_texts_have_no_tags_that_markdown_drops():
+    """The CLI renders help as Markdown, which drops ``<word>`` as an HTML tag (``ROOT/<owner>+<name>/repo`` printed
+    as ``ROOT/+/repo``): write placeholders in capitals instead."""
+    import re
+
+    def texts(command, name=""):
+        yield name, command.help or ""
+        for param in getattr(command, "params", []):
+            yield f"{name} {param.name}", getattr(param, "help", None) or ""
+        for sub, child in getattr(command, "commands", {}).items():
+            yield from texts(child, f"{name} {sub}".strip())
+
+    tags = [
+        (where, tag)
+        for where, text in texts(typer.main.get_command(app))
+        for tag in re.findall(r"<[A-Za-z_][\w-]*>", text)
+    ]
+    assert not tags, f"help texts with a tag Markdown drops: {tags}"
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     """12 synthetic photos, large enough for the imprint fit's 128 px crops, on both sides of its SHA-1 split."""

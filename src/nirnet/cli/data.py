@@ -88,7 +88,7 @@ def build_corpus_command(
     mirror_root: Path = typer.Option(
         None,
         "--mirror-root",
-        help="Read repositories from local bare snapshots ROOT/<owner>+<name>/repo (and Debian packages from "
+        help="Read repositories from local bare snapshots ROOT/OWNER+NAME/repo (and Debian packages from "
         "ROOT/debian/) instead of downloading them from GitHub (or with apt-get).",
     ),
     holdout: list[Path] = typer.Option(

@@ -58,7 +58,7 @@ def train_ae(
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Train the project's own autoencoders on the training split of real photos (the SHA-1 rule of `imprint fit`
-    holds photos out) and report each one's held-out PSNR; writes OUT/<name>.safetensors and OUT/report.json."""
+    holds photos out) and report each one's held-out PSNR; writes OUT/NAME.safetensors and OUT/report.json."""
     from dataclasses import replace
 
     from nirnet._atomic import atomic_write_text

@@ -45,7 +45,10 @@ def fingerprints(source: str | Path | bytes | Image.Image) -> np.ndarray:
     else:
         img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         img.draft("L", (4 * SIZE, 4 * SIZE))  # a JPEG decodes at a fraction of its size: fast on 20 MP photos
-    gray = ImageOps.exif_transpose(img).convert("L")
+    img = ImageOps.exif_transpose(img)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # straight to L, Pillow warns about the palette's transparency on every such PNG
+    gray = img.convert("L")
     side = min(gray.size)
     left, top = (gray.width - side) // 2, (gray.height - side) // 2
     return np.stack([_bits(gray), _bits(gray.crop((left, top, left + side, top + side)))])
