@@ -42,18 +42,16 @@ VERB_TESTS = {
 runner = CliRunner()
 
 
-def _verbs(group: typer.core.TyperGroup, prefix: str = "") -> list[str]:
-    names = []
-    for name, command in group.commands.items():
-        if hasattr(command, "commands"):
-            names += _verbs(command, f"{prefix}{name} ")
-        else:
-            names.append(prefix + name)
-    return names
+def _commands(command=None, name: str = ""):
+    """(name, command) of the app, every group and every verb under it, depth first."""
+    command = typer.main.get_command(app) if command is None else command
+    yield name, command
+    for sub, child in getattr(command, "commands", {}).items():
+        yield from _commands(child, f"{name} {sub}".strip())
 
 
 def test_every_verb_has_an_end_to_end_test():
-    verbs = set(_verbs(typer.main.get_command(app)))
+    verbs = {name for name, command in _commands() if not hasattr(command, "commands")}
     assert verbs == set(VERB_TESTS), f"verbs without a listed test: {sorted(verbs - set(VERB_TESTS))}"
     for verb, (file, test) in VERB_TESTS.items():
         assert f"def {test}(" in (TESTS / file).read_text(), f"{verb}: {file} has no {test}"
@@ -64,18 +62,12 @@ def test_help_texts_have_no_tags_that_markdown_drops():
     as ``ROOT/+/repo``): write placeholders in capitals instead."""
     import re
 
-    def texts(command, name=""):
-        yield name, command.help or ""
-        for param in getattr(command, "params", []):
-            yield f"{name} {param.name}", getattr(param, "help", None) or ""
-        for sub, child in getattr(command, "commands", {}).items():
-            yield from texts(child, f"{name} {sub}".strip())
-
-    tags = [
-        (where, tag)
-        for where, text in texts(typer.main.get_command(app))
-        for tag in re.findall(r"<[A-Za-z_][\w-]*>", text)
-    ]
+    texts = [
+        (f"{name} {param.name}".strip(), getattr(param, "help", None) or "")
+        for name, command in _commands()
+        for param in command.params
+    ] + [(name, command.help or "") for name, command in _commands()]
+    tags = [(where, tag) for where, text in texts for tag in re.findall(r"<[A-Za-z_][\w-]*>", text)]
     assert not tags, f"help texts with a tag Markdown drops: {tags}"
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from .io import to_rgb
+
 SIZE = 64  # the grey image is read at 64 x 64
 KEEP = 16  # 16 x 16 lowest frequencies: 256 bits per view (the constant term is left out of the median)
 NEAR = 0.15  # bench-dev: copies at 0.15-0.8x, JPEG 60-95 differ in <= 5 % of the bits, unrelated images in >= 30 %
@@ -45,10 +47,8 @@ def fingerprints(source: str | Path | bytes | Image.Image) -> np.ndarray:
     else:
         img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         img.draft("L", (4 * SIZE, 4 * SIZE))  # a JPEG decodes at a fraction of its size: fast on 20 MP photos
-    img = ImageOps.exif_transpose(img)
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")  # straight to L, Pillow warns about the palette's transparency on every such PNG
-    gray = img.convert("L")
+    # The loader's own RGB rules (alpha over its background, 16-bit and float scaled): the pixels the detector reads.
+    gray = to_rgb(ImageOps.exif_transpose(img)).convert("L")
     side = min(gray.size)
     left, top = (gray.width - side) // 2, (gray.height - side) // 2
     return np.stack([_bits(gray), _bits(gray.crop((left, top, left + side, top + side)))])
