@@ -395,3 +395,41 @@ def test_a_probe_that_skips_a_group_exports_to_onnx(tmp_path):
     torch.testing.assert_close(probe(crops, view), probe.head(probe.standardise(probe.raw_features(crops, view)))[:, 0])
     path = export_onnx(probe, tmp_path / "probe.onnx")
     assert check_onnx(probe, path).within(1e-4)
+
+
+def test_a_content_power_is_read_alike_when_fitting_and_when_scoring(tmp_path):
+    """content_power transforms the content features after the cache: the fit reads the cached raw features
+    prepared the way the forward pass (and ONNX) prepares them, so a fitted model scores an image as its fit did."""
+    pytest.importorskip("onnxruntime")
+    from nirnet.engine.probe_fit import prepared
+    from nirnet.export import check_onnx, export_onnx
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(12):
+        Image.fromarray(synthetic_photo(96, 96, seed=i)).save(photos / f"photo{i}.png")
+    images = [(gen, 1, _looks_generated(200 + 10 * g + i)) for g, gen in enumerate(GENERATORS[:2]) for i in range(4)]
+    corpus = write_labelled_dataset(tmp_path / "corpus", images)
+    spec = {
+        "model": "test_probe",
+        "model_overrides": {"content_power": 0.5},
+        "data": {"real": [str(photos)], "generated": [str(corpus)], "validation": 0},
+        "probe": {"feature_cache": str(tmp_path / "cache")},
+        "run": {"out_dir": str(tmp_path / "run"), "threads": 1},
+    }
+    (tmp_path / "probe.yaml").write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(app, ["train", "-c", str(tmp_path / "probe.yaml"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    model = load_model(tmp_path / "run" / "final")
+    assert model.config.content_power == 0.5
+    photo = photos / "photo0.png"
+    raw, ok, _ = image_features(model, [photo], "aligned", tmp_path / "cache")  # a cache hit: raw features
+    assert ok.all() and (raw[0, model.feature_groups()["content"]] >= 0).all()
+    z = (prepared(model, raw) - model.feature_mean.numpy()) / model.feature_scale.numpy()
+    fitted = 1 / (1 + np.exp(-(z @ model.head.weight[0].detach().numpy() + model.head.bias.item())))
+    scored, _ = model.score_image(PROTOCOLS["aligned"](Image.open(photo).convert("RGB")))
+    assert scored == pytest.approx(float(fitted[0]), abs=1e-5)
+    plain = create_model("test_probe")  # the same features without the power differ: the test can fail
+    assert not np.allclose(prepared(plain, raw), prepared(model, raw))
+    path = export_onnx(model, tmp_path / "probe.onnx")
+    assert check_onnx(model, path).within(1e-4)

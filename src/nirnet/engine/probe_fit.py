@@ -6,8 +6,9 @@ the way the model reads it (its crops and whole-image view) and described by the
 averaged. The features are cached per image (``probe.feature_cache``), so a crash loses at most one image and a
 refit costs seconds. Then:
 
-1. The final model: standardiser + balanced, L2-penalised logistic regression (each generator family, and each
-   real source folder, the same total weight with ``data.balance``; the two classes the same total weight).
+1. The final model: the cached features prepared as the model reads them (``content_power``), then a standardiser
+   and a balanced, L2-penalised logistic regression (each generator family, and each real source folder, the same
+   total weight with ``data.balance``; the two classes the same total weight).
 2. The threshold for unseen generators (``probe.calibrate``): for every fold of
    :data:`nirnet.data.families.LEAVE_OUT_FOLDS`, the same fit without that fold's families, scored on them against
    the held-out real photos (``data.validation``); the stored threshold maximises balanced accuracy on these pooled
@@ -103,6 +104,11 @@ def image_features(
     width = model.feature_dim
     x = np.stack([r if r is not None else np.zeros(width, np.float32) for r in rows]) if rows else np.zeros((0, width))
     return x, np.array(ok, dtype=bool), problems
+
+
+def prepared(model: FrozenProbe, x: np.ndarray) -> np.ndarray:
+    """Cached raw features as the model's standardiser reads them (:meth:`FrozenProbe.prepare`: the content power)."""
+    return model.prepare(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
 def class_balanced(weights: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -349,11 +355,12 @@ def probe_table(config: TrainConfig) -> ProbeTable:
 
 def recipe_features(config: TrainConfig) -> tuple[FrozenProbe, ProbeTable, np.ndarray, np.ndarray]:
     """What a refit of a probe recipe starts from: its (unfitted) model, its :class:`ProbeTable`, every row's frozen
-    features through the recipe's protocol and feature cache, and the mask of the rows that could be read."""
+    features through the recipe's protocol and feature cache, prepared as its standardiser reads them, and the mask
+    of the rows that could be read."""
     table = probe_table(config)
     model = create_model(config.model, **config.model_overrides).eval()
     x, ok, _ = image_features(model, table.paths, config.probe.protocol, config.probe.feature_cache)
-    return model, table, x, ok
+    return model, table, prepared(model, x), ok
 
 
 def fit_probe(
@@ -399,6 +406,7 @@ def fit_probe(
         x, ok, problems = image_features(
             model, paths, p.protocol, p.feature_cache, lambda done, _: bar.update(task, completed=done)
         )
+    x = prepared(model, x)
     for line in problems[:20]:
         say(f"skipped {line}")
     if len(problems) > 20:

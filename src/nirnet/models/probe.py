@@ -6,7 +6,9 @@ features of the whole image resized to ``content_size`` (a *content* view: what 
 and the per-channel mean and deviation of a backbone's activations at ``texture_taps`` on the native-resolution
 crops (the texture statistics of ``nirnet_tiny_texture``). This model is that probe as a detector:
 
-    logit(crop) = w . standardise([content(view), texture(crop), member(crop)]) + b
+    logit(crop) = w . standardise([content(view) ** p, texture(crop), member(crop)]) + b
+
+(``p``: ``content_power``, a signed power; 1 leaves the content features as they are.)
 
 ``member`` (optional) is a trained detector of our own, frozen: its ``embed`` parts and its logit on the same crops
 join the features, so one linear head stacks it with the frozen backbones, and the family head reads all of them.
@@ -42,6 +44,11 @@ class FrozenProbeConfig(DetectorConfig):
     arch: str = "frozen_probe"
     content_backbone: str = "efficientnet_lite1"  # pooled output on the whole image; "none": no content part
     content_size: int = 224
+    # The content features raised to this power, sign kept, before the standardiser (0.5: a square root). They are
+    # average-pooled ReLU activations, skewed and 43 % zeros; a square root evens their scale. Measured on the
+    # default's recipe it added +0.004 inside the noise (docs/RESULTS.md section 24), so no shipped model uses it.
+    # Cached features stay untransformed.
+    content_power: float = 1.0
     texture_backbone: str = "efficientnet_lite0"  # texture statistics on the crops; "none": no texture part
     texture_taps: tuple[int, ...] = (0, 2, 4, 7)  # ignored without a texture backbone
     member: str = "none"  # a shipped model name or a model folder whose frozen features join; "none": no member
@@ -175,6 +182,18 @@ class FrozenProbe(DetectorModel):
         """The feature groups the real/generated logit reads (all but ``config.logit_without``)."""
         return tuple(g for g in self.feature_groups() if g not in self.config.logit_without)
 
+    def prepare(self, raw: torch.Tensor, groups: tuple[str, ...] | None = None) -> torch.Tensor:
+        """What the standardiser reads: ``raw`` features of ``groups`` (default: all, in :meth:`feature_groups`
+        order) with the content columns raised to ``content_power``. Fitting applies it to the cached raw features,
+        so the cache does not depend on the power."""
+        groups = tuple(self.feature_groups()) if groups is None else groups
+        power = self.config.content_power
+        if power == 1.0 or "content" not in groups:
+            return raw
+        width = self.content.out_dim  # content is always the first group
+        content = raw[:, :width]
+        return torch.cat([torch.sign(content) * content.abs().pow(power), raw[:, width:]], dim=1)
+
     def standardise(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.feature_mean) / self.feature_scale
 
@@ -189,7 +208,7 @@ class FrozenProbe(DetectorModel):
         image's view goes through the content backbone once. Groups in ``config.logit_without`` have zero weight
         and are not computed: in nirnet_stack those are Lite0 statistics its member computes on the same crops."""
         groups, spans = self.logit_groups(), self.feature_groups()
-        raw = self._features(groups, crops, view, crops_per_view, view_index)
+        raw = self.prepare(self._features(groups, crops, view, crops_per_view, view_index), groups)
         if len(groups) == len(spans):
             return self.head(self.standardise(raw)).squeeze(1)
         cols = torch.cat([torch.arange(spans[g].start, spans[g].stop) for g in groups])
@@ -201,9 +220,9 @@ class FrozenProbe(DetectorModel):
         self, crops: torch.Tensor, view: torch.Tensor | None = None, crops_per_view: int = 1
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """(feature parts, logits) as ``NIRNet.embed`` gives them to the family head: ``texture`` = the frozen
-        features, ``head_input`` = the same standardised (what the linear head reads)."""
+        features, ``head_input`` = the same prepared and standardised (what the linear head reads)."""
         raw = self.raw_features(crops, view, crops_per_view)
-        z = self.standardise(raw)
+        z = self.standardise(self.prepare(raw))
         return {"texture": raw, "head_input": z}, self.head(z).squeeze(1)
 
     @classmethod

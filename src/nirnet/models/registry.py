@@ -265,7 +265,7 @@ def nirnet_probe() -> FrozenProbeConfig:
     FrozenProbe,
     pretrained=Pretrained(
         "nirnet_stack",
-        sha256="2f0d188dca2825457c53e7289af3731d01b6b96a50f22fea2b01b837ebbcfd7c",
+        sha256="55d5a478f93b5fee8d89d6d78964ca15971d01281d47204c171fa6e2985b9ff3",
     ),
 )
 def nirnet_stack() -> FrozenProbeConfig:
@@ -274,7 +274,7 @@ def nirnet_stack() -> FrozenProbeConfig:
     on the multi-family corpus (configs/nirnet_stack.yaml). The real/generated logit reads the content and member
     features (texture statistics encode the real source and lowered it with real sources held out); the family head
     reads all three. Its threshold comes from folds that hold out generator families and real photo sources
-    (docs/RESULTS.md sections 17-22). Reads every image upscaled 1.5x, as its member does."""
+    (docs/RESULTS.md sections 17-24). Reads every image upscaled 1.5x, as its member does."""
     return FrozenProbeConfig(name="nirnet_stack", member="nirnet_tiny_texture_dn", logit_without=("texture",)).replace(
         input_scale=1.5
     )
