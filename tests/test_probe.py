@@ -433,3 +433,5 @@ def test_a_content_power_is_read_alike_when_fitting_and_when_scoring(tmp_path):
     assert not np.allclose(prepared(plain, raw), prepared(model, raw))
     path = export_onnx(model, tmp_path / "probe.onnx")
     assert check_onnx(model, path).within(1e-4)
+    with pytest.raises(ValueError, match="content_power"):
+        create_model("test_probe", content_power=0.0)

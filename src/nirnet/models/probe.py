@@ -46,8 +46,8 @@ class FrozenProbeConfig(DetectorConfig):
     content_size: int = 224
     # The content features raised to this power, sign kept, before the standardiser (0.5: a square root). They are
     # average-pooled ReLU activations, skewed and 43 % zeros; a square root evens their scale. Measured on the
-    # default's recipe it added +0.004 inside the noise (docs/RESULTS.md section 24), so no shipped model uses it.
-    # Cached features stay untransformed.
+    # default's recipe it added +0.003 ± 0.001, inside each pair's noise (docs/RESULTS.md section 24), so no
+    # shipped model uses it. Cached features stay untransformed.
     content_power: float = 1.0
     texture_backbone: str = "efficientnet_lite0"  # texture statistics on the crops; "none": no texture part
     texture_taps: tuple[int, ...] = (0, 2, 4, 7)  # ignored without a texture backbone
@@ -96,6 +96,8 @@ class FrozenProbe(DetectorModel):
             self.config = c.replace(member_sha256=self.member_digest)
         if self.content is None and self.texture is None and self.member is None:
             raise ValueError("a frozen probe needs a content or a texture backbone or a member")
+        if not c.content_power > 0:  # a power <= 0 turns the many zero activations into infinities
+            raise ValueError(f"content_power must be positive, got {c.content_power}")
         width = self.feature_dim
         # The standardiser, fitted with the head: scales of the texture statistics differ by orders of magnitude.
         self.register_buffer("feature_mean", torch.zeros(width))
