@@ -14,7 +14,7 @@
 #      bare snapshots <owner>+<name>/repo on machines without network), 59 licensed Debian photos (apt-get download),
 #      310 licensed photos and 594 more generated images from GitHub (sources/github-closeups.csv,
 #      github-wallpapers.csv, github-portraits-animals.csv, more-generators.csv, more-generators-2.csv), then
-#      configs/nirnet_stack.yaml (frozen features + a logistic head, 14 min 21 s from an empty feature cache)
+#      configs/nirnet_stack.yaml (frozen features + a logistic head, 14 min 21 s from an empty feature cache at C 0.1)
 #      and its family head (`family fit`, 4 min 27 s; both measured on a fresh 2-core machine, MODEL_CARD.md).
 # Outputs go to runs/ first and are copied into the package only by this script (the CLI never writes there).
 # A rebuilt model.safetensors has a new SHA-256: put it in the model's registry entry (src/nirnet/models/registry.py,
