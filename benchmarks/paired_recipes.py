@@ -7,6 +7,8 @@ Each folder is a ``nirnet train`` run of a ``frozen_probe`` recipe with ``probe.
 real source, path): a recipe with one more real source folder is compared on the sources both hold out, so the
 difference is what the extra data does to the same images, not a change of test set. Several ``--base`` /
 ``--other`` pairs (same order) are several seeds; each pair's difference and their mean ± sd are printed.
+``--per-family`` adds, for the first pair, each held-out family's paired difference (its images against every
+shared real photo), so a claim that a family moved can be read against its own interval.
 """
 
 from __future__ import annotations
@@ -20,17 +22,18 @@ from nirnet.engine.probe_fit import read_out_of_fold_csv
 from nirnet.eval.stats import bootstrap_auc, bootstrap_auc_difference
 
 
-def read_scores(fit: Path, protocol: str) -> dict[tuple[str, str, str], tuple[int, float]]:
+def read_scores(fit: Path, protocol: str) -> dict[tuple[str, str, str], tuple[int, float, str]]:
     try:
         rows = read_out_of_fold_csv(fit / "leave_family_out_scores.csv", protocol)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    return {(r["fold"], r["held_source"], r["path"]): (int(r["label"]), float(r["score"])) for r in rows}
+    return {(r["fold"], r["held_source"], r["path"]): (int(r["label"]), float(r["score"]), r["group"]) for r in rows}
 
 
-def compare(base: Path, other: Path, protocol: str) -> dict:
+def compare(base: Path, other: Path, protocol: str, family: str | None = None) -> dict:
+    """Paired AUCs of the shared test rows; with ``family``, only that family's generated rows (and every photo)."""
     a, b = read_scores(base, protocol), read_scores(other, protocol)
-    keys = sorted(set(a) & set(b))
+    keys = sorted(k for k in set(a) & set(b) if family is None or a[k][0] == 0 or a[k][2] == family)
     if not keys:
         raise SystemExit(f"error: {base} and {other} share no scored image")
     labels = np.array([a[k][0] for k in keys])
@@ -54,6 +57,7 @@ def main() -> None:
     parser.add_argument("--base", action="append", required=True, help="run folder of the reference recipe")
     parser.add_argument("--other", action="append", required=True, help="run folder of the recipe compared")
     parser.add_argument("--protocol", default="families_and_sources", help="families_and_sources or families")
+    parser.add_argument("--per-family", action="store_true", help="each family's paired difference (first pair)")
     args = parser.parse_args()
     if len(args.base) != len(args.other):
         raise SystemExit("error: give as many --other as --base folders (one pair per seed)")
@@ -70,6 +74,19 @@ def main() -> None:
         )
     if len(diffs) > 1:
         print(f"mean over {len(diffs)} pairs: {np.mean(diffs):+.3f} ± {np.std(diffs, ddof=1):.3f}")
+    if args.per_family:
+        base, other = Path(args.base[0]), Path(args.other[0])
+        scores = read_scores(base, args.protocol)
+        families = sorted({group for label, _, group in scores.values() if label == 1})
+        print(f"per family, {other} - {base} (interval excludes 0: *):")
+        for family in families:
+            r = compare(base, other, args.protocol, family)
+            d = r["difference"]
+            mark = "*" if d[1] > 0 or d[2] < 0 else " "
+            print(
+                f"  {family:14s} {r['base_auc'][0]:.3f} -> {r['other_auc'][0]:.3f}: "
+                f"{d[0]:+.3f} ({d[1]:+.3f} to {d[2]:+.3f}) {mark}"
+            )
 
 
 if __name__ == "__main__":

@@ -59,12 +59,19 @@ def test_paired_recipes_compare_the_images_both_scored(tmp_path):
     other = _fit_folder(tmp_path / "other", 1, gap=0.4, extra_source=True)
     script = str(ROOT / "benchmarks" / "paired_recipes.py")
     result = subprocess.run(
-        [sys.executable, script, "--base", str(base), "--other", str(other)], capture_output=True, text=True
+        [sys.executable, script, "--base", str(base), "--other", str(other), "--per-family"],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "on 240 shared test rows of 160 images (120 rows only in the other, 0 only in the base)" in result.stdout
     difference = float(result.stdout.split("in the base): ")[1].split()[0])
     assert difference > 0.05  # the wider gap ranks better; the extra source's photos (scored 0.9) are left out
+    # each family against every shared photo: the wider gap wins in each, and the interval says so
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  f")}
+    assert set(lines) == {"f0", "f1", "f2"}
+    for line in lines.values():
+        assert float(line.split(": ")[1].split()[0]) > 0 and line.rstrip().endswith("*")
 
 
 def test_lfo_report_counts_images_not_scorings(tmp_path):
