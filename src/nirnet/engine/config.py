@@ -90,6 +90,10 @@ class ProbeConfig:
     # computed and standardised, so the family head reads them. Texture statistics encode the real source: with
     # sources held out they lowered the stack's detection, while they help it name families (RESULTS 17).
     detect_without: list[str] = field(default_factory=list)
+    # Post-processed copies of every training row, both classes alike, each a cell of the robustness grid applied
+    # after the protocol's crop and before its JPEG (e.g. [blur1, blur2]): the copies join the training rows of
+    # every fit, never the scored ones, so a blurred or recompressed photo stops looking like a generated image.
+    augment: list[str] = field(default_factory=list)
 
 
 @dataclass

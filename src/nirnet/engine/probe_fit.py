@@ -19,6 +19,7 @@ refit costs seconds. Then:
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -36,7 +37,7 @@ from ..data.families import LEAVE_OUT_FOLDS, family_of
 from ..data.io import ImageLoadError, load_image
 from ..data.transforms import inference_transform
 from ..decision import DecisionRule
-from ..eval.protocol import PROTOCOLS
+from ..eval.protocol import PROTOCOLS, degradation
 from ..eval.stats import bootstrap_auc, class_accuracies
 from ..models.probe import FrozenProbe
 from ..models.registry import create_model
@@ -44,9 +45,9 @@ from .config import TrainConfig, dump_config
 from .train import SetupError, generated_samples, prepare_run_folder, training_images, write_validation_manifest
 
 
-def feature_key(model: FrozenProbe, protocol: str) -> str:
-    """What cached features depend on besides the file: the backbones, taps, member weights, crops, view size and
-    protocol."""
+def feature_key(model: FrozenProbe, protocol: str, augment: str | None = None) -> str:
+    """What cached features depend on besides the file: the backbones, taps, member weights, crops, view size,
+    protocol and the degradation of an augmented copy."""
     c = model.config
     spec = {
         "content": [c.content_backbone, c.content_size],
@@ -56,6 +57,8 @@ def feature_key(model: FrozenProbe, protocol: str) -> str:
     }
     if model.member is not None:  # only then, so the keys of features cached without a member stay valid
         spec["member"] = [model.member_digest, list(c.member_parts)]
+    if augment:  # likewise: unaugmented keys stay as they were
+        spec["augment"] = augment
     return json.dumps(spec, sort_keys=True)
 
 
@@ -79,10 +82,14 @@ def image_features(
     protocol: str = "aligned",
     cache: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    augment: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(``N x D`` crop-mean frozen features, readable mask, one-line problems) of ``paths``; each image read
-    through ``protocol``, then the model's inference transform. Unreadable rows are zeros and reported."""
-    spec, read, transform = feature_key(model, protocol), PROTOCOLS[protocol], inference_transform(model.config)
+    through ``protocol`` (with the robustness grid's cell ``augment`` after its crop), then the model's inference
+    transform. Unreadable rows are zeros and reported."""
+    spec, transform = feature_key(model, protocol, augment), inference_transform(model.config)
+    extra = degradation(augment) if augment else None
+    read = functools.partial(PROTOCOLS[protocol], extra=extra)
     rows, ok, problems = [], [], []
     for index, path in enumerate(paths):
         file = _cache_file(Path(cache), spec, path) if cache else None
@@ -209,6 +216,7 @@ def out_of_fold(
     allowed: set[str] | None = None,
     test_features: np.ndarray | None = None,
     hold_out_sources: bool = False,
+    copies: np.ndarray | None = None,
 ) -> OutOfFold:
     """Scores of the held-out families of each fold against the held-out real photos (``held``), each fold fitted
     on the other families and the training real photos. A family in no fold is never held out (always trained on).
@@ -217,7 +225,9 @@ def out_of_fold(
     post-processed copies of the images a user would give the model. ``hold_out_sources``: every fold is fitted
     once per real source folder without any photo of that source, and scores the fold's families against all of
     that source's photos (a generated image is scored once per source, a photo once per fold), so the scores are
-    those of photos from a source the model never saw, as a user's are."""
+    those of photos from a source the model never saw, as a user's are. ``copies``: rows that are augmented copies
+    of training rows (``probe.augment``): trained on with their family and source, never scored."""
+    scorable = np.ones(len(labels), bool) if copies is None else ~copies
     present = set(families[labels == 1])
     real_sources = sorted(set(sources[labels == 0]))
     if hold_out_sources and len(real_sources) < 2:
@@ -235,7 +245,7 @@ def out_of_fold(
             else:
                 train_real, test_real = (labels == 0) & ~held & (sources != source), (labels == 0) & (sources == source)
             train = train_real | ((labels == 1) & np.isin(families, list(trainable)) & ~held)
-            test = test_real | ((labels == 1) & np.isin(families, out))
+            test = (test_real | ((labels == 1) & np.isin(families, out))) & scorable
             mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], c, subsample, seed)
             scored = x if test_features is None else test_features
             ys.append(labels[test]), ss.append(predict(scored[test], mean, scale, coef, bias))
@@ -380,6 +390,11 @@ def fit_probe(
         raise SetupError(f"probe.protocol must be one of {', '.join(PROTOCOLS)}, got {p.protocol!r}")
     if not 0 < p.subsample <= 1 or p.c <= 0:
         raise SetupError("probe.subsample must be in (0, 1] and probe.c positive")
+    for label in p.augment:  # before any feature is computed
+        try:
+            degradation(label)
+        except ValueError as exc:
+            raise SetupError(f"probe.augment: {exc}") from None
     out_dir = Path(config.run.out_dir)
     prepare_run_folder(out_dir, resume, overwrite)
     start = time.perf_counter()
@@ -406,6 +421,24 @@ def fit_probe(
         x, ok, problems = image_features(
             model, paths, p.protocol, p.feature_cache, lambda done, _: bar.update(task, completed=done)
         )
+        # augmented copies of the training rows (never of held-out ones: those are scored), appended after them
+        source_rows = np.flatnonzero(~table.held)
+        copies = [np.zeros(len(paths), bool)]
+        for label in p.augment:
+            task = bar.add_task(label, total=len(source_rows))
+            xa, oka, _ = image_features(
+                model,
+                [paths[i] for i in source_rows],
+                p.protocol,
+                p.feature_cache,
+                lambda done, _, t=task: bar.update(t, completed=done),
+                augment=label,
+            )
+            x, ok = np.concatenate([x, xa]), np.concatenate([ok, oka & ok[source_rows]])
+            copies.append(np.ones(len(source_rows), bool))
+        copies = np.concatenate(copies)
+    n_copies = len(p.augment)
+    rows_of = np.r_[np.arange(len(paths)), np.tile(source_rows, n_copies)]  # the image each row was made from
     x = prepared(model, x)
     for line in problems[:20]:
         say(f"skipped {line}")
@@ -413,8 +446,14 @@ def fit_probe(
         say(f"... and {len(problems) - 20} more unreadable images")
     featurised = time.perf_counter() - start
 
-    x, labels, held, families, sources, weights = (
-        a[ok] for a in (x, labels, table.held, table.families, table.sources, table.weights)
+    x, labels, held, families, sources, weights, copies, rows_of = (
+        a[ok]
+        for a in (
+            x,
+            *(a[rows_of] for a in (labels, table.held, table.families, table.sources, table.weights)),
+            copies,
+            rows_of,
+        )
     )
     columns = detect_columns(model, p.detect_without)
     detect_x = x[:, columns]  # what the real/generated logit reads; folds need nothing else
@@ -431,16 +470,17 @@ def fit_probe(
             p.subsample,
             config.run.seed,
             hold_out_sources=p.hold_out_sources,
+            copies=copies,
         )
         report = leave_family_out_report(oof)
-        kept = [q for q, good in zip(paths, ok) if good]
+        kept = [paths[i] for i in rows_of]  # per fitted row, its image (copies are never scored rows)
         scored = [("families_and_sources" if p.hold_out_sources else "families", oof)]
         if report:
             report["never_held_out"] = sorted(set(families[labels == 1]) - {f for fold in oof.folds for f in fold})
             report["hold_out_sources"] = p.hold_out_sources
             if p.hold_out_sources:  # the families-only number too, comparable with recipes calibrated without
                 plain = out_of_fold(
-                    detect_x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed
+                    detect_x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed, copies=copies
                 )
                 families_only = leave_family_out_report(plain)
                 scored.append(("families", plain))
@@ -468,9 +508,11 @@ def fit_probe(
     model.save_pretrained(final)
     summary = {
         "model": config.model,
-        "images": {"real": int((labels == 0).sum()), "generated": int((labels == 1).sum())},
+        "images": {"real": int((labels[~copies] == 0).sum()), "generated": int((labels[~copies] == 1).sum())},
+        "augmented_copies": int(copies.sum()),
         "unreadable": len(problems),
         "families": sorted(set(families[labels == 1])),
+        "augment": list(p.augment),
         "detect_without": list(p.detect_without),
         "threshold": model.config.threshold,
         "features_s": round(featurised, 1),

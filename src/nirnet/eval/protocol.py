@@ -56,3 +56,11 @@ def robustness_grid() -> list[tuple[str, str, float, Transform]]:
     for scale in (0.5, 0.75, 1.5):
         grid.append(("resize", f"resize{scale:g}", scale, lambda im, s=scale: degrade.resize(im, s)))
     return grid
+
+
+def degradation(label: str) -> Transform:
+    """The transform of the robustness grid's cell ``label`` (e.g. ``blur2``, ``jpeg70``, ``resize0.5``)."""
+    for _, name, _, transform in robustness_grid():
+        if name == label:
+            return transform
+    raise ValueError(f"unknown degradation {label!r}; one of {', '.join(c[1] for c in robustness_grid())}")
