@@ -306,6 +306,13 @@ def test_train_with_augmented_copies(tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == report["n_real"] + report["n_generated"]
     assert len({(r["fold"], r["path"]) for r in rows}) == len(rows)
+    # copies at a small weight: the same rows, a fit closer to the one without copies
+    result = runner.invoke(
+        app, ["train", "-c", str(config), "probe.augment_weight=0.1", "--no-progress", "--overwrite"]
+    )
+    assert result.exit_code == 0, result.output
+    light = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert light["augmented_copies"] == summary["augmented_copies"] and light["threshold"] != summary["threshold"]
     # an unknown degradation is a one-line error before any feature is computed
     result = runner.invoke(app, ["train", "-c", str(config), "probe.augment=[blur9]", "--no-progress", "--overwrite"])
     assert result.exit_code == 2 and "probe.augment" in result.output and "Traceback" not in result.output

@@ -94,6 +94,7 @@ class ProbeConfig:
     # after the protocol's crop and before its JPEG (e.g. [blur1, blur2]): the copies join the training rows of
     # every fit, never the scored ones, so a blurred or recompressed photo stops looking like a generated image.
     augment: list[str] = field(default_factory=list)
+    augment_weight: float = 1.0  # each copy's sampling weight relative to its original's
 
 
 @dataclass

@@ -388,8 +388,8 @@ def fit_probe(
     p = config.probe
     if p.protocol not in PROTOCOLS:
         raise SetupError(f"probe.protocol must be one of {', '.join(PROTOCOLS)}, got {p.protocol!r}")
-    if not 0 < p.subsample <= 1 or p.c <= 0:
-        raise SetupError("probe.subsample must be in (0, 1] and probe.c positive")
+    if not 0 < p.subsample <= 1 or p.c <= 0 or p.augment_weight <= 0:
+        raise SetupError("probe.subsample must be in (0, 1], probe.c and probe.augment_weight positive")
     for label in p.augment:  # before any feature is computed
         try:
             degradation(label)
@@ -440,6 +440,7 @@ def fit_probe(
     n_copies = len(p.augment)
     rows_of = np.r_[np.arange(len(paths)), np.tile(source_rows, n_copies)]  # the image each row was made from
     x = prepared(model, x)
+    row_weights = table.weights[rows_of] * np.where(copies, p.augment_weight, 1.0)
     for line in problems[:20]:
         say(f"skipped {line}")
     if len(problems) > 20:
@@ -450,7 +451,8 @@ def fit_probe(
         a[ok]
         for a in (
             x,
-            *(a[rows_of] for a in (labels, table.held, table.families, table.sources, table.weights)),
+            *(a[rows_of] for a in (labels, table.held, table.families, table.sources)),
+            row_weights,
             copies,
             rows_of,
         )
