@@ -94,3 +94,36 @@ def test_lfo_report_counts_images_not_scorings(tmp_path):
         [sys.executable, script, "--fit", str(fit), "--protocol", "families"], capture_output=True, text=True
     )
     assert missing.returncode != 0 and "no out-of-fold scores of protocol" in missing.stderr
+
+
+def test_real_false_positives_counts_photos_called_generated(model_dir, tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+    (photos / "broken.jpg").write_bytes(b"not an image")
+    script = str(ROOT / "benchmarks" / "real_false_positives.py")
+    rows = tmp_path / "rows.csv"
+    args = ["--model", f"a={model_dir}", "--model", f"b={model_dir}", "--set", f"mine={photos}", "--csv", str(rows)]
+    result = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "skipped" in result.stdout and "broken.jpg" in result.stdout  # reported, the others scored
+    scored = list(csv.DictReader(rows.read_text().splitlines()))
+    assert len(scored) == 10
+    called = sum(float(r["probability"]) >= float(r["threshold"]) for r in scored if r["model"] == "a")
+    assert f"| mine | a | {called} of 5 |" in result.stdout
+    # the same model twice: no difference, and its interval is a point
+    assert "| +0.000 (+0.000 to +0.000) |" in result.stdout
+
+
+def test_wilson_interval():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from real_false_positives import wilson
+
+    low, high = wilson(0, 10)
+    assert low == 0 and 0.25 < high < 0.35  # the rule of three's neighbourhood, not a zero-width interval
+    low, high = wilson(5, 10)
+    assert low < 0.5 < high and abs((0.5 - low) - (high - 0.5)) < 1e-9
