@@ -127,3 +127,24 @@ def test_wilson_interval():
     assert low == 0 and 0.25 < high < 0.35  # the rule of three's neighbourhood, not a zero-width interval
     low, high = wilson(5, 10)
     assert low < 0.5 < high and abs((0.5 - low) - (high - 0.5)) < 1e-9
+
+
+def test_photo_crossfit_scores_every_photo_by_fits_without_it():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from photo_crossfit import crossfit, photo_splits
+
+    rng = np.random.default_rng(0)
+    families = np.array(["real"] * 60 + [f for f in ("sd1", "sdxl", "flux", "vqgan_ar", "gigagan") for _ in range(8)])
+    labels = (families != "real").astype(int)
+    sources = np.array(["a"] * 45 + ["b"] * 15 + ["-"] * 40)
+    held = np.r_[np.arange(60) % 5 == 0, np.arange(40) % 4 == 0]
+    part = photo_splits(labels, sources, 3, 0)
+    assert (part[labels == 1] == -1).all()
+    for source, n in (("a", 45), ("b", 15)):  # every source spread evenly over the parts
+        assert sorted(np.bincount(part[sources == source])) == [n // 3] * 3
+    x = rng.normal(size=(100, 4)) + labels[:, None]
+    oof = crossfit(x, labels, families, sources, held, np.ones(100), 0.1, 3, 0)
+    real_rows = oof.rows[oof.labels == 0]
+    assert sorted(set(real_rows)) == list(range(60))  # every photo scored, not only the 20 % held out
+    assert len(real_rows) == 60 * len(oof.folds)  # once per fold, by the fits of its own part
+    assert (oof.labels == 1).sum() == 3 * 40  # each generated image once per part
