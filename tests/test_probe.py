@@ -253,6 +253,21 @@ def test_holding_real_sources_out_scores_each_photo_by_models_that_never_saw_its
         out_of_fold(x, labels, families, np.where(labels == 0, "a", "-"), *args[4:], hold_out_sources=True)
 
 
+def test_standardiser_comes_from_the_reference_rows():
+    from nirnet.engine.probe_fit import fit_linear
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    y = np.arange(60) % 2
+    copies = np.arange(60) >= 40
+    x[copies] *= 10  # copies spread far wider: they must not set the scale the penalty bears on
+    mean, scale, _, _ = fit_linear(x, y, np.ones(60), 0.1, reference=~copies)
+    np.testing.assert_allclose(mean, x[~copies].mean(0))
+    np.testing.assert_allclose(scale, x[~copies].std(0))
+    mean_all, _, _, _ = fit_linear(x, y, np.ones(60), 0.1)
+    np.testing.assert_allclose(mean_all, x.mean(0))
+
+
 def test_augmented_copies_are_trained_on_but_never_scored():
     from nirnet.engine.probe_fit import out_of_fold
 

@@ -137,17 +137,22 @@ def fit_linear(
     subsample: float = 1.0,
     seed: int = 0,
     columns: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(feature mean, feature scale, weights, bias) of a standardised, weighted, L2-penalised logistic regression
     on a ``subsample`` of the rows drawn by ``seed``; with ``columns`` (a mask) only those features are fitted and
-    the others get weight 0 (they are still standardised)."""
+    the others get weight 0 (they are still standardised). ``reference`` (a mask): the rows the standardiser is
+    taken from (default all), e.g. the original images and not their augmented copies."""
     from sklearn.linear_model import LogisticRegression
 
     keep = np.random.default_rng(seed).random(len(y)) < subsample if subsample < 1 else np.ones(len(y), bool)
     if len(set(y[keep])) < 2:
         raise SetupError("the probe needs real and generated images among its training rows")
-    mean = x[keep].mean(0)
-    scale = x[keep].std(0)
+    # the standardiser sets how hard the penalty bears on each feature: taken from the images a user would give
+    # (augmented copies shift the spread of the features a degradation changes, and with it their penalty)
+    base = keep if reference is None else keep & reference
+    mean = x[base].mean(0)
+    scale = x[base].std(0)
     scale[scale < 1e-8] = 1.0  # a constant feature: leave it unscaled (its weight is penalised to zero)
     columns = np.ones(x.shape[1], bool) if columns is None else columns
     z = (x[keep][:, columns] - mean[columns]) / scale[columns]
@@ -246,7 +251,10 @@ def out_of_fold(
                 train_real, test_real = (labels == 0) & ~held & (sources != source), (labels == 0) & (sources == source)
             train = train_real | ((labels == 1) & np.isin(families, list(trainable)) & ~held)
             test = (test_real | ((labels == 1) & np.isin(families, out))) & scorable
-            mean, scale, coef, bias = fit_linear(x[train], labels[train], weights[train], c, subsample, seed)
+            reference = None if copies is None else ~copies[train]
+            mean, scale, coef, bias = fit_linear(
+                x[train], labels[train], weights[train], c, subsample, seed, reference=reference
+            )
             scored = x if test_features is None else test_features
             ys.append(labels[test]), ss.append(predict(scored[test], mean, scale, coef, bias))
             gs.append(np.where(labels[test] == 1, families[test], sources[test]))
@@ -495,7 +503,7 @@ def fit_probe(
             atomic_write_text(out_dir / "leave_family_out_scores.csv", out_of_fold_csv(scored, kept))
     train = ~held
     mean, scale, coef, bias = fit_linear(
-        x[train], labels[train], weights[train], p.c, p.subsample, config.run.seed, columns
+        x[train], labels[train], weights[train], p.c, p.subsample, config.run.seed, columns, ~copies[train]
     )
     with torch.no_grad():
         model.feature_mean.copy_(torch.from_numpy(mean).float())
