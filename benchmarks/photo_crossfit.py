@@ -26,7 +26,14 @@ import numpy as np
 from nirnet._atomic import atomic_write_text
 from nirnet.decision import DecisionRule
 from nirnet.engine.config import load_config
-from nirnet.engine.probe_fit import OutOfFold, detect_columns, leave_family_out_report, out_of_fold, recipe_features
+from nirnet.engine.probe_fit import (
+    OutOfFold,
+    content_blinding,
+    detect_columns,
+    leave_family_out_report,
+    out_of_fold,
+    recipe_features,
+)
 from nirnet.eval.stats import class_accuracies
 
 
@@ -41,13 +48,14 @@ def photo_splits(labels: np.ndarray, sources: np.ndarray, splits: int, seed: int
     return part
 
 
-def crossfit(x, labels, families, sources, held, weights, c, splits, seed) -> OutOfFold:
-    """The out-of-fold scores of every part, concatenated (see the module docstring)."""
+def crossfit(x, labels, families, sources, held, weights, c, splits, seed, **blinding) -> OutOfFold:
+    """The out-of-fold scores of every part, concatenated (see the module docstring); ``blinding``: the recipe's
+    ``probe.content_blind`` rows and columns."""
     part = photo_splits(labels, sources, splits, seed)
     scored = []
     for k in range(splits):
         held_k = np.where(labels == 0, part == k, held)  # this part's photos; the recipe's held generated files
-        scored.append(out_of_fold(x, labels, families, sources, held_k, weights, c, 1.0, seed))
+        scored.append(out_of_fold(x, labels, families, sources, held_k, weights, c, 1.0, seed, **blinding))
     cat = [np.concatenate([getattr(o, f) for o in scored]) for f in ("labels", "scores", "groups", "rows")]
     held_source = np.concatenate([o.held_source for o in scored])
     fold = np.concatenate([o.fold for o in scored])
@@ -70,7 +78,9 @@ def main() -> None:
     model, table, x, ok = recipe_features(config)
     columns = detect_columns(model, p.detect_without)
     arrays = [a[ok] for a in (table.labels, table.families, table.sources, table.held, table.weights)]
-    oof = crossfit(x[ok][:, columns], *arrays, p.c, args.splits, args.seed)
+    blind, content = content_blinding(model, p.content_blind, arrays[0], arrays[1])
+    blinding = {"blind": blind, "blind_columns": content[columns]}
+    oof = crossfit(x[ok][:, columns], *arrays, p.c, args.splits, args.seed, **blinding)
     report = leave_family_out_report(oof)
     n_photos = len(set(oof.rows[oof.labels == 0]))
     print(f"{config.model}, C {p.c}, {args.splits} photo parts: {n_photos} photos, each scored by fits without it")

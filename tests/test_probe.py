@@ -290,6 +290,58 @@ def test_augmented_copies_are_trained_on_but_never_scored():
     assert roc_auc_score(aug.labels, aug.scores) < roc_auc_score(base.labels, base.scores)  # trained on them
 
 
+def test_content_blind_rows_teach_only_the_other_features():
+    from nirnet.engine.probe_fit import fit_linear
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    y = np.arange(n) % 2
+    x = rng.normal(size=(n, 2))
+    x[:, 1] += 1.5 * y  # the imprint: every generated row carries it
+    subject = (y == 1) & (np.arange(n) % 4 == 1)  # one family, all of one subject (column 0)
+    x[subject, 0] += 4.0
+    blind, columns = subject, np.array([True, False])
+    mean, scale, coef, _ = fit_linear(x, y, np.ones(n), 1.0)
+    b_mean, b_scale, b_coef, _ = fit_linear(x, y, np.ones(n), 1.0, blind=blind, blind_columns=columns)
+    assert coef[0] > 0.5 and abs(b_coef[0]) < 0.1 * coef[0]  # the subject no longer reads as "generated"
+    assert b_coef[1] > 0.5  # the family still teaches the imprint
+    np.testing.assert_array_equal(b_mean, mean)  # the standardiser is the images' own
+    np.testing.assert_array_equal(b_scale, scale)
+
+
+def test_train_with_a_content_blind_family(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(16):
+        Image.fromarray(synthetic_photo(96, 96, seed=i)).save(photos / f"photo{i}.png")
+    images = [(gen, 1, _looks_generated(100 + 10 * g + i)) for g, gen in enumerate(GENERATORS) for i in range(3)]
+    corpus = write_labelled_dataset(tmp_path / "corpus", images)
+    spec = {
+        "model": "test_probe",
+        "data": {"real": [str(photos)], "generated": [str(corpus)], "balance": True, "validation": 0.25},
+        "probe": {"feature_cache": str(tmp_path / "cache")},
+        "run": {"out_dir": str(tmp_path / "run"), "threads": 1},
+    }
+    config = tmp_path / "probe.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "-c", str(config), "--no-progress"]).exit_code == 0
+    plain = load_model(tmp_path / "run" / "final")
+    args = ["train", "-c", str(config), "probe.content_blind=[gigagan]", "--no-progress", "--overwrite"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    blind = load_model(tmp_path / "run" / "final")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["content_blind"] == ["gigagan"]
+    # the same standardiser (a family head reading it stays valid), another head
+    assert torch.equal(blind.feature_mean, plain.feature_mean) and torch.equal(blind.feature_scale, plain.feature_scale)
+    assert not torch.equal(blind.head.weight, plain.head.weight)
+    # a family with no training image is a one-line error
+    args[3] = "probe.content_blind=[fastgan]"
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "probe.content_blind" in result.output and "Traceback" not in result.output
+
+
 def test_train_with_augmented_copies(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

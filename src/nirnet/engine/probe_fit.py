@@ -138,11 +138,15 @@ def fit_linear(
     seed: int = 0,
     columns: np.ndarray | None = None,
     reference: np.ndarray | None = None,
+    blind: np.ndarray | None = None,
+    blind_columns: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(feature mean, feature scale, weights, bias) of a standardised, weighted, L2-penalised logistic regression
     on a ``subsample`` of the rows drawn by ``seed``; with ``columns`` (a mask) only those features are fitted and
     the others get weight 0 (they are still standardised). ``reference`` (a mask): the rows the standardiser is
-    taken from (default all), e.g. the original images and not their augmented copies."""
+    taken from (default all), e.g. the original images and not their augmented copies. ``blind`` (a row mask) and
+    ``blind_columns`` (a column mask): those rows are fitted with those features at the other rows' centre, so
+    they move the other weights only (``probe.content_blind``)."""
     from sklearn.linear_model import LogisticRegression
 
     keep = np.random.default_rng(seed).random(len(y)) < subsample if subsample < 1 else np.ones(len(y), bool)
@@ -156,8 +160,17 @@ def fit_linear(
     scale[scale < 1e-8] = 1.0  # a constant feature: leave it unscaled (its weight is penalised to zero)
     columns = np.ones(x.shape[1], bool) if columns is None else columns
     z = (x[keep][:, columns] - mean[columns]) / scale[columns]
+    sample_weight = class_balanced(w[keep], y[keep])
+    if blind is not None and blind_columns is not None and blind[keep].any():
+        # at the weighted centre of the other rows, a shift of those weights moves every row alike (the bias takes
+        # it), so the blind rows cannot pull them: at the standardiser's centre they still could, when their own
+        # features had moved that centre
+        b, cols = blind[keep], np.flatnonzero(blind_columns[columns])
+        if b.all():
+            raise SetupError("probe.content_blind: every training image is content-blind")
+        z[np.ix_(b, cols)] = np.average(z[~b][:, cols], axis=0, weights=sample_weight[~b])
     model = LogisticRegression(C=c, max_iter=5000)
-    model.fit(z, y[keep], sample_weight=class_balanced(w[keep], y[keep]))
+    model.fit(z, y[keep], sample_weight=sample_weight)
     coef = np.zeros(x.shape[1])
     coef[columns] = model.coef_[0]
     return mean, scale, coef, float(model.intercept_[0])
@@ -175,6 +188,27 @@ def best_balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[flo
     balanced = 0.5 * (tpr + 1 - fpr)
     best = int(np.argmax(balanced[1:])) + 1  # the first point is "nothing is generated" (threshold infinite)
     return float(np.clip(thresholds[best], 0.0, 1.0)), float(balanced[best])
+
+
+def content_blinding(
+    model: FrozenProbe, blind_families: Sequence[str], labels: np.ndarray, families: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """(the generated rows of ``probe.content_blind``'s families or None, the mask of the content columns): rows
+    that are fitted with their content features at the other rows' centre. Unknown names are a setup error."""
+    content = np.zeros(model.feature_dim, bool)
+    content[model.feature_groups().get("content", slice(0, 0))] = True
+    if not blind_families:
+        return None, content
+    if not content.any():
+        raise SetupError(f"probe.content_blind: {model.config.name} has no content features")
+    present = set(families[labels == 1])
+    unknown = sorted(set(blind_families) - present)
+    if unknown:
+        raise SetupError(
+            f"probe.content_blind names families without training images: {', '.join(unknown)} "
+            f"(present: {', '.join(sorted(present))})"
+        )
+    return (labels == 1) & np.isin(families, list(blind_families)), content
 
 
 def detect_columns(model: FrozenProbe, detect_without: Sequence[str]) -> np.ndarray:
@@ -222,6 +256,8 @@ def out_of_fold(
     test_features: np.ndarray | None = None,
     hold_out_sources: bool = False,
     copies: np.ndarray | None = None,
+    blind: np.ndarray | None = None,
+    blind_columns: np.ndarray | None = None,
 ) -> OutOfFold:
     """Scores of the held-out families of each fold against the held-out real photos (``held``), each fold fitted
     on the other families and the training real photos. A family in no fold is never held out (always trained on).
@@ -231,7 +267,8 @@ def out_of_fold(
     once per real source folder without any photo of that source, and scores the fold's families against all of
     that source's photos (a generated image is scored once per source, a photo once per fold), so the scores are
     those of photos from a source the model never saw, as a user's are. ``copies``: rows that are augmented copies
-    of training rows (``probe.augment``): trained on with their family and source, never scored."""
+    of training rows (``probe.augment``): trained on with their family and source, never scored. ``blind`` and
+    ``blind_columns``: rows trained on with those features at the other rows' centre (scored as they are)."""
     scorable = np.ones(len(labels), bool) if copies is None else ~copies
     present = set(families[labels == 1])
     real_sources = sorted(set(sources[labels == 0]))
@@ -253,7 +290,15 @@ def out_of_fold(
             test = (test_real | ((labels == 1) & np.isin(families, out))) & scorable
             reference = None if copies is None else ~copies[train]
             mean, scale, coef, bias = fit_linear(
-                x[train], labels[train], weights[train], c, subsample, seed, reference=reference
+                x[train],
+                labels[train],
+                weights[train],
+                c,
+                subsample,
+                seed,
+                reference=reference,
+                blind=None if blind is None else blind[train],
+                blind_columns=blind_columns,
             )
             scored = x if test_features is None else test_features
             ys.append(labels[test]), ss.append(predict(scored[test], mean, scale, coef, bias))
@@ -467,6 +512,8 @@ def fit_probe(
     )
     columns = detect_columns(model, p.detect_without)
     detect_x = x[:, columns]  # what the real/generated logit reads; folds need nothing else
+    blind, content = content_blinding(model, p.content_blind, labels, families)
+    blinding = {"blind": blind, "blind_columns": content[columns]}
     report: dict = {}
     if p.calibrate:
         oof = out_of_fold(
@@ -481,6 +528,7 @@ def fit_probe(
             config.run.seed,
             hold_out_sources=p.hold_out_sources,
             copies=copies,
+            **blinding,
         )
         report = leave_family_out_report(oof)
         kept = [paths[i] for i in rows_of]  # per fitted row, its image (copies are never scored rows)
@@ -490,7 +538,17 @@ def fit_probe(
             report["hold_out_sources"] = p.hold_out_sources
             if p.hold_out_sources:  # the families-only number too, comparable with recipes calibrated without
                 plain = out_of_fold(
-                    detect_x, labels, families, sources, held, weights, p.c, p.subsample, config.run.seed, copies=copies
+                    detect_x,
+                    labels,
+                    families,
+                    sources,
+                    held,
+                    weights,
+                    p.c,
+                    p.subsample,
+                    config.run.seed,
+                    copies=copies,
+                    **blinding,
                 )
                 families_only = leave_family_out_report(plain)
                 scored.append(("families", plain))
@@ -503,7 +561,16 @@ def fit_probe(
             atomic_write_text(out_dir / "leave_family_out_scores.csv", out_of_fold_csv(scored, kept))
     train = ~held
     mean, scale, coef, bias = fit_linear(
-        x[train], labels[train], weights[train], p.c, p.subsample, config.run.seed, columns, ~copies[train]
+        x[train],
+        labels[train],
+        weights[train],
+        p.c,
+        p.subsample,
+        config.run.seed,
+        columns,
+        ~copies[train],
+        blind=None if blind is None else blind[train],
+        blind_columns=content,
     )
     with torch.no_grad():
         model.feature_mean.copy_(torch.from_numpy(mean).float())
@@ -523,6 +590,7 @@ def fit_probe(
         "unreadable": len(problems),
         "families": sorted(set(families[labels == 1])),
         "augment": list(p.augment),
+        "content_blind": list(p.content_blind),
         "detect_without": list(p.detect_without),
         "threshold": model.config.threshold,
         "features_s": round(featurised, 1),
