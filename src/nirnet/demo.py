@@ -62,8 +62,9 @@ def sample_photos() -> list[SamplePhoto]:
         ),
         SamplePhoto(
             sklearn_images / "flower.jpg",
-            "scikit-learn sample image: photo by vultilion (Flickr), CC BY 2.0; a close-up, a known false positive "
-            "of the default (to its content features a flower close-up still looks generated)",
+            "scikit-learn sample image: photo by vultilion (Flickr), CC BY 2.0; a close-up, the kind of photo the "
+            "default calls generated most often (it did call this one generated until its fit stopped learning "
+            "that flowers are generated from one GAN's flower samples)",
         ),
     ]
     return [p for p in candidates if p.path.is_file()]

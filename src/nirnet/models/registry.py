@@ -265,7 +265,7 @@ def nirnet_probe() -> FrozenProbeConfig:
     FrozenProbe,
     pretrained=Pretrained(
         "nirnet_stack",
-        sha256="55d5a478f93b5fee8d89d6d78964ca15971d01281d47204c171fa6e2985b9ff3",
+        sha256="42752dd66b494c5aa9413ae060eb089dd7cc0533321f919845e2488b9ec4c997",
     ),
 )
 def nirnet_stack() -> FrozenProbeConfig:
