@@ -115,6 +115,25 @@ def _looks_generated(seed: int) -> Image.Image:
     return image.quantize(12).convert("RGB")
 
 
+def _small_probe_config(tmp_path: Path, probe: dict | None = None) -> Path:
+    """A `nirnet train` config over 16 synthetic photos and 3 generated images of each of GENERATORS."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(16):
+        Image.fromarray(synthetic_photo(96, 96, seed=i)).save(photos / f"photo{i}.png")
+    images = [(gen, 1, _looks_generated(100 + 10 * g + i)) for g, gen in enumerate(GENERATORS) for i in range(3)]
+    corpus = write_labelled_dataset(tmp_path / "corpus", images)
+    spec = {
+        "model": "test_probe",
+        "data": {"real": [str(photos)], "generated": [str(corpus)], "balance": True, "validation": 0.25},
+        "probe": {"feature_cache": str(tmp_path / "cache"), **(probe or {})},
+        "run": {"out_dir": str(tmp_path / "run"), "threads": 1},
+    }
+    config = tmp_path / "probe.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    return config
+
+
 def test_train_fits_a_probe_with_a_leave_family_out_threshold(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -302,7 +321,9 @@ def test_content_blind_rows_teach_only_the_other_features():
     x[subject, 0] += 4.0
     blind, columns = subject, np.array([True, False])
     mean, scale, coef, _ = fit_linear(x, y, np.ones(n), 1.0)
+    before = x.copy()
     b_mean, b_scale, b_coef, _ = fit_linear(x, y, np.ones(n), 1.0, blind=blind, blind_columns=columns)
+    np.testing.assert_array_equal(x, before)  # the caller's features (what held-out rows are scored on) are kept
     assert coef[0] > 0.5 and abs(b_coef[0]) < 0.1 * coef[0]  # the subject no longer reads as "generated"
     assert b_coef[1] > 0.5  # the family still teaches the imprint
     np.testing.assert_array_equal(b_mean, mean)  # the standardiser is the images' own
@@ -310,20 +331,7 @@ def test_content_blind_rows_teach_only_the_other_features():
 
 
 def test_train_with_a_content_blind_family(tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(16):
-        Image.fromarray(synthetic_photo(96, 96, seed=i)).save(photos / f"photo{i}.png")
-    images = [(gen, 1, _looks_generated(100 + 10 * g + i)) for g, gen in enumerate(GENERATORS) for i in range(3)]
-    corpus = write_labelled_dataset(tmp_path / "corpus", images)
-    spec = {
-        "model": "test_probe",
-        "data": {"real": [str(photos)], "generated": [str(corpus)], "balance": True, "validation": 0.25},
-        "probe": {"feature_cache": str(tmp_path / "cache")},
-        "run": {"out_dir": str(tmp_path / "run"), "threads": 1},
-    }
-    config = tmp_path / "probe.yaml"
-    config.write_text(yaml.safe_dump(spec))
+    config = _small_probe_config(tmp_path)
     runner = CliRunner()
     assert runner.invoke(app, ["train", "-c", str(config), "--no-progress"]).exit_code == 0
     plain = load_model(tmp_path / "run" / "final")
@@ -343,20 +351,7 @@ def test_train_with_a_content_blind_family(tmp_path):
 
 
 def test_train_with_augmented_copies(tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(16):
-        Image.fromarray(synthetic_photo(96, 96, seed=i)).save(photos / f"photo{i}.png")
-    images = [(gen, 1, _looks_generated(100 + 10 * g + i)) for g, gen in enumerate(GENERATORS) for i in range(3)]
-    corpus = write_labelled_dataset(tmp_path / "corpus", images)
-    spec = {
-        "model": "test_probe",
-        "data": {"real": [str(photos)], "generated": [str(corpus)], "balance": True, "validation": 0.25},
-        "probe": {"feature_cache": str(tmp_path / "cache"), "augment": ["blur2"]},
-        "run": {"out_dir": str(tmp_path / "run"), "threads": 1},
-    }
-    config = tmp_path / "probe.yaml"
-    config.write_text(yaml.safe_dump(spec))
+    config = _small_probe_config(tmp_path, {"augment": ["blur2"]})
     runner = CliRunner()
     result = runner.invoke(app, ["train", "-c", str(config), "--no-progress"])
     assert result.exit_code == 0, result.output

@@ -95,8 +95,9 @@ class ProbeConfig:
     # every fit, never the scored ones, so a blurred or recompressed photo stops looking like a generated image.
     augment: list[str] = field(default_factory=list)
     augment_weight: float = 1.0  # each copy's sampling weight relative to its original's
-    # Generator families whose training images teach the logit nothing through the content features: their content
-    # features are set to the other training images' mean in every fit (held-out images are scored as they are).
+    # Generator families whose training images teach the logit nothing through the content features: in every fit
+    # their content features are set to the weighted centre of the other training rows (standardised), so only the
+    # other features learn from them; held-out images are scored as they are, and the standardiser is unchanged.
     # For families whose every image shows one subject (FastGAN's flowers), which otherwise teach "this subject is
     # generated" and flag real photos of it (RESULTS 25).
     content_blind: list[str] = field(default_factory=list)

@@ -513,23 +513,25 @@ def fit_probe(
     columns = detect_columns(model, p.detect_without)
     detect_x = x[:, columns]  # what the real/generated logit reads; folds need nothing else
     blind, content = content_blinding(model, p.content_blind, labels, families)
-    blinding = {"blind": blind, "blind_columns": content[columns]}
+    # the recipe's folds, with or without its real sources held out as well
+    fold_scores = functools.partial(
+        out_of_fold,
+        detect_x,
+        labels,
+        families,
+        sources,
+        held,
+        weights,
+        p.c,
+        p.subsample,
+        config.run.seed,
+        copies=copies,
+        blind=blind,
+        blind_columns=content[columns],
+    )
     report: dict = {}
     if p.calibrate:
-        oof = out_of_fold(
-            detect_x,
-            labels,
-            families,
-            sources,
-            held,
-            weights,
-            p.c,
-            p.subsample,
-            config.run.seed,
-            hold_out_sources=p.hold_out_sources,
-            copies=copies,
-            **blinding,
-        )
+        oof = fold_scores(hold_out_sources=p.hold_out_sources)
         report = leave_family_out_report(oof)
         kept = [paths[i] for i in rows_of]  # per fitted row, its image (copies are never scored rows)
         scored = [("families_and_sources" if p.hold_out_sources else "families", oof)]
@@ -537,19 +539,7 @@ def fit_probe(
             report["never_held_out"] = sorted(set(families[labels == 1]) - {f for fold in oof.folds for f in fold})
             report["hold_out_sources"] = p.hold_out_sources
             if p.hold_out_sources:  # the families-only number too, comparable with recipes calibrated without
-                plain = out_of_fold(
-                    detect_x,
-                    labels,
-                    families,
-                    sources,
-                    held,
-                    weights,
-                    p.c,
-                    p.subsample,
-                    config.run.seed,
-                    copies=copies,
-                    **blinding,
-                )
+                plain = fold_scores()
                 families_only = leave_family_out_report(plain)
                 scored.append(("families", plain))
                 report["families_only_pooled_auc"] = families_only.get("pooled_auc")
